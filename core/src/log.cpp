@@ -1,0 +1,97 @@
+#include "berth/core/log.h"
+
+#include <sys/time.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+namespace berth::log {
+namespace {
+
+std::atomic<Level> gLevel{Level::kInfo};
+std::mutex gMu;
+Config gConfig;
+bool gSyslogOpen = false;
+Sink gSink = nullptr;
+void* gSinkCtx = nullptr;
+
+int syslogPriority(Level l) {
+    switch (l) {
+        case Level::kTrace:
+        case Level::kDebug: return LOG_DEBUG;
+        case Level::kInfo: return LOG_INFO;
+        case Level::kWarn: return LOG_WARNING;
+        default: return LOG_ERR;
+    }
+}
+
+}  // namespace
+
+std::optional<Level> parseLevel(std::string_view name) {
+    if (name == "trace") return Level::kTrace;
+    if (name == "debug") return Level::kDebug;
+    if (name == "info") return Level::kInfo;
+    if (name == "warn" || name == "warning") return Level::kWarn;
+    if (name == "error") return Level::kError;
+    if (name == "off") return Level::kOff;
+    return std::nullopt;
+}
+
+std::string_view levelName(Level level) {
+    switch (level) {
+        case Level::kTrace: return "TRACE";
+        case Level::kDebug: return "DEBUG";
+        case Level::kInfo: return "INFO";
+        case Level::kWarn: return "WARN";
+        case Level::kError: return "ERROR";
+        case Level::kOff: return "OFF";
+    }
+    return "?";
+}
+
+void configure(const Config& config) {
+    std::lock_guard<std::mutex> lock(gMu);
+    gConfig = config;
+    gLevel.store(config.level);
+    if (config.toSyslog && !gSyslogOpen) {
+        openlog(gConfig.syslogIdent.c_str(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        gSyslogOpen = true;
+    } else if (!config.toSyslog && gSyslogOpen) {
+        closelog();
+        gSyslogOpen = false;
+    }
+}
+
+Level level() { return gLevel.load(std::memory_order_relaxed); }
+
+void setTestSink(Sink sink, void* ctx) {
+    std::lock_guard<std::mutex> lock(gMu);
+    gSink = sink;
+    gSinkCtx = ctx;
+}
+
+void write(Level lvl, std::string_view tag, std::string_view message) {
+    std::lock_guard<std::mutex> lock(gMu);
+    if (gSink) gSink(lvl, tag, message, gSinkCtx);
+    if (gConfig.toStderr) {
+        timeval tv{};
+        gettimeofday(&tv, nullptr);
+        std::tm tm{};
+        gmtime_r(&tv.tv_sec, &tm);
+        char ts[40];
+        std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        std::fprintf(stderr, "%s.%03ldZ %-5.*s [%.*s] %.*s\n", ts, static_cast<long>(tv.tv_usec / 1000),
+                     static_cast<int>(levelName(lvl).size()), levelName(lvl).data(),
+                     static_cast<int>(tag.size()), tag.data(), static_cast<int>(message.size()),
+                     message.data());
+    }
+    if (gSyslogOpen) {
+        syslog(syslogPriority(lvl), "[%.*s] %.*s", static_cast<int>(tag.size()), tag.data(),
+               static_cast<int>(message.size()), message.data());
+    }
+}
+
+}  // namespace berth::log
