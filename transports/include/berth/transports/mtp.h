@@ -27,10 +27,17 @@ struct InboundRecord {
     std::string peerId;    // the peer's endpoint ID when the transport learnt it (WebSocket eid, MQTT user property)
 };
 
+// What an outbound Record carries, for bindings that treat kinds differently (MQTT
+// applies LocalAgent.MTP.{i}.MQTT.PublishRetainResponse to responses and
+// PublishRetainNotify to notifications). Connect/Disconnect Records and anything else
+// are kOther.
+enum class RecordKind { kOther, kResponse, kNotify };
+
 // A Record to send.
 struct OutboundRecord {
     std::string payload;       // serialized usp_record.Record
     std::string destination;   // MQTT topic / STOMP destination / WebSocket connection key
+    RecordKind kind = RecordKind::kOther;
 };
 
 class Mtp {
