@@ -1,0 +1,181 @@
+#include "berth/oci/fetch.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "berth/core/fd.h"
+#include "berth/oci/digest.h"
+
+namespace berth::oci {
+namespace {
+
+struct Sink {
+    int fd = -1;
+    std::uint64_t bytes = 0;
+    std::uint64_t maxBytes = 0;
+    Sha256 hash;
+    bool tooBig = false;
+    int writeErrno = 0;
+    const CancelToken* cancel = nullptr;
+};
+
+size_t onData(char* data, size_t size, size_t n, void* ctx) {
+    auto* s = static_cast<Sink*>(ctx);
+    size_t len = size * n;
+    if (s->bytes + len > s->maxBytes) {
+        s->tooBig = true;
+        return 0;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = ::write(s->fd, data + done, len - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            s->writeErrno = errno;
+            return 0;
+        }
+        done += static_cast<size_t>(w);
+    }
+    s->hash.update(data, len);
+    s->bytes += len;
+    return len;
+}
+
+int onProgress(void* ctx, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    auto* s = static_cast<Sink*>(ctx);
+    return (s->cancel && s->cancel->cancelled()) ? 1 : 0;
+}
+
+struct CurlDeleter {
+    void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+
+int hexValue(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+}  // namespace
+
+std::optional<std::string> localPathOfUrl(const std::string& url) {
+    if (!url.empty() && url.front() == '/') return url;
+    constexpr std::string_view kFile = "file://";
+    if (url.compare(0, kFile.size(), kFile) != 0) return std::nullopt;
+    std::string rest = url.substr(kFile.size());
+    if (rest.rfind("localhost/", 0) == 0) rest = rest.substr(9);
+    if (rest.empty() || rest.front() != '/') return std::nullopt;
+    std::string out;
+    for (std::size_t i = 0; i < rest.size(); ++i) {
+        if (rest[i] == '%' && i + 2 < rest.size() && hexValue(rest[i + 1]) >= 0 && hexValue(rest[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hexValue(rest[i + 1]) * 16 + hexValue(rest[i + 2])));
+            i += 2;
+        } else {
+            out.push_back(rest[i]);
+        }
+    }
+    return out;
+}
+
+RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& destPath, const CancelToken* cancel) {
+    bool isHttp = o.url.rfind("http://", 0) == 0 || o.url.rfind("https://", 0) == 0;
+    bool isFile = o.url.rfind("file://", 0) == 0;
+    if (!isHttp && !isFile)
+        return RunnerError(ErrorKind::kInvalidArgument, "unsupported URL scheme (http, https and file are)", o.url);
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+
+    UniqueFd fd(::open(destPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) return errnoError("create", errno, destPath);
+    std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+    if (!curl) return RunnerError(ErrorKind::kDownloadFailed, "curl_easy_init failed");
+    CURL* c = curl.get();
+    Sink sink;
+    sink.fd = fd.get();
+    sink.maxBytes = o.maxBytes;
+    sink.cancel = cancel;
+    char errbuf[CURL_ERROR_SIZE] = {0};
+    curl_easy_setopt(c, CURLOPT_URL, o.url.c_str());
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, onData);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, onProgress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &sink);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(o.connectTimeout.count()));
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(o.lowSpeedTime.count()));
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o.maxBytes));
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o.verifyTls ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o.verifyTls ? 2L : 0L);
+    if (!o.caFile.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o.caFile.c_str());
+    if (!o.username.empty()) {
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERNAME, o.username.c_str());
+        curl_easy_setopt(c, CURLOPT_PASSWORD, o.password.c_str());
+    }
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    auto fail = [&](ErrorKind k, const std::string& msg) {
+        ::unlink(destPath.c_str());
+        return RunnerError(k, msg, o.url);
+    };
+    if (rc != CURLE_OK) {
+        if (sink.tooBig || rc == CURLE_FILESIZE_EXCEEDED)
+            return fail(ErrorKind::kQuotaExceeded, "download larger than " + std::to_string(o.maxBytes) + " bytes");
+        if (sink.writeErrno == ENOSPC || sink.writeErrno == EDQUOT)
+            return fail(ErrorKind::kNoSpace, "no space left for the download");
+        if (sink.writeErrno) return fail(ErrorKind::kIoError, std::string("write: ") + std::strerror(sink.writeErrno));
+        switch (rc) {
+            case CURLE_ABORTED_BY_CALLBACK: return fail(ErrorKind::kCancelled, "download cancelled");
+            case CURLE_COULDNT_RESOLVE_HOST:
+            case CURLE_COULDNT_RESOLVE_PROXY:
+            case CURLE_COULDNT_CONNECT:
+            case CURLE_OPERATION_TIMEDOUT:
+            case CURLE_GOT_NOTHING:
+                return fail(ErrorKind::kServerUnreachable, "server unreachable: " + detail);
+            case CURLE_SSL_CONNECT_ERROR:
+            case CURLE_PEER_FAILED_VERIFICATION:
+            case CURLE_SSL_CERTPROBLEM:
+            case CURLE_SSL_CIPHER:
+            case CURLE_SSL_CACERT_BADFILE:
+            case CURLE_SSL_ISSUER_ERROR:
+            case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            case CURLE_SSL_INVALIDCERTSTATUS:
+                return fail(ErrorKind::kTlsFailure, "TLS failure: " + detail);
+            case CURLE_FILE_COULDNT_READ_FILE:
+            case CURLE_REMOTE_FILE_NOT_FOUND:
+                return fail(ErrorKind::kNotFound, "not found: " + detail);
+            case CURLE_LOGIN_DENIED: return fail(ErrorKind::kAuthFailed, "login denied: " + detail);
+            default: return fail(ErrorKind::kDownloadFailed, "download failed: " + detail);
+        }
+    }
+    if (isHttp) {
+        if (status == 401 || status == 403)
+            return fail(ErrorKind::kAuthFailed, "HTTP " + std::to_string(status) + ": credentials refused");
+        if (status == 404 || status == 410) return fail(ErrorKind::kNotFound, "HTTP " + std::to_string(status));
+        if (status >= 500) return fail(ErrorKind::kServerUnreachable, "HTTP " + std::to_string(status) + " from server");
+        if (status < 200 || status >= 300) return fail(ErrorKind::kDownloadFailed, "HTTP " + std::to_string(status));
+    }
+    if (::fsync(fd.get()) != 0 && errno != EINVAL) return fail(ErrorKind::kIoError, "fsync failed");
+    FetchResult r;
+    r.bytes = sink.bytes;
+    r.sha256 = sink.hash.finish();
+    return r;
+}
+
+}  // namespace berth::oci
