@@ -50,10 +50,10 @@ public:
 
     ~Impl() {
         running_ = false;
-        retryTimer_.reset();
-        reaper_.reset();
         dropConnection();
         retired_.clear();
+        retryTimer_.reset();
+        reaper_.reset();
     }
 
     // ---- Mtp ----
@@ -391,8 +391,11 @@ private:
         replyTopic_.clear();
         retired_.push_back({std::move(conn_), loop_.clock().now(), false});
         MqttConnection* raw = retired_.back().conn.get();
-        raw->disconnect([this, raw] {
-            for (auto& r : retired_)
+        std::weak_ptr<Impl*> weak = self_;
+        raw->disconnect([weak, raw] {
+            auto self = weak.lock();
+            if (!self) return;
+            for (auto& r : (*self)->retired_)
                 if (r.conn.get() == raw) r.done = true;
         });
         if (!reaper_->armed()) reaper_->start(kRetiredGrace);
@@ -407,6 +410,8 @@ private:
     }
 
 public:
+    // Lets work queued on the loop find out whether this object still exists.
+    std::shared_ptr<Impl*> self_ = std::make_shared<Impl*>(this);
     std::unique_ptr<Timer> retryTimer_;
     std::unique_ptr<Timer> reaper_;
     std::unique_ptr<MqttConnection> conn_;
