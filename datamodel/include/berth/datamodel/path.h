@@ -1,0 +1,71 @@
+#pragma once
+// TR-369 path grammar (ARC "Data Model Path Grammar"): object, object-instance, parameter,
+// command and event paths, instance numbers, wildcards, search expressions with
+// == != ~= < > <= >= joined by &&, unique-key addressing, reference following
+// (+, #n+, #*+), and supported-DM paths with {i}.
+//
+// parsePath() checks syntax only; whether the names exist is decided when the engine
+// resolves the path against the schema and the instance tree. Pure functions, any thread.
+// Errors: 7008 (invalid syntax) with the offending path in Error::path and the reason and
+// character position in the message.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "berth/core/result.h"
+
+namespace berth::dm {
+
+enum class PathKind : std::uint8_t { kObject, kParameter, kCommand, kEvent };
+
+// Reference following written after a name: "Ref+", "Ref#2+", "Ref#*+".
+struct RefFollow {
+    enum Kind : std::uint8_t { kNone, kPlain, kIndex, kAll } kind = kNone;
+    std::uint32_t index = 0;  // 1-based, for kIndex
+};
+
+enum class CompareOp : std::uint8_t { kEq, kNe, kContains, kLt, kGt, kLe, kGe };
+
+struct RelStep {
+    std::string name;
+    RefFollow ref;
+};
+
+// One "relpath oper value" term of a search expression.
+struct Condition {
+    std::vector<RelStep> rel;  // "Stats.BytesSent" -> {Stats},{BytesSent}
+    CompareOp op = CompareOp::kEq;
+    std::string value;  // literal with %22/%25 decoded, or the unquoted token
+    bool quoted = false;
+};
+
+struct Segment {
+    enum Kind : std::uint8_t { kName, kInstance, kWildcard, kSearch, kSupportedInstance } kind = kName;
+    std::string name;             // kName
+    RefFollow ref;                // kName followed by reference following
+    std::uint32_t instance = 0;   // kInstance
+    std::vector<Condition> conds; // kSearch
+};
+
+struct ParsedPath {
+    std::string text;  // the path as given, trimmed
+    PathKind kind = PathKind::kObject;
+    std::vector<Segment> segments;  // object part, including a trailing instance/selector
+    std::string leaf;               // parameter / command ("X()") / event ("X!") name
+    bool isSearch = false;          // contains *, [..] or reference following
+};
+
+struct PathOptions {
+    bool allowSupported = false;  // accept "{i}" instance placeholders (GetSupportedDM, Register)
+};
+
+// Parses a path. Leading/trailing whitespace is ignored, whitespace around search
+// operators and && is tolerated, anything else is 7008.
+Result<ParsedPath> parsePath(std::string_view path, PathOptions options = {});
+
+// "Device.X.1.Y" -> "Device.X.{i}.Y" style rendering of a parsed path's supported form.
+std::string supportedForm(const ParsedPath& path);
+
+}  // namespace berth::dm

@@ -1,0 +1,153 @@
+#pragma once
+// Private state of the engine: the instance tree, the transaction undo log, registries.
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "berth/datamodel/engine.h"
+#include "store.h"
+
+namespace berth::dm::detail {
+
+struct Table;
+
+struct ObjNode {
+    const ObjectSchema* schema = nullptr;
+    ObjNode* parent = nullptr;
+    std::uint32_t instance = 0;  // 0 for single-instance objects
+    bool detached = false;       // root of a subtree removed in the open transaction
+    std::string path;            // "Device.LocalAgent.Subscription.3."
+    std::vector<std::string> values;                 // one per schema param
+    std::vector<std::unique_ptr<ObjNode>> singles;   // per child schema: single-instance child
+    std::vector<std::unique_ptr<Table>> tables;      // per child schema: table of a multi-instance child
+
+    bool alive() const {
+        for (const ObjNode* n = this; n; n = n->parent)
+            if (n->detached) return false;
+        return true;
+    }
+};
+
+struct Table {
+    std::map<std::uint32_t, std::unique_ptr<ObjNode>> rows;
+    std::uint32_t next = 1;
+};
+
+struct UndoEntry {
+    enum Kind : std::uint8_t { kValue, kAdd, kDelete, kCounter } kind = kValue;
+    ObjNode* node = nullptr;   // kValue: object; kAdd/kDelete: the row; kCounter: table owner
+    std::uint16_t index = 0;   // kValue: param index; others: child schema index
+    std::string old;           // kValue
+    std::uint32_t oldNext = 0; // kCounter
+    std::unique_ptr<ObjNode> detached;  // kDelete: keeps the removed row alive until commit
+};
+
+struct ProviderEntry {
+    Provider* provider = nullptr;
+    std::vector<bool> provided;  // per param
+};
+
+// A position during path resolution: an object, or (pendingChild >= 0) one of its tables.
+struct Pos {
+    ObjNode* node = nullptr;
+    int pendingChild = -1;
+};
+
+struct Resolved {
+    std::vector<Pos> positions;
+    bool tableEnd = false;        // the object part ends at a table (no instance selector)
+    bool missingInstance = false; // a plain path named an instance that does not exist
+    const ObjectSchema* schema = nullptr;  // schema of the final object part (static)
+    int member = -1;  // param / command / event index in schema when the path has a leaf
+};
+
+struct PendingEvent {
+    std::string path;
+    ArgMap args;
+};
+
+}  // namespace berth::dm::detail
+
+namespace berth::dm {
+
+struct Engine::Impl {
+    using ObjNode = detail::ObjNode;
+    using Table = detail::Table;
+
+    const Schema* schema = nullptr;
+    const Clock* clock = nullptr;
+    std::unique_ptr<ObjNode> root;
+    std::unique_ptr<detail::Store> store;
+    bool fresh = true;
+    Engine* self = nullptr;
+
+    // Transaction state.
+    int depth = 0;
+    std::vector<detail::UndoEntry> undo;
+    std::vector<detail::PendingEvent> pendingEvents;
+    struct ProvidedWrite {
+        std::string objPath;
+        std::uint16_t param;
+        const ObjectSchema* schema;
+        std::string value;
+    };
+    std::vector<ProvidedWrite> providedWrites;
+
+    std::vector<detail::ProviderEntry> providers;  // by schema id
+    std::vector<bool> hasStrongRefs;                 // by schema id
+    std::map<std::string, SyncCommandHandler, std::less<>> syncCommands;
+    std::map<std::string, AsyncCommandHandler, std::less<>> asyncCommands;
+    std::vector<ChangeListener*> listeners;
+
+    // ---- tree ----
+    std::unique_ptr<ObjNode> makeNode(const ObjectSchema& s, ObjNode* parent, std::uint32_t instance);
+    ObjNode* findNode(std::string_view instancePath) const;  // plain instance path ending in '.'
+    std::string tablePath(const ObjNode& owner, std::uint16_t child) const;
+    std::string countValue(const ObjNode& n, const ParamSchema& p) const;
+    // Current value of a parameter (stored, counted or provided).
+    Result<std::string> readValue(ObjNode& n, std::uint16_t param);
+    bool isProvided(const ObjNode& n, std::uint16_t param) const {
+        const auto& e = providers[n.schema->id()];
+        return e.provider && param < e.provided.size() && e.provided[param];
+    }
+    Provider* providerFor(const ObjectSchema& s) const { return providers[s.id()].provider; }
+
+    // ---- paths ----
+    Result<detail::Resolved> resolve(const ParsedPath& p);
+    Status checkStatic(const ParsedPath& p, const ObjectSchema*& finalSchema, int& member, bool& dynamic) const;
+    Result<bool> matches(ObjNode& row, const std::vector<Condition>& conds);
+    void deref(ObjNode& n, const ParamSchema& p, const RefFollow& ref, std::vector<ObjNode*>& out);
+    // Resolves a relative parameter name ("Enable", "Stats.BytesSent") through single-instance children.
+    bool relParam(ObjNode& n, std::string_view rel, ObjNode*& owner, int& index) const;
+
+    // ---- transactions ----
+    void begin() { ++depth; }
+    std::size_t mark() const { return undo.size(); }
+    void rollbackTo(std::size_t mark);
+    Status commit();  // at depth 1 persists and announces; returns 7003 on storage failure (rolled back)
+    void abort();     // rolls back everything at depth 1
+
+    void writeValue(ObjNode& n, std::uint16_t param, std::string value);
+    Result<ObjNode*> addRow(ObjNode& owner, std::uint16_t child, std::uint32_t instance);
+    void removeRow(ObjNode& row);
+    Status checkUniqueKeys(ObjNode& row) const;
+    void assignAlias(ObjNode& row);
+    Result<std::string> canonicalRef(const ParamSchema& p, const std::string& value);
+    void clearReferencesTo(const std::string& deletedPath);
+    std::vector<std::pair<std::string_view, std::string>> uniqueKeysOf(ObjNode& row, const Permissions* perms);
+
+    // ---- persistence ----
+    bool persisted(const ObjNode& n, std::uint16_t param) const;
+    Status persistNode(ObjNode& n, bool withRow);
+    Status restore();
+    Status applyPairs(const std::vector<std::pair<std::string, std::string>>& values);
+
+    void emitEvent(std::string path, ArgMap args);
+};
+
+}  // namespace berth::dm
