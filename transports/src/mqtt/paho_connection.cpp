@@ -9,6 +9,7 @@
 
 #include <list>
 #include <mutex>
+#include <thread>
 
 #include "berth/core/log.h"
 #include "berth/transports/mqtt.h"
@@ -22,7 +23,6 @@ constexpr std::string_view kTag = "mqtt";
 struct Bridge : std::enable_shared_from_this<Bridge> {
     std::mutex mu;
     EventLoop* loop = nullptr;  // guarded by mu; null once closed
-    std::string lastTlsError;   // guarded by mu
 
     // Loop thread only.
     MqttConnectionEvents* events = nullptr;
@@ -39,10 +39,6 @@ struct Bridge : std::enable_shared_from_this<Bridge> {
         post([fn = std::move(fn)](Bridge& b) {
             if (b.events) fn(*b.events);
         });
-    }
-    std::string takeTlsError() {
-        std::lock_guard<std::mutex> lock(mu);
-        return std::exchange(lastTlsError, {});
     }
     void close() {
         std::lock_guard<std::mutex> lock(mu);
@@ -208,37 +204,26 @@ public:
             if (!config_.tls.certFile.empty()) ssl.set_key_store(config_.tls.certFile);
             if (!config_.tls.keyFile.empty()) ssl.set_private_key(config_.tls.keyFile);
             if (!config_.tls.keyPassword.empty()) ssl.set_private_key_password(config_.tls.keyPassword);
-            std::weak_ptr<Bridge> weak = bridge_;
-            ssl.set_error_handler([weak](const std::string& msg) {
-                if (auto b = weak.lock()) {
-                    std::lock_guard<std::mutex> lock(b->mu);
-                    std::string line = msg;
-                    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-                    if (!b->lastTlsError.empty()) b->lastTlsError += "; ";
-                    b->lastTlsError += line;
-                }
-            });
             opts.set_ssl(std::move(ssl));
         }
 
         std::weak_ptr<Bridge> weak = bridge_;
-        std::string trustHint = "the broker certificate was checked against ";
-        if (!config_.tls.caFile.empty())
-            trustHint += "CA file " + config_.tls.caFile;
-        else if (!config_.tls.caDir.empty())
-            trustHint += "CA directory " + config_.tls.caDir;
-        else
-            trustHint += "the system trust store";
-        if (config_.tls.verifyServerName) trustHint += " and must name " + config_.brokerAddress;
-        auto& listener = addListener([weak, uri = uri_, trustHint](const mqtt::token& t, bool ok) {
+        auto& listener = addListener([weak, uri = uri_, config = config_](const mqtt::token& t, bool ok) {
             auto b = weak.lock();
             if (!b) return;
             if (!ok) {
                 std::string why = uri + ": " + describeFailure(t);
-                std::string tls = b->takeTlsError();
-                if (!tls.empty()) why += " (TLS: " + tls + ")";
-                if (tls.find("certificate verify failed") != std::string::npos) why += "; " + trustHint;
-                b->toEvents([why](MqttConnectionEvents& ev) { ev.onConnectFailed(why); });
+                if (config.transport != MqttTransport::kTls) {
+                    b->toEvents([why](MqttConnectionEvents& ev) { ev.onConnectFailed(why); });
+                    return;
+                }
+                // Paho does not say why a TLS connect failed (and its C++ 1.2 error
+                // handler hook is unsafe to use), so look for ourselves, off every loop.
+                std::thread([b, why, config] {
+                    std::string tls = mqtt_detail::diagnoseTlsFailure(config, std::chrono::seconds(5));
+                    std::string full = why + "; TLS: " + tls;
+                    b->toEvents([full](MqttConnectionEvents& ev) { ev.onConnectFailed(full); });
+                }).detach();
                 return;
             }
             MqttConnack ack;
@@ -260,7 +245,6 @@ public:
             } catch (const std::exception& e) {
                 BERTH_LOG_WARN(kTag) << uri << ": unreadable CONNACK properties: " << e.what();
             }
-            b->takeTlsError();
             b->toEvents([ack](MqttConnectionEvents& ev) { ev.onConnected(ack); });
         });
         try {
