@@ -3,6 +3,8 @@
 #include <climits>
 #include <utility>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "berth/core/log.h"
 #include "codec/wire_scan.h"
 
@@ -206,6 +208,17 @@ bool isPlausibleEndpointId(std::string_view id) {
     if (second == std::string_view::npos) return false;
     const auto instance = id.substr(second + 1);
     return !instance.empty() && instance.find(':') == std::string_view::npos;
+}
+
+void routeProtobufLogs() {
+    google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
+                                       const std::string& message) {
+        if (level >= google::protobuf::LOGLEVEL_FATAL) {
+            BERTH_LOG_ERROR("protobuf") << file << ":" << line << ": " << message;
+            return;
+        }
+        BERTH_LOG_DEBUG("protobuf") << message;
+    });
 }
 
 // --- builders --------------------------------------------------------------------

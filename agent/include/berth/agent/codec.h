@@ -212,6 +212,12 @@ std::optional<MsgType> responseTypeFor(MsgType request);
 bool isRequestType(MsgType type);
 std::string_view msgTypeName(MsgType type);  // "GET", "NOTIFY_RESP", ...
 
+// Sends the protobuf library's own messages (e.g. "String field contains invalid
+// UTF-8" for every such Record a peer sends) to the berth log at debug level, tag
+// "protobuf", instead of straight to stderr. Process-wide and not thread-safe: call
+// once from main() before other threads start.
+void routeProtobufLogs();
+
 // True when `id` has the form authority-scheme ":" [authority-id] ":" instance-id with
 // a non-empty scheme and instance-id and no whitespace or control characters.
 bool isPlausibleEndpointId(std::string_view id);
