@@ -1,0 +1,60 @@
+#pragma once
+// OCI runtime bundles: config.json generated from an image config and the
+// caller's settings.
+//
+// Process: args = settings.args if given, else image Entrypoint + Cmd. Env = image
+// Env, then settings.extraEnv (same key: the caller's value wins). Cwd =
+// WorkingDir or "/". User = settings.user or image User, as "uid[:gid]" or names
+// looked up in the image's /etc/passwd and /etc/group (resolved beneath the
+// rootfs). Hardened defaults: Docker's default capability set, noNewPrivileges,
+// masked and read-only /proc paths; namespaces pid, ipc, uts, mount, cgroup and
+// network (unless hostNetwork).
+// Pure function apart from reading passwd/group; any thread.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "berth/oci/error.h"
+#include "berth/oci/image_spec.h"
+
+namespace berth::oci {
+
+struct BindMount {
+    std::string source;       // host path
+    std::string destination;  // absolute path in the container
+    bool readOnly = true;
+};
+
+struct ContainerSettings {
+    std::vector<std::string> args;       // replaces Entrypoint + Cmd when non-empty
+    std::vector<std::string> extraEnv;   // "KEY=value", overrides the image's value of KEY
+    std::vector<BindMount> mounts;
+    std::optional<std::int64_t> memoryLimitBytes;  // also the swap limit (no swap)
+    std::optional<double> cpus;                    // 0.5 = half of one CPU (CFS quota)
+    std::optional<std::int64_t> pidsLimit;
+    std::string hostname;                          // default: the container ID
+    bool hostNetwork = false;                      // default: own network namespace, loopback only
+    bool readOnlyRootfs = false;                   // the writable layer is still there, but mounted read-only
+    std::optional<std::string> user;               // "uid[:gid]" or "name[:group]"
+    std::map<std::string, std::string> annotations;
+    bool terminal = false;
+};
+
+struct BundleParams {
+    std::string rootfsPath = "rootfs";  // root.path in config.json
+    std::string rootfsDir;              // where the rootfs is on the host (for user lookup); may be empty
+    std::string cgroupsPath;            // linux.cgroupsPath
+    bool swapLimit = true;              // set memory.swap (needs swap accounting on cgroup v1)
+};
+
+// Errors: kInvalidArgument (no command, bad user, relative mount destination),
+// kNotFound (a user or group name not in the image).
+RunnerResult<nlohmann::json> makeRuntimeConfig(const ImageConfig& image, const ContainerSettings& settings,
+                                               const std::string& containerId, const BundleParams& params);
+
+}  // namespace berth::oci
