@@ -182,7 +182,7 @@ Status Engine::Impl::checkStatic(const ParsedPath& p, const ObjectSchema*& final
         if (s.ref.kind != RefFollow::kNone) {
             const ParamSchema* ps = cur->findParam(s.name);
             if (!ps) return unsupported(p.text, "reference parameter '" + s.name + "' of path");
-            if (!ps->strongRef && !ps->weakRef && ps->type != ValueType::kString)
+            if (!ps->strongRef && !ps->weakRef)
                 return Error(ErrorCode::kInvalidPathSyntax, "'" + s.name + "' is not a reference parameter in " + p.text, p.text);
             if (s.ref.kind != RefFollow::kPlain && !ps->isList)
                 return Error(ErrorCode::kInvalidPathSyntax, "'" + s.name + "' is not a list in " + p.text, p.text);
@@ -294,7 +294,8 @@ Result<Resolved> Engine::Impl::resolve(const ParsedPath& p) {
                     case Segment::kSearch:
                         for (auto& [n, row] : t.rows) {
                             auto m = matches(*row, s.conds);
-                            if (!m) return m.error();
+                            if (!m)
+                                return Error(m.error().code, m.error().message + " in " + p.text, p.text);
                             if (*m) next.push_back(Pos{row.get(), -1});
                         }
                         break;
