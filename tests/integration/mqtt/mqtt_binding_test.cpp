@@ -244,8 +244,8 @@ TEST_CASE_METHOD(Fixture, "MQTT 3.1.1 agent and controller exchange records usin
     }));
 }
 
-TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with an empty replyTo; both content types "
-                          "are accepted; ours is usp.msg",
+TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with an empty replyTo, both content types "
+                          "are accepted, ours is usp.msg",
                  "[mqtt][integration]") {
     Broker broker(dir.path());
     auto sub = startSub(dir / "sub.out", {"-h", "127.0.0.1", "-p", std::to_string(broker.plain()), "-V", "mqttv5",

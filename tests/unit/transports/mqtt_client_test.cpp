@@ -270,7 +270,7 @@ TEST_CASE("Inbound records take their reply-to from the Response Topic, the suff
     CHECK(rig.client->figures().recordsReceived == 3);
 }
 
-TEST_CASE("CONNACK hints decide the subscriptions and the reply-to; an assigned ClientID is reused", "[mqtt]") {
+TEST_CASE("CONNACK hints decide the subscriptions and the reply-to, and an assigned ClientID is reused", "[mqtt]") {
     Rig rig;
     REQUIRE(rig.client->start());
     CHECK(rig.broker.connects.back().empty());  // 5.0 with no ClientID: the broker assigns one
@@ -333,7 +333,7 @@ TEST_CASE("The EndpointID is published retained once Up when configured", "[mqtt
     CHECK(rig.broker.published[0].retain);
 }
 
-TEST_CASE("Changing only subscriptions resubscribes in place; changing the broker reconnects at once", "[mqtt]") {
+TEST_CASE("Changing only subscriptions resubscribes in place, changing the broker reconnects at once", "[mqtt]") {
     auto cfg = baseConfig();
     Rig rig(cfg);
     REQUIRE(rig.client->start());

@@ -21,8 +21,15 @@
 // queue here: queueing and retrying notifications is the agent's job, which knows
 // which records are worth keeping.
 //
-// Known limit: Paho resolves broker host names with a blocking getaddrinfo() on its
-// own (shared) thread. Use IP addresses or a local resolver cache where DNS may hang.
+// TLS: files are loaded with OpenSSL before each attempt so a bad file is named with
+// OpenSSL's reason; when a TLS connect fails, one handshake of our own (on a short-lived
+// thread) says why, e.g. "server certificate rejected: ... (checked against CA file X)".
+//
+// Known limits of Paho C (shared by all clients in the process): host names are resolved
+// with a blocking getaddrinfo() on its shared thread, so use IP addresses or a local
+// resolver cache where DNS may hang; and its receive thread polls in 1 s cycles, so a
+// connect can take up to about 2 s longer while other connections are idle. Neither
+// blocks the event loop, and a dead or silent broker never holds up another client.
 
 #include <chrono>
 #include <cstdint>
