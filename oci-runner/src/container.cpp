@@ -373,6 +373,18 @@ RunnerStatus ContainerManager::enforceLogCap(const std::string& id) {
     return {};
 }
 
+void ContainerManager::removeCgroupParent() {
+    if (options_.cgroupParent.empty() || options_.cgroupParent == "/") return;
+    std::set<std::string> dirs;
+    if (cgroups_.usesV1()) {
+        for (const auto& [controller, mount] : cgroups_.v1Mounts) dirs.insert(cgroups_.dirFor(controller, options_.cgroupParent));
+        if (!cgroups_.unifiedMount.empty()) dirs.insert(cgroups_.unifiedMount + options_.cgroupParent);
+    } else {
+        dirs.insert(cgroups_.dirFor("", options_.cgroupParent));
+    }
+    for (const auto& d : dirs) ::rmdir(d.c_str());  // fails (EBUSY/ENOENT) unless empty: that is the point
+}
+
 // --- ContainerWatcher -------------------------------------------------------------
 
 struct ContainerWatcher::Watch {

@@ -93,6 +93,7 @@ struct Env {
     }
     ~Env() {
         for (const auto& id : ids) (void)containers->remove(id, true);
+        containers->removeCgroupParent();
         watcher.reset();
         loop.runOnce(std::chrono::milliseconds(0));  // deferred watch deletions
     }

@@ -109,6 +109,10 @@ public:
     // truncate: the container keeps writing through its O_APPEND descriptor).
     RunnerStatus enforceLogCap(const std::string& id);
 
+    // Removes the cgroup parent directories (one per v1 controller, or the v2 one)
+    // when they are empty: for removing an execution environment, and for tests.
+    void removeCgroupParent();
+
     std::string containerDir(const std::string& id) const;
     std::string logPath(const std::string& id) const { return containerDir(id) + "/console.log"; }
     const CgroupLayout& cgroups() const { return cgroups_; }
