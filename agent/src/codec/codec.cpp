@@ -1,9 +1,9 @@
 #include "berth/agent/codec.h"
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <climits>
 #include <utility>
-
-#include <google/protobuf/stubs/logging.h>
 
 #include "berth/core/log.h"
 #include "codec/wire_scan.h"
@@ -15,20 +15,21 @@ namespace {
 constexpr std::string_view kTag = "codec";
 
 // Field numbers of the oneof members, from the schemas.
-constexpr std::uint32_t kRecordTypeFirst = 7;   // no_session_context
-constexpr std::uint32_t kRecordTypeLast = 13;   // uds_connect
+constexpr std::uint32_t kRecordTypeFirst = 7;  // no_session_context
+constexpr std::uint32_t kRecordTypeLast = 13;  // uds_connect
 constexpr std::uint32_t kMsgHeader = 1;
 constexpr std::uint32_t kMsgBody = 2;
 constexpr std::uint32_t kBodyRequest = 1;
-constexpr std::uint32_t kBodyLast = 3;          // error
-constexpr std::uint32_t kRequestLast = 11;      // deregister
+constexpr std::uint32_t kBodyLast = 3;      // error
+constexpr std::uint32_t kRequestLast = 11;  // deregister
 constexpr std::uint32_t kRequestNotify = 8;
-constexpr std::uint32_t kNotifyFirst = 3;       // event
-constexpr std::uint32_t kNotifyLast = 8;        // on_board_req
+constexpr std::uint32_t kNotifyFirst = 3;  // event
+constexpr std::uint32_t kNotifyLast = 8;   // on_board_req
 
 std::size_t countInRange(const std::set<std::uint32_t>& fields, std::uint32_t lo, std::uint32_t hi) {
     std::size_t n = 0;
-    for (auto f : fields) n += (f >= lo && f <= hi) ? 1 : 0;
+    for (auto f : fields)
+        n += (f >= lo && f <= hi) ? 1 : 0;
     return n;
 }
 
@@ -41,7 +42,8 @@ bool hasOutsideRange(const std::set<std::uint32_t>& fields, std::uint32_t lo, st
 // "major.minor" with decimal numbers; returns the major version.
 std::optional<unsigned long> parseVersionMajor(const std::string& v) {
     auto dot = v.find('.');
-    if (dot == std::string::npos || dot == 0 || dot + 1 >= v.size() || dot > 6 || v.size() - dot > 7) return std::nullopt;
+    if (dot == std::string::npos || dot == 0 || dot + 1 >= v.size() || dot > 6 || v.size() - dot > 7)
+        return std::nullopt;
     unsigned long major = 0;
     for (std::size_t i = 0; i < v.size(); ++i) {
         if (i == dot) continue;
@@ -53,50 +55,82 @@ std::optional<unsigned long> parseVersionMajor(const std::string& v) {
 
 RecordType recordTypeOf(const usp_record::Record& r) {
     switch (r.record_type_case()) {
-        case usp_record::Record::kNoSessionContext: return RecordType::kNoSessionContext;
-        case usp_record::Record::kSessionContext: return RecordType::kSessionContext;
-        case usp_record::Record::kWebsocketConnect: return RecordType::kWebSocketConnect;
-        case usp_record::Record::kMqttConnect: return RecordType::kMqttConnect;
-        case usp_record::Record::kStompConnect: return RecordType::kStompConnect;
-        case usp_record::Record::kDisconnect: return RecordType::kDisconnect;
-        case usp_record::Record::kUdsConnect: return RecordType::kUdsConnect;
-        case usp_record::Record::RECORD_TYPE_NOT_SET: break;
+        case usp_record::Record::kNoSessionContext:
+            return RecordType::kNoSessionContext;
+        case usp_record::Record::kSessionContext:
+            return RecordType::kSessionContext;
+        case usp_record::Record::kWebsocketConnect:
+            return RecordType::kWebSocketConnect;
+        case usp_record::Record::kMqttConnect:
+            return RecordType::kMqttConnect;
+        case usp_record::Record::kStompConnect:
+            return RecordType::kStompConnect;
+        case usp_record::Record::kDisconnect:
+            return RecordType::kDisconnect;
+        case usp_record::Record::kUdsConnect:
+            return RecordType::kUdsConnect;
+        case usp_record::Record::RECORD_TYPE_NOT_SET:
+            break;
     }
     return RecordType::kNone;
 }
 
 MsgType requestMsgType(usp::Request::ReqTypeCase c) {
     switch (c) {
-        case usp::Request::kGet: return usp::Header::GET;
-        case usp::Request::kGetSupportedDm: return usp::Header::GET_SUPPORTED_DM;
-        case usp::Request::kGetInstances: return usp::Header::GET_INSTANCES;
-        case usp::Request::kSet: return usp::Header::SET;
-        case usp::Request::kAdd: return usp::Header::ADD;
-        case usp::Request::kDelete: return usp::Header::DELETE;
-        case usp::Request::kOperate: return usp::Header::OPERATE;
-        case usp::Request::kNotify: return usp::Header::NOTIFY;
-        case usp::Request::kGetSupportedProtocol: return usp::Header::GET_SUPPORTED_PROTO;
-        case usp::Request::kRegister: return usp::Header::REGISTER;
-        case usp::Request::kDeregister: return usp::Header::DEREGISTER;
-        case usp::Request::REQ_TYPE_NOT_SET: break;
+        case usp::Request::kGet:
+            return usp::Header::GET;
+        case usp::Request::kGetSupportedDm:
+            return usp::Header::GET_SUPPORTED_DM;
+        case usp::Request::kGetInstances:
+            return usp::Header::GET_INSTANCES;
+        case usp::Request::kSet:
+            return usp::Header::SET;
+        case usp::Request::kAdd:
+            return usp::Header::ADD;
+        case usp::Request::kDelete:
+            return usp::Header::DELETE;
+        case usp::Request::kOperate:
+            return usp::Header::OPERATE;
+        case usp::Request::kNotify:
+            return usp::Header::NOTIFY;
+        case usp::Request::kGetSupportedProtocol:
+            return usp::Header::GET_SUPPORTED_PROTO;
+        case usp::Request::kRegister:
+            return usp::Header::REGISTER;
+        case usp::Request::kDeregister:
+            return usp::Header::DEREGISTER;
+        case usp::Request::REQ_TYPE_NOT_SET:
+            break;
     }
     return usp::Header::ERROR;
 }
 
 std::optional<MsgType> responseMsgType(usp::Response::RespTypeCase c) {
     switch (c) {
-        case usp::Response::kGetResp: return usp::Header::GET_RESP;
-        case usp::Response::kGetSupportedDmResp: return usp::Header::GET_SUPPORTED_DM_RESP;
-        case usp::Response::kGetInstancesResp: return usp::Header::GET_INSTANCES_RESP;
-        case usp::Response::kSetResp: return usp::Header::SET_RESP;
-        case usp::Response::kAddResp: return usp::Header::ADD_RESP;
-        case usp::Response::kDeleteResp: return usp::Header::DELETE_RESP;
-        case usp::Response::kOperateResp: return usp::Header::OPERATE_RESP;
-        case usp::Response::kNotifyResp: return usp::Header::NOTIFY_RESP;
-        case usp::Response::kGetSupportedProtocolResp: return usp::Header::GET_SUPPORTED_PROTO_RESP;
-        case usp::Response::kRegisterResp: return usp::Header::REGISTER_RESP;
-        case usp::Response::kDeregisterResp: return usp::Header::DEREGISTER_RESP;
-        case usp::Response::RESP_TYPE_NOT_SET: break;
+        case usp::Response::kGetResp:
+            return usp::Header::GET_RESP;
+        case usp::Response::kGetSupportedDmResp:
+            return usp::Header::GET_SUPPORTED_DM_RESP;
+        case usp::Response::kGetInstancesResp:
+            return usp::Header::GET_INSTANCES_RESP;
+        case usp::Response::kSetResp:
+            return usp::Header::SET_RESP;
+        case usp::Response::kAddResp:
+            return usp::Header::ADD_RESP;
+        case usp::Response::kDeleteResp:
+            return usp::Header::DELETE_RESP;
+        case usp::Response::kOperateResp:
+            return usp::Header::OPERATE_RESP;
+        case usp::Response::kNotifyResp:
+            return usp::Header::NOTIFY_RESP;
+        case usp::Response::kGetSupportedProtocolResp:
+            return usp::Header::GET_SUPPORTED_PROTO_RESP;
+        case usp::Response::kRegisterResp:
+            return usp::Header::REGISTER_RESP;
+        case usp::Response::kDeregisterResp:
+            return usp::Header::DEREGISTER_RESP;
+        case usp::Response::RESP_TYPE_NOT_SET:
+            break;
     }
     return std::nullopt;
 }
@@ -129,34 +163,50 @@ void salvageHeader(std::string_view payload, DecodedRecord& out) {
 
 std::string_view recordTypeName(RecordType type) {
     switch (type) {
-        case RecordType::kNone: return "none";
-        case RecordType::kNoSessionContext: return "no_session_context";
-        case RecordType::kSessionContext: return "session_context";
-        case RecordType::kWebSocketConnect: return "websocket_connect";
-        case RecordType::kMqttConnect: return "mqtt_connect";
-        case RecordType::kStompConnect: return "stomp_connect";
-        case RecordType::kUdsConnect: return "uds_connect";
-        case RecordType::kDisconnect: return "disconnect";
+        case RecordType::kNone:
+            return "none";
+        case RecordType::kNoSessionContext:
+            return "no_session_context";
+        case RecordType::kSessionContext:
+            return "session_context";
+        case RecordType::kWebSocketConnect:
+            return "websocket_connect";
+        case RecordType::kMqttConnect:
+            return "mqtt_connect";
+        case RecordType::kStompConnect:
+            return "stomp_connect";
+        case RecordType::kUdsConnect:
+            return "uds_connect";
+        case RecordType::kDisconnect:
+            return "disconnect";
     }
     return "?";
 }
 
 std::string_view decodeKindName(DecodeKind kind) {
     switch (kind) {
-        case DecodeKind::kRequest: return "request";
-        case DecodeKind::kResponse: return "response";
-        case DecodeKind::kError: return "error";
-        case DecodeKind::kConnect: return "connect";
-        case DecodeKind::kDisconnect: return "disconnect";
-        case DecodeKind::kReplyWithError: return "reply-with-error";
-        case DecodeKind::kDrop: return "drop";
+        case DecodeKind::kRequest:
+            return "request";
+        case DecodeKind::kResponse:
+            return "response";
+        case DecodeKind::kError:
+            return "error";
+        case DecodeKind::kConnect:
+            return "connect";
+        case DecodeKind::kDisconnect:
+            return "disconnect";
+        case DecodeKind::kReplyWithError:
+            return "reply-with-error";
+        case DecodeKind::kDrop:
+            return "drop";
     }
     return "?";
 }
 
 std::set<usp::Request::ReqTypeCase> agentRequestTypes() {
-    return {usp::Request::kGet,          usp::Request::kGetSupportedDm, usp::Request::kGetInstances,
-            usp::Request::kSet,          usp::Request::kAdd,            usp::Request::kDelete,
+    return {usp::Request::kGet,          usp::Request::kGetSupportedDm,
+            usp::Request::kGetInstances, usp::Request::kSet,
+            usp::Request::kAdd,          usp::Request::kDelete,
             usp::Request::kOperate,      usp::Request::kGetSupportedProtocol};
 }
 
@@ -165,32 +215,49 @@ std::optional<MsgType> bodyMsgType(const usp::Body& body) {
         case usp::Body::kRequest:
             if (body.request().req_type_case() == usp::Request::REQ_TYPE_NOT_SET) return std::nullopt;
             return requestMsgType(body.request().req_type_case());
-        case usp::Body::kResponse: return responseMsgType(body.response().resp_type_case());
-        case usp::Body::kError: return usp::Header::ERROR;
-        case usp::Body::MSG_BODY_NOT_SET: break;
+        case usp::Body::kResponse:
+            return responseMsgType(body.response().resp_type_case());
+        case usp::Body::kError:
+            return usp::Header::ERROR;
+        case usp::Body::MSG_BODY_NOT_SET:
+            break;
     }
     return std::nullopt;
 }
 
 std::optional<MsgType> responseTypeFor(MsgType request) {
     switch (request) {
-        case usp::Header::GET: return usp::Header::GET_RESP;
-        case usp::Header::NOTIFY: return usp::Header::NOTIFY_RESP;
-        case usp::Header::SET: return usp::Header::SET_RESP;
-        case usp::Header::OPERATE: return usp::Header::OPERATE_RESP;
-        case usp::Header::ADD: return usp::Header::ADD_RESP;
-        case usp::Header::DELETE: return usp::Header::DELETE_RESP;
-        case usp::Header::GET_SUPPORTED_DM: return usp::Header::GET_SUPPORTED_DM_RESP;
-        case usp::Header::GET_INSTANCES: return usp::Header::GET_INSTANCES_RESP;
-        case usp::Header::GET_SUPPORTED_PROTO: return usp::Header::GET_SUPPORTED_PROTO_RESP;
-        case usp::Header::REGISTER: return usp::Header::REGISTER_RESP;
-        case usp::Header::DEREGISTER: return usp::Header::DEREGISTER_RESP;
-        default: break;
+        case usp::Header::GET:
+            return usp::Header::GET_RESP;
+        case usp::Header::NOTIFY:
+            return usp::Header::NOTIFY_RESP;
+        case usp::Header::SET:
+            return usp::Header::SET_RESP;
+        case usp::Header::OPERATE:
+            return usp::Header::OPERATE_RESP;
+        case usp::Header::ADD:
+            return usp::Header::ADD_RESP;
+        case usp::Header::DELETE:
+            return usp::Header::DELETE_RESP;
+        case usp::Header::GET_SUPPORTED_DM:
+            return usp::Header::GET_SUPPORTED_DM_RESP;
+        case usp::Header::GET_INSTANCES:
+            return usp::Header::GET_INSTANCES_RESP;
+        case usp::Header::GET_SUPPORTED_PROTO:
+            return usp::Header::GET_SUPPORTED_PROTO_RESP;
+        case usp::Header::REGISTER:
+            return usp::Header::REGISTER_RESP;
+        case usp::Header::DEREGISTER:
+            return usp::Header::DEREGISTER_RESP;
+        default:
+            break;
     }
     return std::nullopt;
 }
 
-bool isRequestType(MsgType type) { return responseTypeFor(type).has_value(); }
+bool isRequestType(MsgType type) {
+    return responseTypeFor(type).has_value();
+}
 
 std::string_view msgTypeName(MsgType type) {
     if (!usp::Header::MsgType_IsValid(type)) return "UNKNOWN";
@@ -211,14 +278,14 @@ bool isPlausibleEndpointId(std::string_view id) {
 }
 
 void routeProtobufLogs() {
-    google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
-                                       const std::string& message) {
-        if (level >= google::protobuf::LOGLEVEL_FATAL) {
-            BERTH_LOG_ERROR("protobuf") << file << ":" << line << ": " << message;
-            return;
-        }
-        BERTH_LOG_DEBUG("protobuf") << message;
-    });
+    google::protobuf::SetLogHandler(
+        [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+            if (level >= google::protobuf::LOGLEVEL_FATAL) {
+                BERTH_LOG_ERROR("protobuf") << file << ":" << line << ": " << message;
+                return;
+            }
+            BERTH_LOG_DEBUG("protobuf") << message;
+        });
 }
 
 // --- builders --------------------------------------------------------------------
@@ -254,18 +321,41 @@ std::optional<usp::Msg> makeResponseMsg(const std::string& msgId, MsgType reques
     msg.mutable_header()->set_msg_type(*type);
     auto* resp = msg.mutable_body()->mutable_response();
     switch (*type) {
-        case usp::Header::GET_RESP: resp->mutable_get_resp(); break;
-        case usp::Header::NOTIFY_RESP: resp->mutable_notify_resp(); break;
-        case usp::Header::SET_RESP: resp->mutable_set_resp(); break;
-        case usp::Header::OPERATE_RESP: resp->mutable_operate_resp(); break;
-        case usp::Header::ADD_RESP: resp->mutable_add_resp(); break;
-        case usp::Header::DELETE_RESP: resp->mutable_delete_resp(); break;
-        case usp::Header::GET_SUPPORTED_DM_RESP: resp->mutable_get_supported_dm_resp(); break;
-        case usp::Header::GET_INSTANCES_RESP: resp->mutable_get_instances_resp(); break;
-        case usp::Header::GET_SUPPORTED_PROTO_RESP: resp->mutable_get_supported_protocol_resp(); break;
-        case usp::Header::REGISTER_RESP: resp->mutable_register_resp(); break;
-        case usp::Header::DEREGISTER_RESP: resp->mutable_deregister_resp(); break;
-        default: return std::nullopt;
+        case usp::Header::GET_RESP:
+            resp->mutable_get_resp();
+            break;
+        case usp::Header::NOTIFY_RESP:
+            resp->mutable_notify_resp();
+            break;
+        case usp::Header::SET_RESP:
+            resp->mutable_set_resp();
+            break;
+        case usp::Header::OPERATE_RESP:
+            resp->mutable_operate_resp();
+            break;
+        case usp::Header::ADD_RESP:
+            resp->mutable_add_resp();
+            break;
+        case usp::Header::DELETE_RESP:
+            resp->mutable_delete_resp();
+            break;
+        case usp::Header::GET_SUPPORTED_DM_RESP:
+            resp->mutable_get_supported_dm_resp();
+            break;
+        case usp::Header::GET_INSTANCES_RESP:
+            resp->mutable_get_instances_resp();
+            break;
+        case usp::Header::GET_SUPPORTED_PROTO_RESP:
+            resp->mutable_get_supported_protocol_resp();
+            break;
+        case usp::Header::REGISTER_RESP:
+            resp->mutable_register_resp();
+            break;
+        case usp::Header::DEREGISTER_RESP:
+            resp->mutable_deregister_resp();
+            break;
+        default:
+            return std::nullopt;
     }
     return msg;
 }
@@ -305,7 +395,8 @@ Result<std::string> RecordCodec::serialize(usp_record::Record& record, const std
 Result<std::string> RecordCodec::encodeMsg(const usp::Msg& msg, const std::string& toId, std::size_t maxSize) const {
     const std::size_t msgSize = msg.ByteSizeLong();
     if (msgSize > static_cast<std::size_t>(INT_MAX))
-        return Error(ErrorCode::kInternalError, "message of " + std::to_string(msgSize) + " bytes is too large to encode");
+        return Error(ErrorCode::kInternalError,
+                     "message of " + std::to_string(msgSize) + " bytes is too large to encode");
     usp_record::Record record;
     if (!msg.SerializeToString(record.mutable_no_session_context()->mutable_payload()))
         return Error(ErrorCode::kInternalError, "message serialization failed");
@@ -377,8 +468,7 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
     DecodedRecord out;
     if (bytes.size() > config_.maxRecordSize || bytes.size() > static_cast<std::size_t>(INT_MAX))
         return drop(std::move(out), Error(ErrorCode::kRecordNotParsed,
-                                          "record of " + std::to_string(bytes.size()) +
-                                              " bytes exceeds the limit of " +
+                                          "record of " + std::to_string(bytes.size()) + " bytes exceeds the limit of " +
                                               std::to_string(config_.maxRecordSize) + " bytes"));
 
     usp_record::Record record;
@@ -389,8 +479,8 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
     out.version = record.version();
 
     if (record.to_id() != config_.endpointId)  // R-E2E.1
-        return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid,
-                                          "to_id '" + record.to_id() + "' is not our endpoint ID"));
+        return drop(std::move(out),
+                    Error(ErrorCode::kRecordFieldInvalid, "to_id '" + record.to_id() + "' is not our endpoint ID"));
     if (!isPlausibleEndpointId(record.from_id()))
         return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid,
                                           "from_id '" + record.from_id() + "' is not a valid endpoint ID"));
@@ -425,9 +515,11 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
     if (record.version().empty())
         recordProblem = Error(ErrorCode::kRecordFieldInvalid, "record has no version");
     else if (!major)
-        recordProblem = Error(ErrorCode::kRecordFieldInvalid, "record version '" + record.version() + "' is not major.minor");
+        recordProblem =
+            Error(ErrorCode::kRecordFieldInvalid, "record version '" + record.version() + "' is not major.minor");
     else if (*major != 1)
-        recordProblem = Error(ErrorCode::kRecordFieldInvalid, "record version '" + record.version() + "' is not supported (1.x is)");
+        recordProblem = Error(ErrorCode::kRecordFieldInvalid,
+                              "record version '" + record.version() + "' is not supported (1.x is)");
     else if (!usp_record::Record::PayloadSecurity_IsValid(record.payload_security()))
         recordProblem = Error(ErrorCode::kRecordFieldInvalid,
                               "unknown payload_security " + std::to_string(record.payload_security()));
@@ -478,10 +570,11 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
     if (!msg.ParseFromString(payload)) {
         salvageHeader(payload, out);
         const bool isRequest = out.msgType && isRequestType(*out.msgType);
-        return replyOrDrop(std::move(out),
-                           recordProblem ? std::move(*recordProblem)
-                                         : Error(ErrorCode::kRecordNotParsed, "the USP Message in the record could not be parsed"),
-                           isRequest, hasReturnPath);
+        return replyOrDrop(
+            std::move(out),
+            recordProblem ? std::move(*recordProblem)
+                          : Error(ErrorCode::kRecordNotParsed, "the USP Message in the record could not be parsed"),
+            isRequest, hasReturnPath);
     }
 
     out.msgId = msg.header().msg_id();
@@ -502,12 +595,11 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
     const auto bodyMembers = countInRange(bodyFields, kBodyRequest, kBodyLast);
     // Whether the sender meant a Request: a request member, or an empty body whose
     // header names a request type.
-    const bool isRequest = bodyFields.count(kBodyRequest) != 0 ||
-                           (bodyMembers == 0 && headerTypeKnown && isRequestType(headerType));
+    const bool isRequest =
+        bodyFields.count(kBodyRequest) != 0 || (bodyMembers == 0 && headerTypeKnown && isRequestType(headerType));
 
     if (recordProblem) return replyOrDrop(std::move(out), std::move(*recordProblem), isRequest, hasReturnPath);
-    if (out.msgId.empty())
-        return drop(std::move(out), Error(ErrorCode::kInvalidArguments, "message has no msg_id"));
+    if (out.msgId.empty()) return drop(std::move(out), Error(ErrorCode::kInvalidArguments, "message has no msg_id"));
     if (!headerTypeKnown)  // R-ENC.2: unknown enum values are reported as R-MTP.5 says
         return replyOrDrop(std::move(out),
                            Error(ErrorCode::kRecordFieldInvalid, "unknown msg_type " + std::to_string(headerType)),
@@ -560,13 +652,13 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
         const auto notifyFields = wire::fieldNumbers(wire::subMessages(requestChunks, kRequestNotify));
         if (countInRange(notifyFields, kNotifyFirst, kNotifyLast) != 1)
             return replyOrDrop(std::move(out),
-                               Error(ErrorCode::kInvalidArguments, "notify must carry exactly one notification"),
-                               true, hasReturnPath);
+                               Error(ErrorCode::kInvalidArguments, "notify must carry exactly one notification"), true,
+                               hasReturnPath);
     }
 
     if (out.headerTypeMismatch) {
-        BERTH_LOG_DEBUG(kTag) << "msg '" << out.msgId << "': header says " << msgTypeName(headerType)
-                              << ", body is " << msgTypeName(*out.msgType) << "; following the body";
+        BERTH_LOG_DEBUG(kTag) << "msg '" << out.msgId << "': header says " << msgTypeName(headerType) << ", body is "
+                              << msgTypeName(*out.msgType) << "; following the body";
     }
     out.kind = DecodeKind::kRequest;
     out.msg = std::move(msg);

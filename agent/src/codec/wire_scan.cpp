@@ -28,7 +28,8 @@ bool skipBytes(std::string_view& in, std::uint64_t n) {
 
 std::set<std::uint32_t> fieldNumbers(const std::vector<std::string_view>& chunks) {
     std::set<std::uint32_t> out;
-    for (auto chunk : chunks) scan(chunk, [&](const Field& f) { out.insert(f.number); });
+    for (auto chunk : chunks)
+        scan(chunk, [&](const Field& f) { out.insert(f.number); });
     return out;
 }
 

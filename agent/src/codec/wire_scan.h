@@ -11,7 +11,14 @@
 
 namespace berth::agent::wire {
 
-enum class WireType : std::uint32_t { kVarint = 0, kFixed64 = 1, kLen = 2, kGroupStart = 3, kGroupEnd = 4, kFixed32 = 5 };
+enum class WireType : std::uint32_t {
+    kVarint = 0,
+    kFixed64 = 1,
+    kLen = 2,
+    kGroupStart = 3,
+    kGroupEnd = 4,
+    kFixed32 = 5
+};
 
 struct Field {
     std::uint32_t number = 0;

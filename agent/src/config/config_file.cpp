@@ -10,13 +10,22 @@ namespace berth::agent {
 
 namespace {
 
-bool isBlank(char c) { return c == ' ' || c == '\t'; }
-bool isNameStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
-bool isNameChar(char c) { return isNameStart(c) || isDigit(c); }
+bool isBlank(char c) {
+    return c == ' ' || c == '\t';
+}
+bool isNameStart(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+bool isDigit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool isNameChar(char c) {
+    return isNameStart(c) || isDigit(c);
+}
 
 std::string_view trimLeft(std::string_view s) {
-    while (!s.empty() && isBlank(s.front())) s.remove_prefix(1);
+    while (!s.empty() && isBlank(s.front()))
+        s.remove_prefix(1);
     return s;
 }
 
@@ -38,8 +47,7 @@ std::optional<std::string> checkPath(std::string_view path) {
         if (path == "Device") return std::string("path 'Device' names no parameter");
         return "path " + quoteForMessage(path) + " does not start with 'Device.'";
     }
-    if (path.back() == '.')
-        return "path " + quoteForMessage(path) + " ends in '.' (an object); give a parameter path";
+    if (path.back() == '.') return "path " + quoteForMessage(path) + " ends in '.' (an object); give a parameter path";
     std::size_t start = 0;
     std::size_t index = 0;
     while (start <= path.size()) {
@@ -47,8 +55,7 @@ std::optional<std::string> checkPath(std::string_view path) {
         if (end == std::string_view::npos) end = path.size();
         const auto segment = path.substr(start, end - start);
         const bool last = end == path.size();
-        if (segment.empty())
-            return "path " + quoteForMessage(path) + " has an empty segment ('..')";
+        if (segment.empty()) return "path " + quoteForMessage(path) + " has an empty segment ('..')";
         if (isDigit(segment.front())) {
             for (char c : segment)
                 if (!isDigit(c))
@@ -58,10 +65,10 @@ std::optional<std::string> checkPath(std::string_view path) {
                 return "path " + quoteForMessage(path) + ": instance number '" + std::string(segment) +
                        "' must be positive, without leading zeros";
             if (segment.size() > 9)
-                return "path " + quoteForMessage(path) + ": instance number '" + std::string(segment) + "' is too large";
+                return "path " + quoteForMessage(path) + ": instance number '" + std::string(segment) +
+                       "' is too large";
             if (index == 0) return "path " + quoteForMessage(path) + " does not start with 'Device.'";
-            if (last)
-                return "path " + quoteForMessage(path) + " ends in an instance number; give a parameter path";
+            if (last) return "path " + quoteForMessage(path) + " ends in an instance number; give a parameter path";
         } else {
             if (!isNameStart(segment.front()))
                 return "path " + quoteForMessage(path) + ": segment '" + std::string(segment) +
@@ -89,7 +96,8 @@ struct ParsedLine {
 std::optional<ParsedLine> parseLine(std::string_view line, std::string& problem) {
     line = trimLeft(line);
     std::size_t pathEnd = 0;
-    while (pathEnd < line.size() && !isBlank(line[pathEnd]) && line[pathEnd] != '"') ++pathEnd;
+    while (pathEnd < line.size() && !isBlank(line[pathEnd]) && line[pathEnd] != '"')
+        ++pathEnd;
     ParsedLine out;
     out.path = std::string(line.substr(0, pathEnd));
     std::string_view rest = line.substr(pathEnd);
@@ -105,7 +113,8 @@ std::optional<ParsedLine> parseLine(std::string_view line, std::string& problem)
         return std::nullopt;
     }
     if (rest.front() != '"') {
-        problem = "value for " + quoteForMessage(out.path) + " must be in double quotes, found " + quoteForMessage(rest);
+        problem =
+            "value for " + quoteForMessage(out.path) + " must be in double quotes, found " + quoteForMessage(rest);
         return std::nullopt;
     }
     if (!hadBlank) {
@@ -184,7 +193,8 @@ ConfigParse parseConfigText(std::string_view text) {
         }
         auto [it, inserted] = firstLine.emplace(parsed->path, lineNo);
         if (!inserted) {
-            result.problems.push_back({lineNo, quoteForMessage(parsed->path) + " is assigned again; first assigned on line " +
+            result.problems.push_back({lineNo, quoteForMessage(parsed->path) +
+                                                   " is assigned again; first assigned on line " +
                                                    std::to_string(it->second)});
             continue;
         }
@@ -207,8 +217,7 @@ Result<std::vector<ConfigEntry>> parseConfig(std::string_view text, const std::s
 Result<std::vector<ConfigEntry>> loadConfigFile(const std::filesystem::path& file) {
     const std::string name = file.string();
     std::ifstream in(file, std::ios::binary);
-    if (!in)
-        return Error(ErrorCode::kInvalidConfiguration, name + ": cannot open: " + std::strerror(errno), name);
+    if (!in) return Error(ErrorCode::kInvalidConfiguration, name + ": cannot open: " + std::strerror(errno), name);
     std::string text;
     char buf[16384];
     while (in.read(buf, sizeof buf) || in.gcount() > 0) {

@@ -1,9 +1,8 @@
-#include <catch2/catch.hpp>
+#include "berth/agent/codec.h"
 
+#include <catch2/catch.hpp>
 #include <string>
 #include <vector>
-
-#include "berth/agent/codec.h"
 
 using namespace berth;
 using namespace berth::agent;
@@ -65,7 +64,9 @@ usp_record::Record recordFromController(const std::string& payload) {
     return r;
 }
 
-std::string bytesOf(const google::protobuf::MessageLite& m) { return m.SerializeAsString(); }
+std::string bytesOf(const google::protobuf::MessageLite& m) {
+    return m.SerializeAsString();
+}
 
 // Decodes a reply Record the agent produced, as the Controller would.
 usp::Msg errorInReply(const DecodedRecord& d) {
@@ -113,7 +114,8 @@ std::vector<usp::Msg> everyAgentRequest() {
         p->set_param("NotifType");
         p->set_value("ValueChange");
     });
-    add(usp::Header::DELETE, [](usp::Request& r) { r.mutable_delete_()->add_obj_paths("Device.LocalAgent.Subscription.3."); });
+    add(usp::Header::DELETE,
+        [](usp::Request& r) { r.mutable_delete_()->add_obj_paths("Device.LocalAgent.Subscription.3."); });
     add(usp::Header::OPERATE, [](usp::Request& r) {
         auto* o = r.mutable_operate();
         o->set_command("Device.SoftwareModules.InstallDU()");
@@ -155,10 +157,17 @@ TEST_CASE("Every request type an agent serves survives a round trip through a Re
 TEST_CASE("Every response type survives a round trip and the Controller sees a response", "[codec]") {
     const auto agent = agentCodec();
     const auto controller = controllerCodec();
-    const MsgType requests[] = {usp::Header::GET,        usp::Header::NOTIFY,   usp::Header::SET,
-                                usp::Header::OPERATE,    usp::Header::ADD,      usp::Header::DELETE,
-                                usp::Header::GET_SUPPORTED_DM, usp::Header::GET_INSTANCES,
-                                usp::Header::GET_SUPPORTED_PROTO, usp::Header::REGISTER, usp::Header::DEREGISTER};
+    const MsgType requests[] = {usp::Header::GET,
+                                usp::Header::NOTIFY,
+                                usp::Header::SET,
+                                usp::Header::OPERATE,
+                                usp::Header::ADD,
+                                usp::Header::DELETE,
+                                usp::Header::GET_SUPPORTED_DM,
+                                usp::Header::GET_INSTANCES,
+                                usp::Header::GET_SUPPORTED_PROTO,
+                                usp::Header::REGISTER,
+                                usp::Header::DEREGISTER};
     for (auto request : requests) {
         auto msg = makeResponseMsg("m-1", request);
         REQUIRE(msg);
@@ -175,7 +184,9 @@ TEST_CASE("Every response type survives a round trip and the Controller sees a r
                 (*res->mutable_result_params())["SerialNumber"] = "SN0001";
                 break;
             }
-            case usp::Response::kNotifyResp: resp->mutable_notify_resp()->set_subscription_id("sub-1"); break;
+            case usp::Response::kNotifyResp:
+                resp->mutable_notify_resp()->set_subscription_id("sub-1");
+                break;
             case usp::Response::kSetResp:
                 resp->mutable_set_resp()->add_updated_obj_results()->set_requested_path("Device.X.");
                 break;
@@ -185,7 +196,8 @@ TEST_CASE("Every response type survives a round trip and the Controller sees a r
             case usp::Response::kAddResp: {
                 auto* r = resp->mutable_add_resp()->add_created_obj_results();
                 r->set_requested_path("Device.LocalAgent.Subscription.");
-                r->mutable_oper_status()->mutable_oper_success()->set_instantiated_path("Device.LocalAgent.Subscription.4.");
+                r->mutable_oper_status()->mutable_oper_success()->set_instantiated_path(
+                    "Device.LocalAgent.Subscription.4.");
                 break;
             }
             case usp::Response::kDeleteResp:
@@ -200,10 +212,12 @@ TEST_CASE("Every response type survives a round trip and the Controller sees a r
                 break;
             }
             case usp::Response::kGetInstancesResp:
-                resp->mutable_get_instances_resp()->add_req_path_results()->add_curr_insts()->set_instantiated_obj_path("Device.X.1.");
+                resp->mutable_get_instances_resp()->add_req_path_results()->add_curr_insts()->set_instantiated_obj_path(
+                    "Device.X.1.");
                 break;
             case usp::Response::kGetSupportedProtocolResp:
-                resp->mutable_get_supported_protocol_resp()->set_agent_supported_protocol_versions(std::string(kSupportedUspVersions));
+                resp->mutable_get_supported_protocol_resp()->set_agent_supported_protocol_versions(
+                    std::string(kSupportedUspVersions));
                 break;
             case usp::Response::kRegisterResp:
                 resp->mutable_register_resp()->add_registered_path_results()->set_requested_path("Device.X.");
@@ -211,7 +225,9 @@ TEST_CASE("Every response type survives a round trip and the Controller sees a r
             case usp::Response::kDeregisterResp:
                 resp->mutable_deregister_resp()->add_deregistered_path_results()->set_requested_path("Device.X.");
                 break;
-            case usp::Response::RESP_TYPE_NOT_SET: FAIL("makeResponseMsg left the response empty"); break;
+            case usp::Response::RESP_TYPE_NOT_SET:
+                FAIL("makeResponseMsg left the response empty");
+                break;
         }
         auto bytes = agent.encodeMsg(*msg, kControllerId);
         REQUIRE(bytes);
@@ -256,8 +272,12 @@ TEST_CASE("Every kind of notification the agent sends survives a round trip", "[
                 n->mutable_value_change()->set_param_path("Device.DeviceInfo.UpTime");
                 n->mutable_value_change()->set_param_value("42");
                 break;
-            case 2: n->mutable_obj_creation()->set_obj_path("Device.LocalAgent.Subscription.2."); break;
-            case 3: n->mutable_obj_deletion()->set_obj_path("Device.LocalAgent.Subscription.2."); break;
+            case 2:
+                n->mutable_obj_creation()->set_obj_path("Device.LocalAgent.Subscription.2.");
+                break;
+            case 3:
+                n->mutable_obj_deletion()->set_obj_path("Device.LocalAgent.Subscription.2.");
+                break;
             case 4: {
                 auto* oc = n->mutable_oper_complete();
                 oc->set_obj_path("Device.SoftwareModules.");
@@ -312,7 +332,8 @@ TEST_CASE("Connect records of every MTP are recognised as connects", "[codec]") 
     const auto ctrl = controllerCodec();
     const auto agent = agentCodec();
     SECTION("MQTT") {
-        auto d = ctrl.decode(*agent.encodeMqttConnect(kControllerId, usp_record::MQTTConnectRecord::V5, "usp/agent/SN0001"));
+        auto d =
+            ctrl.decode(*agent.encodeMqttConnect(kControllerId, usp_record::MQTTConnectRecord::V5, "usp/agent/SN0001"));
         REQUIRE(d.kind == DecodeKind::kConnect);
         CHECK(d.recordType == RecordType::kMqttConnect);
         CHECK(d.connect->type == RecordType::kMqttConnect);
@@ -540,7 +561,8 @@ TEST_CASE("Unknown enum values are reported with 7104", "[codec]") {
         CHECK(err.body().error().err_code() == 7104);
     }
     SECTION("msg_type") {
-        auto d = agentCodec().decode(bytesOf(recordFromController(bytesOf(getRequest("e-2", static_cast<MsgType>(99))))));
+        auto d =
+            agentCodec().decode(bytesOf(recordFromController(bytesOf(getRequest("e-2", static_cast<MsgType>(99))))));
         auto err = errorInReply(d);
         CHECK(err.header().msg_id() == "e-2");
         CHECK(err.body().error().err_code() == 7104);
@@ -600,7 +622,8 @@ TEST_CASE("Oneof violations inside a Message are answered with 7004", "[codec]")
         get.mutable_request()->mutable_get()->add_param_paths("Device.");
         usp::Body error;
         error.mutable_error()->set_err_code(7000);
-        auto d = agentCodec().decode(bytesOf(recordFromController(headerField + lenField(2, bytesOf(get) + bytesOf(error)))));
+        auto d = agentCodec().decode(
+            bytesOf(recordFromController(headerField + lenField(2, bytesOf(get) + bytesOf(error)))));
         auto err = errorInReply(d);
         CHECK(err.body().error().err_code() == 7004);
     }

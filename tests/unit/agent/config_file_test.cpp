@@ -1,9 +1,9 @@
-#include <catch2/catch.hpp>
+#include "berth/agent/config_file.h"
 
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
 
-#include "berth/agent/config_file.h"
 #include "berth/testing/support.h"
 
 using namespace berth;
@@ -110,7 +110,8 @@ TEST_CASE("An unknown escape in a value is reported", "[config]") {
 }
 
 TEST_CASE("A path not starting with Device. is reported", "[config]") {
-    CHECK_THAT(onlyProblem("LocalAgent.Controller.1.Enable \"true\"\n").message, Catch::Contains("does not start with 'Device.'"));
+    CHECK_THAT(onlyProblem("LocalAgent.Controller.1.Enable \"true\"\n").message,
+               Catch::Contains("does not start with 'Device.'"));
     CHECK_THAT(onlyProblem("device.X.Y \"1\"\n").message, Catch::Contains("does not start with 'Device.'"));
     CHECK_THAT(onlyProblem("Device \"1\"\n").message, Catch::Contains("names no parameter"));
     CHECK_THAT(onlyProblem("\"1\"\n").message, Catch::Contains("missing path"));
@@ -128,8 +129,8 @@ TEST_CASE("Path syntax errors are reported", "[config]") {
 }
 
 TEST_CASE("Wildcards, searches and {i} are refused in a defaults file", "[config]") {
-    for (const char* line : {"Device.X.*.Enable \"1\"\n", "Device.X.[Alias==\"a\"].Enable \"1\"\n",
-                             "Device.X.{i}.Enable \"1\"\n"}) {
+    for (const char* line :
+         {"Device.X.*.Enable \"1\"\n", "Device.X.[Alias==\"a\"].Enable \"1\"\n", "Device.X.{i}.Enable \"1\"\n"}) {
         INFO(line);
         CHECK_THAT(onlyProblem(line).message, Catch::Contains("wildcard"));
     }

@@ -157,18 +157,15 @@ public:
     // and serializes it. Fails with kInternalError if protobuf cannot serialize it
     // (over 2 GiB) and with kResourcesExceeded if the Record would exceed `maxSize`
     // (0: no limit, for a Controller's MaxUSPRecordSize).
-    Result<std::string> encodeMsg(const usp::Msg& msg, const std::string& toId,
-                                  std::size_t maxSize = 0) const;
+    Result<std::string> encodeMsg(const usp::Msg& msg, const std::string& toId, std::size_t maxSize = 0) const;
 
     // encodeMsg(makeErrorMsg(...)): the Record answering request `msgId` with `error`.
-    Result<std::string> encodeError(const std::string& toId, const std::string& msgId,
-                                    const Error& error,
+    Result<std::string> encodeError(const std::string& toId, const std::string& msgId, const Error& error,
                                     const std::vector<ParamError>& paramErrors = {}) const;
 
     // Connect Records the Agent sends when an MTP channel to `toId` comes up (R-MTP.6):
     // `address` is the topic / destination where we listen.
-    Result<std::string> encodeMqttConnect(const std::string& toId,
-                                          usp_record::MQTTConnectRecord::MQTTVersion version,
+    Result<std::string> encodeMqttConnect(const std::string& toId, usp_record::MQTTConnectRecord::MQTTVersion version,
                                           const std::string& address) const;
     Result<std::string> encodeStompConnect(const std::string& toId, const std::string& address) const;
     Result<std::string> encodeWebSocketConnect(const std::string& toId) const;
@@ -178,8 +175,7 @@ public:
                                          const std::string& reason) const;
 
 private:
-    Result<std::string> serialize(usp_record::Record& record, const std::string& toId,
-                                  std::size_t maxSize) const;
+    Result<std::string> serialize(usp_record::Record& record, const std::string& toId, std::size_t maxSize) const;
     DecodedRecord decodeNoSession(DecodedRecord out, const usp_record::Record& record,
                                   std::optional<Error> recordProblem, const ReturnPathCheck& hasReturnPath) const;
     DecodedRecord replyOrDrop(DecodedRecord out, Error problem, bool isRequest,
@@ -193,8 +189,7 @@ private:
 // An Error Message answering `msgId` (msg_type ERROR). err_msg is error.message, or
 // the code's name when that is empty; error.path, when set, becomes a ParamError
 // unless paramErrors are given.
-usp::Msg makeErrorMsg(const std::string& msgId, const Error& error,
-                      const std::vector<ParamError>& paramErrors = {});
+usp::Msg makeErrorMsg(const std::string& msgId, const Error& error, const std::vector<ParamError>& paramErrors = {});
 
 // A Response Message for `msgId` whose body holds an empty response of the type that
 // answers `request` (GET -> GetResp, ...): fill it through

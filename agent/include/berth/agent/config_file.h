@@ -42,8 +42,8 @@ struct ConfigProblem {
 };
 
 struct ConfigParse {
-    std::vector<ConfigEntry> entries;    // the good lines, in file order
-    std::vector<ConfigProblem> problems; // every bad line, in file order
+    std::vector<ConfigEntry> entries;     // the good lines, in file order
+    std::vector<ConfigProblem> problems;  // every bad line, in file order
 };
 
 // Largest defaults file read: a gateway's defaults are a few kilobytes.
