@@ -58,8 +58,10 @@ private:
 
 }  // namespace berth::log
 
-#define BERTH_LOG(lvl, tag) \
-    if (!::berth::log::enabled(lvl)) {} else ::berth::log::Line((lvl), (tag))
+// A for-statement rather than if/else, so the macro is safe under an unbraced if.
+#define BERTH_LOG(lvl, tag)                                                          \
+    for (bool berthLogOnce_ = ::berth::log::enabled(lvl); berthLogOnce_; berthLogOnce_ = false) \
+    ::berth::log::Line((lvl), (tag))
 #define BERTH_LOG_TRACE(tag) BERTH_LOG(::berth::log::Level::kTrace, tag)
 #define BERTH_LOG_DEBUG(tag) BERTH_LOG(::berth::log::Level::kDebug, tag)
 #define BERTH_LOG_INFO(tag) BERTH_LOG(::berth::log::Level::kInfo, tag)

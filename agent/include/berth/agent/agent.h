@@ -1,0 +1,42 @@
+#pragma once
+// Agent: one USP agent, composed of its data model, MTP bindings, message handlers,
+// subscriptions and (when built in) software-module management. It holds no global
+// state, so several agents can live in one process (the simulator runs many).
+//
+// Threading: create, start and stop on the loop thread; everything the agent owns runs
+// on that loop.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "berth/core/clock.h"
+#include "berth/core/event_loop.h"
+#include "berth/core/result.h"
+
+namespace berth::agent {
+
+struct AgentOptions {
+    std::string configFile;   // factory defaults, obuspa format; empty: built-in defaults only
+    std::string dbFile;       // SQLite database; created when missing
+    std::string endpointId;   // overrides Device.LocalAgent.EndpointID when set
+    std::string stateDir;     // where berth keeps key files and runtime state; default: beside dbFile
+};
+
+class Agent {
+public:
+    virtual ~Agent() = default;
+
+    // Opens the database (applying the configuration file when the database is new),
+    // builds the data model and the MTPs. Errors name the file and line that is wrong.
+    static Result<std::unique_ptr<Agent>> create(EventLoop& loop, Clock& clock, AgentOptions options);
+
+    // Starts the MTPs and emits Boot!.
+    virtual Status start() = 0;
+    // Sends Disconnect records, stops MTPs cleanly, flushes state; calls done when finished.
+    virtual void stop(std::function<void()> done) = 0;
+
+    virtual std::string endpointId() const = 0;
+};
+
+}  // namespace berth::agent

@@ -1,0 +1,29 @@
+#pragma once
+// Message handlers: translate one USP request Msg into the data-model engine's
+// operation and the engine's result back into the response Msg (or an Error Msg).
+// The semantics (allow_partial, required parameters, path resolution, permissions)
+// live in the engine; this layer is field-by-field translation.
+//
+// Threading: loop thread only (the engine's thread).
+
+#include <optional>
+#include <string>
+
+#include "berth/datamodel/engine.h"
+#include "usp-msg-1-4.pb.h"
+
+namespace berth::agent {
+
+struct HandlerContext {
+    dm::Engine& engine;
+    const dm::Permissions& permissions;
+    // For asynchronous Operate: creates the Request.{i} row and reports completion.
+    dm::AsyncHooks asyncHooks;
+};
+
+// Answers `request` (a Msg whose body holds a Request the agent serves). Returns the
+// response or Error Msg with the request's msg_id, or nullopt when nothing is to be sent
+// (Operate with send_resp=false whose commands were all accepted).
+std::optional<usp::Msg> handleRequest(const usp::Msg& request, HandlerContext& ctx);
+
+}  // namespace berth::agent

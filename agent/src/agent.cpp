@@ -1,0 +1,358 @@
+#include "berth/agent/agent.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "berth/agent/codec.h"
+#include "berth/agent/config_file.h"
+#include "berth/agent/message_handlers.h"
+#include "berth/core/log.h"
+#include "berth/datamodel/engine.h"
+#include "controllers.h"
+#include "mtp_manager.h"
+
+#ifndef BERTH_VERSION
+#define BERTH_VERSION "0.0.0"
+#endif
+
+namespace berth::agent {
+namespace {
+
+constexpr const char* kTag = "agent";
+
+std::string supportedProtocols() {
+    std::string out;
+#ifdef BERTH_WITH_MQTT
+    out += "MQTT";
+#endif
+#ifdef BERTH_WITH_STOMP
+    out += out.empty() ? "STOMP" : ",STOMP";
+#endif
+#ifdef BERTH_WITH_WEBSOCKET
+    out += out.empty() ? "WebSocket" : ",WebSocket";
+#endif
+    return out;
+}
+
+// Seconds since boot, for DeviceInfo.UpTime.
+std::string systemUptime() {
+    std::ifstream f("/proc/uptime");
+    double up = 0;
+    f >> up;
+    return std::to_string(static_cast<unsigned long>(up));
+}
+
+class AgentImpl final : public Agent, private dm::Provider, private dm::ChangeListener {
+public:
+    AgentImpl(EventLoop& loop, Clock& clock, AgentOptions options)
+        : loop_(loop), clock_(clock), options_(std::move(options)), started_(clock.now()) {}
+
+    ~AgentImpl() override {
+        if (engine_) engine_->removeListener(this);
+        mtps_.reset();
+    }
+
+    Status init();
+    Status start() override;
+    void stop(std::function<void()> done) override;
+    std::string endpointId() const override { return endpointId_; }
+
+private:
+    // dm::Provider for computed values (UpTime).
+    Result<std::string> get(const dm::ObjectView& obj, std::string_view param) override;
+    // dm::ChangeListener: MTP rows edited -> reconfigure bindings.
+    void onValueChange(std::string_view paramPath, std::string_view value) override;
+    void onObjectCreated(std::string_view path, const std::vector<std::pair<std::string_view, std::string>>&) override;
+    void onObjectDeleted(std::string_view path) override;
+    void onEvent(std::string_view, const dm::ArgMap&) override {}
+    void scheduleMtpReload(std::string_view path);
+
+    Status applyConfigFile();
+    void onRecord(const std::string& mtpPath, transports::InboundRecord record);
+    void sendTo(const std::string& mtpPath, const std::string& destination, std::string payload,
+                transports::RecordKind kind);
+    void onMtpUp(const std::string& mtpPath, const std::string& address);
+    // Where a reply to `fromId` goes when the request named no reply-to (3.1.1 clients
+    // such as usp-js): the topic configured for that controller on this MTP.
+    std::string configuredDestination(const std::string& mtpPath, const std::optional<ControllerInfo>& ctrl);
+
+    Result<std::string> createRequest(const dm::CommandCall& call, const std::string& originator);
+    void completeRequest(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result);
+
+    EventLoop& loop_;
+    Clock& clock_;
+    AgentOptions options_;
+    Clock::MonoTime started_;
+    std::string endpointId_;
+    std::unique_ptr<dm::Engine> engine_;
+    std::unique_ptr<RecordCodec> codec_;
+    std::unique_ptr<ControllerDirectory> controllers_;
+    std::unique_ptr<MtpManager> mtps_;
+    bool reloadPending_ = false;
+    bool stopping_ = false;
+};
+
+Status AgentImpl::init() {
+    namespace fs = std::filesystem;
+    if (options_.dbFile.empty()) return Error(ErrorCode::kInvalidConfiguration, "no database file given (--db)");
+    fs::path db = fs::absolute(options_.dbFile);
+    std::error_code ec;
+    fs::create_directories(db.parent_path(), ec);
+    if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + db.parent_path().string() + ": " + ec.message());
+    fs::path stateDir = options_.stateDir.empty() ? db.parent_path() : fs::path(options_.stateDir);
+    fs::create_directories(stateDir, ec);
+    if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + stateDir.string() + ": " + ec.message());
+    ::chmod(stateDir.c_str(), 0700);
+
+    dm::EngineOptions eo;
+    eo.dbPath = db;
+    eo.keyPath = stateDir / (db.filename().string() + ".key");
+    eo.clock = &clock_;
+    auto engine = dm::Engine::open(eo);
+    if (!engine) {
+        Error e = std::move(engine).error();
+        e.message = "database " + db.string() + ": " + e.message;
+        return e;
+    }
+    engine_ = std::move(*engine);
+    BERTH_TRY(applyConfigFile());
+
+    endpointId_ = options_.endpointId;
+    if (endpointId_.empty()) endpointId_ = engine_->getValue("Device.LocalAgent.EndpointID").valueOr("");
+    if (endpointId_.empty()) {
+        std::string oui = engine_->getValue("Device.DeviceInfo.ManufacturerOUI").valueOr("");
+        std::string serial = engine_->getValue("Device.DeviceInfo.SerialNumber").valueOr("");
+        if (oui.empty() || serial.empty())
+            return Error(ErrorCode::kInvalidConfiguration,
+                         "no endpoint ID: set Device.LocalAgent.EndpointID in the configuration file, pass "
+                         "--endpoint-id, or set Device.DeviceInfo.ManufacturerOUI and SerialNumber");
+        endpointId_ = "os::" + oui + "-" + serial;
+    }
+    if (!isPlausibleEndpointId(endpointId_))
+        return Error(ErrorCode::kInvalidConfiguration, "endpoint ID '" + endpointId_ +
+                                                           "' is not of the form scheme:[authority]:instance");
+    {
+        dm::Engine::Batch batch(*engine_);
+        BERTH_TRY(engine_->setValue("Device.LocalAgent.EndpointID", endpointId_));
+        BERTH_TRY(engine_->setValue("Device.LocalAgent.SoftwareVersion", BERTH_VERSION));
+        BERTH_TRY(engine_->setValue("Device.LocalAgent.SupportedProtocols", supportedProtocols()));
+        BERTH_TRY(batch.commit());
+    }
+    BERTH_TRY(engine_->registerProvider("Device.LocalAgent.", this, {"UpTime"}));
+    BERTH_TRY(engine_->registerProvider("Device.DeviceInfo.", this, {"UpTime"}));
+
+    CodecConfig cc;
+    cc.endpointId = endpointId_;
+    codec_ = std::make_unique<RecordCodec>(cc);
+    controllers_ = std::make_unique<ControllerDirectory>(*engine_);
+    mtps_ = std::make_unique<MtpManager>(
+        loop_, *engine_, endpointId_,
+        [this](const std::string& mtp, transports::InboundRecord r) { onRecord(mtp, std::move(r)); },
+        [this](const std::string& mtp, const std::string& addr) { onMtpUp(mtp, addr); });
+    BERTH_TRY(mtps_->registerWithEngine());
+    engine_->addListener(this);
+    return {};
+}
+
+Status AgentImpl::applyConfigFile() {
+    if (options_.configFile.empty()) return {};
+    auto entries = loadConfigFile(options_.configFile);
+    if (!entries) return std::move(entries).error();
+    std::vector<std::pair<std::string, std::string>> values;
+    values.reserve(entries->size());
+    for (auto& e : *entries) values.emplace_back(e.path, e.value);
+    auto st = engine_->applyFactoryDefaults(values);
+    if (!st) {
+        // Name the line the engine refused.
+        Error e = std::move(st).error();
+        for (const auto& entry : *entries) {
+            if (!e.path.empty() && (entry.path == e.path || entry.path.rfind(e.path, 0) == 0)) {
+                e.message = options_.configFile + ":" + std::to_string(entry.line) + ": " + entry.path + ": " + e.message;
+                return e;
+            }
+        }
+        e.message = options_.configFile + ": " + e.message;
+        return e;
+    }
+    return {};
+}
+
+Result<std::string> AgentImpl::get(const dm::ObjectView& obj, std::string_view param) {
+    if (param == "UpTime") {
+        if (obj.path() == "Device.DeviceInfo.") return systemUptime();
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(clock_.now() - started_).count();
+        return std::to_string(secs);
+    }
+    return Error(ErrorCode::kInternalError, "no provided value " + std::string(param));
+}
+
+Status AgentImpl::start() {
+    mtps_->reload();
+    dm::ArgMap boot{{"Cause", "LocalReboot"}, {"CommandKey", ""}, {"FirmwareUpdated", "false"}, {"ParameterMap", "{}"}};
+    (void)engine_->raiseEvent("Device.Boot!", boot);
+    return {};
+}
+
+void AgentImpl::stop(std::function<void()> done) {
+    stopping_ = true;
+    // Say goodbye on every binding that is up, then close them.
+    for (const auto& c : controllers_->all()) {
+        if (!c.enabled) continue;
+        for (const auto& m : controllers_->mtps(c.path)) {
+            std::string mtpPath = mtps_->mtpPathFor(m.agentMtpRef);
+            if (mtpPath.empty() || m.destination.empty()) continue;
+            auto rec = codec_->encodeDisconnect(c.endpointId, ErrorCode::kSessionContextTerminated, "agent shutting down");
+            if (rec) sendTo(mtpPath, m.destination, std::move(*rec), transports::RecordKind::kOther);
+        }
+    }
+    mtps_->stopAll();
+    loop_.post(std::move(done));
+}
+
+void AgentImpl::scheduleMtpReload(std::string_view path) {
+    bool relevant = path.rfind("Device.MQTT.", 0) == 0 || path.rfind("Device.LocalAgent.MTP.", 0) == 0 ||
+                    path.rfind("Device.STOMP.", 0) == 0;
+    if (!relevant || reloadPending_ || stopping_) return;
+    reloadPending_ = true;
+    // Coalesce: a Set of several MQTT parameters reconnects once, after the message.
+    loop_.post([this] {
+        reloadPending_ = false;
+        if (!stopping_) mtps_->reload();
+    });
+}
+
+void AgentImpl::onValueChange(std::string_view paramPath, std::string_view) {
+    if (paramPath.size() >= 6 && (paramPath.substr(paramPath.size() - 6) == "Status" ||
+                                  paramPath.find("ResponseTopicDiscovered") != std::string_view::npos))
+        return;  // our own provided figures
+    scheduleMtpReload(paramPath);
+}
+void AgentImpl::onObjectCreated(std::string_view path, const std::vector<std::pair<std::string_view, std::string>>&) {
+    scheduleMtpReload(path);
+}
+void AgentImpl::onObjectDeleted(std::string_view path) { scheduleMtpReload(path); }
+
+std::string AgentImpl::configuredDestination(const std::string& mtpPath, const std::optional<ControllerInfo>& ctrl) {
+    if (!ctrl) return {};
+    for (const auto& m : controllers_->mtps(ctrl->path)) {
+        if (m.destination.empty()) continue;
+        if (mtps_->mtpPathFor(m.agentMtpRef) == mtpPath || m.agentMtpRef.empty()) return m.destination;
+    }
+    return {};
+}
+
+void AgentImpl::sendTo(const std::string& mtpPath, const std::string& destination, std::string payload,
+                       transports::RecordKind kind) {
+    transports::Mtp* mtp = mtps_->find(mtpPath);
+    if (!mtp) {
+        BERTH_LOG_WARN(kTag) << "cannot send on " << mtpPath << ": binding not running";
+        return;
+    }
+    if (auto st = mtp->send({std::move(payload), destination, kind}); !st)
+        BERTH_LOG_WARN(kTag) << "send to " << destination << " on " << mtpPath << " failed: " << st.error().describe();
+}
+
+void AgentImpl::onMtpUp(const std::string& mtpPath, const std::string& address) {
+    // R-MTP.6: a connect record to every controller reachable over this binding.
+    for (const auto& c : controllers_->all()) {
+        if (!c.enabled) continue;
+        for (const auto& m : controllers_->mtps(c.path)) {
+            if (m.protocol != "MQTT" || m.destination.empty()) continue;
+            if (mtps_->mtpPathFor(m.agentMtpRef) != mtpPath && !m.agentMtpRef.empty()) continue;
+            auto rec = codec_->encodeMqttConnect(c.endpointId, usp_record::MQTTConnectRecord::V5, address);
+            if (rec) sendTo(mtpPath, m.destination, std::move(*rec), transports::RecordKind::kOther);
+        }
+    }
+}
+
+void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord record) {
+    std::optional<ControllerInfo> ctrl;
+    std::string destination = record.replyTo;
+    auto returnPath = [&](const std::string& fromId) {
+        ctrl = controllers_->find(fromId);
+        if (destination.empty()) destination = configuredDestination(mtpPath, ctrl);
+        return !destination.empty();
+    };
+    DecodedRecord d = codec_->decode(record.payload, returnPath);
+    switch (d.kind) {
+        case DecodeKind::kRequest: {
+            if (!ctrl) ctrl = controllers_->find(d.fromId);
+            if (destination.empty()) destination = configuredDestination(mtpPath, ctrl);
+            if (ctrl && !ctrl->enabled) {
+                BERTH_LOG_WARN(kTag) << "ignoring " << msgTypeName(*d.msgType) << " from disabled controller "
+                                     << d.fromId;
+                return;
+            }
+            dm::Permissions perms = controllers_->permissionsFor(ctrl);
+            std::string originator = d.fromId;
+            HandlerContext ctx{*engine_, perms,
+                               dm::AsyncHooks{[this, originator](const dm::CommandCall& call) {
+                                                  return createRequest(call, originator);
+                                              },
+                                              [this](const dm::CommandCall& call, const std::string& req,
+                                                     Result<dm::ArgMap> r) { completeRequest(call, req, std::move(r)); }}};
+            auto reply = handleRequest(d.msg, ctx);
+            if (!reply) return;
+            if (destination.empty()) {
+                BERTH_LOG_WARN(kTag) << "no return path to " << d.fromId << " on " << mtpPath
+                                     << ": the request carried no reply-to and no topic is configured for it";
+                return;
+            }
+            auto bytes = codec_->encodeMsg(*reply, d.fromId);
+            if (!bytes) {
+                BERTH_LOG_ERROR(kTag) << "cannot encode reply to " << d.fromId << ": " << bytes.error().describe();
+                return;
+            }
+            sendTo(mtpPath, destination, std::move(*bytes), transports::RecordKind::kResponse);
+            return;
+        }
+        case DecodeKind::kResponse:
+        case DecodeKind::kError:
+            BERTH_LOG_DEBUG(kTag) << "received " << msgTypeName(*d.msgType) << " " << d.msgId << " from " << d.fromId;
+            return;
+        case DecodeKind::kConnect:
+        case DecodeKind::kDisconnect:
+            BERTH_LOG_INFO(kTag) << recordTypeName(d.recordType) << " record from " << d.fromId << " on " << mtpPath;
+            return;
+        case DecodeKind::kReplyWithError:
+            BERTH_LOG_WARN(kTag) << "bad record from " << d.fromId << " on " << mtpPath << ": "
+                                 << (d.problem ? d.problem->describe() : std::string("?"));
+            if (!destination.empty())
+                sendTo(mtpPath, destination, std::move(d.reply), transports::RecordKind::kResponse);
+            return;
+        case DecodeKind::kDrop:
+            BERTH_LOG_WARN(kTag) << "dropped record on " << mtpPath << ": "
+                                 << (d.problem ? d.problem->describe() : std::string("?"));
+            return;
+    }
+}
+
+Result<std::string> AgentImpl::createRequest(const dm::CommandCall& call, const std::string& originator) {
+    return engine_->addInstance("Device.LocalAgent.Request.", {{"Originator", originator},
+                                                               {"Command", call.commandPath},
+                                                               {"CommandKey", call.commandKey},
+                                                               {"Status", "Active"}});
+}
+
+void AgentImpl::completeRequest(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result) {
+    (void)engine_->setValue(requestPath + "Status", result ? "Success" : "Error");
+    if (result) {
+        BERTH_LOG_INFO(kTag) << call.commandPath << " (" << requestPath << ") completed";
+    } else {
+        BERTH_LOG_INFO(kTag) << call.commandPath << " (" << requestPath << ") failed: " << result.error().describe();
+    }
+    (void)engine_->deleteInstance(requestPath);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Agent>> Agent::create(EventLoop& loop, Clock& clock, AgentOptions options) {
+    auto agent = std::make_unique<AgentImpl>(loop, clock, std::move(options));
+    BERTH_TRY(agent->init());
+    return std::unique_ptr<Agent>(std::move(agent));
+}
+
+}  // namespace berth::agent
