@@ -90,7 +90,8 @@ RunnerResult<CgroupLayout> CgroupLayout::detect(const std::string& mountinfo) {
             std::string o;
             while (std::getline(os, o, ','))
                 if (o == "memory" || o == "cpu" || o == "cpuacct" || o == "pids" || o == "cpuset" || o == "blkio" ||
-                    o == "devices" || o == "freezer")
+                    o == "devices" || o == "freezer" || o == "net_cls" || o == "net_prio" || o == "hugetlb" ||
+                    o == "perf_event" || o.rfind("name=", 0) == 0)
                     layout.v1Mounts.emplace(o, mountPoint);
         }
     }
