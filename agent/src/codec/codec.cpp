@@ -383,10 +383,11 @@ Result<std::string> RecordCodec::serialize(usp_record::Record& record, const std
     const std::size_t size = record.ByteSizeLong();
     if (size > static_cast<std::size_t>(INT_MAX))
         return Error(ErrorCode::kInternalError, "record of " + std::to_string(size) + " bytes is too large to encode");
-    if (maxSize != 0 && size > maxSize)
+    if (maxSize != 0 && size > maxSize) {
         return Error(ErrorCode::kResourcesExceeded, "record of " + std::to_string(size) +
                                                         " bytes exceeds the peer's limit of " +
                                                         std::to_string(maxSize) + " bytes");
+    }
     std::string out;
     if (!record.SerializeToString(&out)) return Error(ErrorCode::kInternalError, "record serialization failed");
     return out;
@@ -394,9 +395,10 @@ Result<std::string> RecordCodec::serialize(usp_record::Record& record, const std
 
 Result<std::string> RecordCodec::encodeMsg(const usp::Msg& msg, const std::string& toId, std::size_t maxSize) const {
     const std::size_t msgSize = msg.ByteSizeLong();
-    if (msgSize > static_cast<std::size_t>(INT_MAX))
+    if (msgSize > static_cast<std::size_t>(INT_MAX)) {
         return Error(ErrorCode::kInternalError,
                      "message of " + std::to_string(msgSize) + " bytes is too large to encode");
+    }
     usp_record::Record record;
     if (!msg.SerializeToString(record.mutable_no_session_context()->mutable_payload()))
         return Error(ErrorCode::kInternalError, "message serialization failed");
@@ -466,10 +468,11 @@ DecodedRecord RecordCodec::replyOrDrop(DecodedRecord out, Error problem, bool is
 
 DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck& hasReturnPath) const {
     DecodedRecord out;
-    if (bytes.size() > config_.maxRecordSize || bytes.size() > static_cast<std::size_t>(INT_MAX))
+    if (bytes.size() > config_.maxRecordSize || bytes.size() > static_cast<std::size_t>(INT_MAX)) {
         return drop(std::move(out), Error(ErrorCode::kRecordNotParsed,
                                           "record of " + std::to_string(bytes.size()) + " bytes exceeds the limit of " +
                                               std::to_string(config_.maxRecordSize) + " bytes"));
+    }
 
     usp_record::Record record;
     if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
@@ -478,12 +481,14 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
     out.toId = record.to_id();
     out.version = record.version();
 
-    if (record.to_id() != config_.endpointId)  // R-E2E.1
+    if (record.to_id() != config_.endpointId) {  // R-E2E.1
         return drop(std::move(out),
                     Error(ErrorCode::kRecordFieldInvalid, "to_id '" + record.to_id() + "' is not our endpoint ID"));
-    if (!isPlausibleEndpointId(record.from_id()))
+    }
+    if (!isPlausibleEndpointId(record.from_id())) {
         return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid,
                                           "from_id '" + record.from_id() + "' is not a valid endpoint ID"));
+    }
     if (record.from_id() == config_.endpointId)
         return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid, "from_id is our own endpoint ID"));
 
@@ -512,19 +517,20 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
     // Problems with the Record's own fields; answered below if a Request can be found.
     std::optional<Error> recordProblem;
     const auto major = parseVersionMajor(record.version());
-    if (record.version().empty())
+    if (record.version().empty()) {
         recordProblem = Error(ErrorCode::kRecordFieldInvalid, "record has no version");
-    else if (!major)
+    } else if (!major) {
         recordProblem =
             Error(ErrorCode::kRecordFieldInvalid, "record version '" + record.version() + "' is not major.minor");
-    else if (*major != 1)
+    } else if (*major != 1) {
         recordProblem = Error(ErrorCode::kRecordFieldInvalid,
                               "record version '" + record.version() + "' is not supported (1.x is)");
-    else if (!usp_record::Record::PayloadSecurity_IsValid(record.payload_security()))
+    } else if (!usp_record::Record::PayloadSecurity_IsValid(record.payload_security())) {
         recordProblem = Error(ErrorCode::kRecordFieldInvalid,
                               "unknown payload_security " + std::to_string(record.payload_security()));
-    else if (record.payload_security() == usp_record::Record::TLS12)
+    } else if (record.payload_security() == usp_record::Record::TLS12) {
         recordProblem = Error(ErrorCode::kSecureSessionNotSupported, "payload_security TLS12 is not supported");
+    }
 
     switch (out.recordType) {
         case RecordType::kNoSessionContext:
@@ -581,10 +587,11 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
     const auto headerType = msg.header().msg_type();
     const bool headerTypeKnown = usp::Header::MsgType_IsValid(headerType);
     const auto bodyType = bodyMsgType(msg.body());
-    if (bodyType)
+    if (bodyType) {
         out.msgType = bodyType;
-    else if (headerTypeKnown)
+    } else if (headerTypeKnown) {
         out.msgType = headerType;
+    }
     out.headerTypeMismatch = bodyType && headerTypeKnown && *bodyType != headerType;
 
     // R-ENC.3: the body carries exactly one of request, response, error. Several
@@ -600,17 +607,19 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
 
     if (recordProblem) return replyOrDrop(std::move(out), std::move(*recordProblem), isRequest, hasReturnPath);
     if (out.msgId.empty()) return drop(std::move(out), Error(ErrorCode::kInvalidArguments, "message has no msg_id"));
-    if (!headerTypeKnown)  // R-ENC.2: unknown enum values are reported as R-MTP.5 says
+    if (!headerTypeKnown) {  // R-ENC.2: unknown enum values are reported as R-MTP.5 says
         return replyOrDrop(std::move(out),
                            Error(ErrorCode::kRecordFieldInvalid, "unknown msg_type " + std::to_string(headerType)),
                            isRequest, hasReturnPath);
+    }
 
     // R-ENC.5: 7004 for a oneof violation in a Message.
-    if (bodyMembers != 1 || msg.body().msg_body_case() == usp::Body::MSG_BODY_NOT_SET)
+    if (bodyMembers != 1 || msg.body().msg_body_case() == usp::Body::MSG_BODY_NOT_SET) {
         return replyOrDrop(std::move(out),
                            Error(ErrorCode::kInvalidArguments,
                                  bodyMembers == 0 ? "message body is empty" : "message body has more than one member"),
                            isRequest, hasReturnPath);
+    }
 
     if (msg.body().has_response()) {
         if (msg.body().response().resp_type_case() == usp::Response::RESP_TYPE_NOT_SET)
@@ -631,29 +640,33 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
     const auto requestMembers = countInRange(requestFields, 1, kRequestLast);
     if (requestMembers == 0) {
         // Nothing we know, but something: a request type newer than our schema.
-        if (hasOutsideRange(requestFields, 1, kRequestLast))
+        if (hasOutsideRange(requestFields, 1, kRequestLast)) {
             return replyOrDrop(std::move(out), Error(ErrorCode::kMessageNotSupported, "request type not supported"),
                                true, hasReturnPath);
+        }
         return replyOrDrop(std::move(out), Error(ErrorCode::kInvalidArguments, "request has no req_type"), true,
                            hasReturnPath);
     }
-    if (requestMembers > 1)
+    if (requestMembers > 1) {
         return replyOrDrop(std::move(out), Error(ErrorCode::kInvalidArguments, "request has more than one req_type"),
                            true, hasReturnPath);
+    }
 
     const auto reqCase = msg.body().request().req_type_case();
-    if (config_.servedRequests.count(reqCase) == 0)
+    if (config_.servedRequests.count(reqCase) == 0) {
         return replyOrDrop(std::move(out),
                            Error(ErrorCode::kMessageNotSupported,
                                  std::string(msgTypeName(requestMsgType(reqCase))) + " is not supported by this agent"),
                            true, hasReturnPath);
+    }
 
     if (reqCase == usp::Request::kNotify) {
         const auto notifyFields = wire::fieldNumbers(wire::subMessages(requestChunks, kRequestNotify));
-        if (countInRange(notifyFields, kNotifyFirst, kNotifyLast) != 1)
+        if (countInRange(notifyFields, kNotifyFirst, kNotifyLast) != 1) {
             return replyOrDrop(std::move(out),
                                Error(ErrorCode::kInvalidArguments, "notify must carry exactly one notification"), true,
                                hasReturnPath);
+        }
     }
 
     if (out.headerTypeMismatch) {

@@ -1,9 +1,9 @@
 #include "berth/agent/config_file.h"
 
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <optional>
+#include <system_error>
 #include <unordered_map>
 
 namespace berth::agent {
@@ -40,9 +40,10 @@ std::string quoteForMessage(std::string_view s) {
 // Checks a defaults-file path; returns what is wrong, or nullopt when it is fine.
 std::optional<std::string> checkPath(std::string_view path) {
     if (path.empty()) return std::string("missing path: a line starts with a parameter path");
-    if (path.find_first_of("*[]{}") != std::string_view::npos)
+    if (path.find_first_of("*[]{}") != std::string_view::npos) {
         return "path " + quoteForMessage(path) +
                " holds a wildcard, search expression or {i}; a defaults file names each instance by number";
+    }
     if (path.substr(0, 7) != "Device.") {
         if (path == "Device") return std::string("path 'Device' names no parameter");
         return "path " + quoteForMessage(path) + " does not start with 'Device.'";
@@ -57,26 +58,33 @@ std::optional<std::string> checkPath(std::string_view path) {
         const bool last = end == path.size();
         if (segment.empty()) return "path " + quoteForMessage(path) + " has an empty segment ('..')";
         if (isDigit(segment.front())) {
-            for (char c : segment)
-                if (!isDigit(c))
+            for (char c : segment) {
+                if (!isDigit(c)) {
                     return "path " + quoteForMessage(path) + ": segment '" + std::string(segment) +
                            "' is neither a name nor an instance number";
-            if (segment.front() == '0')
+                }
+            }
+            if (segment.front() == '0') {
                 return "path " + quoteForMessage(path) + ": instance number '" + std::string(segment) +
                        "' must be positive, without leading zeros";
-            if (segment.size() > 9)
+            }
+            if (segment.size() > 9) {
                 return "path " + quoteForMessage(path) + ": instance number '" + std::string(segment) +
                        "' is too large";
+            }
             if (index == 0) return "path " + quoteForMessage(path) + " does not start with 'Device.'";
             if (last) return "path " + quoteForMessage(path) + " ends in an instance number; give a parameter path";
         } else {
-            if (!isNameStart(segment.front()))
+            if (!isNameStart(segment.front())) {
                 return "path " + quoteForMessage(path) + ": segment '" + std::string(segment) +
                        "' must start with a letter or '_'";
-            for (char c : segment)
-                if (!isNameChar(c))
+            }
+            for (char c : segment) {
+                if (!isNameChar(c)) {
                     return "path " + quoteForMessage(path) + ": segment '" + std::string(segment) +
                            "' may only hold letters, digits and '_'";
+                }
+            }
         }
         if (last) break;
         start = end + 1;
@@ -217,15 +225,18 @@ Result<std::vector<ConfigEntry>> parseConfig(std::string_view text, const std::s
 Result<std::vector<ConfigEntry>> loadConfigFile(const std::filesystem::path& file) {
     const std::string name = file.string();
     std::ifstream in(file, std::ios::binary);
-    if (!in) return Error(ErrorCode::kInvalidConfiguration, name + ": cannot open: " + std::strerror(errno), name);
+    if (!in)
+        return Error(ErrorCode::kInvalidConfiguration,
+                     name + ": cannot open: " + std::generic_category().message(errno), name);
     std::string text;
     char buf[16384];
     while (in.read(buf, sizeof buf) || in.gcount() > 0) {
         text.append(buf, static_cast<std::size_t>(in.gcount()));
-        if (text.size() > kMaxConfigFileSize)
+        if (text.size() > kMaxConfigFileSize) {
             return Error(ErrorCode::kInvalidConfiguration,
                          name + ": larger than " + std::to_string(kMaxConfigFileSize) + " bytes; not a defaults file?",
                          name);
+        }
     }
     if (in.bad()) return Error(ErrorCode::kInvalidConfiguration, name + ": read error", name);
     if (text.find('\0') != std::string::npos)

@@ -47,7 +47,7 @@ inline constexpr std::string_view kUspVersion = "1.4";
 // The versions berth honours, for GetSupportedProtocolResp and OnBoardRequest.
 inline constexpr std::string_view kSupportedUspVersions = "1.0,1.1,1.2,1.3,1.4";
 // Default upper bound on an incoming serialized Record.
-inline constexpr std::size_t kDefaultMaxRecordSize = 5 * 1024 * 1024;
+inline constexpr std::size_t kDefaultMaxRecordSize = std::size_t{5} * 1024 * 1024;
 
 using MsgType = usp::Header::MsgType;
 

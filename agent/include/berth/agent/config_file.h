@@ -47,7 +47,7 @@ struct ConfigParse {
 };
 
 // Largest defaults file read: a gateway's defaults are a few kilobytes.
-inline constexpr std::size_t kMaxConfigFileSize = 4 * 1024 * 1024;
+inline constexpr std::size_t kMaxConfigFileSize = std::size_t{4} * 1024 * 1024;
 
 // Parses `text` line by line and reports every bad line, not just the first.
 ConfigParse parseConfigText(std::string_view text);
