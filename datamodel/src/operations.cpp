@@ -449,7 +449,12 @@ SetResponse Engine::set(const SetRequest& req, const Permissions& perms) {
         std::vector<UpdatedInstanceFailure> failures;
         for (const Pos& pos : resolved->positions) {
             ObjNode& n = *pos.node;
-            if (!perms.isFullAccess() && !readable(perms, n)) continue;  // invisible objects are absent
+            if (!perms.isFullAccess() && !readable(perms, n)) {
+                if (parsed->isSearch) continue;  // invisible objects are absent from searches
+                failures.push_back(UpdatedInstanceFailure{
+                    n.path, {ParamError{n.path, ErrorCode::kPermissionDenied, "no permission on " + n.path}}});
+                continue;
+            }
             UpdatedInstance ui;
             ui.affectedPath = n.path;
             std::vector<ParamError> requiredFailed;
@@ -836,6 +841,14 @@ Result<ArgMap> validateInputs(const CommandSchema& cs, const ArgMap& given) {
         }
         auto it = given.find(a.name);
         if (it == given.end()) {
+            // Arguments of an optional argument object ("AutoRestart.Enable") are only
+            // required, and defaulted, when the Controller sends that object at all.
+            auto dot = a.name.rfind('.');
+            if (dot != std::string::npos) {
+                std::string prefix = a.name.substr(0, dot + 1);
+                auto p = given.lower_bound(prefix);
+                if (p == given.end() || p->first.compare(0, prefix.size(), prefix) != 0) continue;
+            }
             if (a.mandatory) return Error(ErrorCode::kInvalidCommandArguments, "missing mandatory argument " + a.name);
             if (a.hasDefault) out[a.name] = a.defaultValue;
             continue;
@@ -871,7 +884,7 @@ OperateResponse Engine::operate(const OperateRequest& req, const Permissions& pe
     }
     for (const Pos& pos : r->positions) {
         ObjNode& n = *pos.node;
-        if (!perms.isFullAccess() && !readable(perms, n)) continue;
+        if (parsed->isSearch && !perms.isFullAccess() && !readable(perms, n)) continue;
         const CommandSchema& cs = n.schema->commands()[static_cast<std::size_t>(r->member)];
         OperationResult& res = resp.results.emplace_back();
         res.executedCommand = n.path + cs.name;
