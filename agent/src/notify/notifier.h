@@ -1,0 +1,84 @@
+#pragma once
+// Notifier: the subscription engine. It watches every committed change of the data
+// model (it is a dm::ChangeListener), matches it against the enabled rows of
+// Device.LocalAgent.Subscription.{i}., and sends Notify messages to each
+// subscription's recipient controller; it also sends the notifications nobody
+// subscribes to (OnBoardRequest) and keeps those that must be retried until a
+// NotifyResp arrives.
+//
+// The agent owns one Notifier and wires it up:
+//   - engine.addListener(&notifier) after the engine is open;
+//   - notifier.registerWithEngine() for the Subscription table rules;
+//   - around each controller message: setOriginator(controllerPath) / clearOriginator(),
+//     so a Subscription row added by a controller gets that controller as Recipient;
+//   - on every NotifyResp: onNotifyResp(fromEndpointId, msgId);
+//   - when an MTP to a controller comes up: onControllerReachable(endpointId);
+//   - when an asynchronous command finishes: operationComplete(...);
+//   - at start: start() (sends Boot! per the Boot! rules, OnBoardRequest where due).
+//
+// Sending goes through a SendFn the agent provides: it encodes the Msg into a Record
+// for that controller and sends it over the controller's MTPs (Order); it returns an
+// error when no MTP to that controller is up, and the notifier then queues the Notify.
+//
+// Threading: loop thread only.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "berth/core/clock.h"
+#include "berth/core/event_loop.h"
+#include "berth/core/result.h"
+#include "berth/datamodel/engine.h"
+#include "usp-msg-1-4.pb.h"
+
+namespace berth::agent {
+
+// What Device.Boot! reports (the agent knows why it started).
+struct BootInfo {
+    std::string cause = "LocalReboot";  // LocalReboot, RemoteReboot, FactoryReset, ...
+    std::string commandKey;             // of the Reboot()/FactoryReset() that caused it
+    std::string reason;
+    bool firmwareUpdated = false;
+};
+
+struct NotifierOptions {
+    // SQLite file for persistent subscriptions' undelivered notifications (NotifRetry).
+    std::string queueDbPath;
+    // Bound on queued notifications per controller; see docs for the policy when hit.
+    std::size_t maxQueuedPerController = 1000;
+    // Sent as Device.Boot! by start().
+    BootInfo boot;
+    // Provided parameters whose provider cannot report changes (supported paths): sampled
+    // every sampleInterval, and only while an enabled ValueChange subscription covers them.
+    std::vector<std::string> sampledParams = {"Device.LocalAgent.MTP.{i}.MQTT.ResponseTopicDiscovered"};
+    std::chrono::milliseconds sampleInterval{std::chrono::seconds(5)};
+};
+
+class Notifier : public dm::ChangeListener {
+public:
+    // Sends `msg` (a Notify request) to the controller with this endpoint ID.
+    using SendFn = std::function<Status(const std::string& controllerEndpointId, const usp::Msg& msg)>;
+
+    static Result<std::unique_ptr<Notifier>> create(EventLoop& loop, Clock& clock, dm::Engine& engine,
+                                                    NotifierOptions options, SendFn send);
+    ~Notifier() override = default;
+
+    virtual Status registerWithEngine() = 0;
+    virtual void start() = 0;
+
+    virtual void setOriginator(const std::string& controllerPath) = 0;
+    virtual void clearOriginator() = 0;
+
+    virtual void onNotifyResp(const std::string& fromEndpointId, const std::string& msgId) = 0;
+    virtual void onControllerReachable(const std::string& endpointId) = 0;
+
+    // An asynchronous command finished (success: output args; failure: the error).
+    // objPath "Device.SoftwareModules.", commandName "InstallDU()".
+    virtual void operationComplete(const std::string& objPath, const std::string& commandName,
+                                   const std::string& commandKey, const Result<dm::ArgMap>& result) = 0;
+};
+
+}  // namespace berth::agent
