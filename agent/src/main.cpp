@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "berth/agent/agent.h"
+#include "berth/agent/codec.h"
 #include "berth/core/log.h"
 #include "berth/core/process.h"
 
@@ -59,6 +60,10 @@ int main(int argc, char** argv) {
     logConfig.toSyslog = syslog;
     logConfig.syslogIdent = "berthd";
     berth::log::configure(logConfig);
+
+    // Protobuf would print a line to stderr for every record with invalid UTF-8; a peer
+    // could flood stderr that way. Route those lines to the log, before threads start.
+    berth::agent::routeProtobufLogs();
 
     berth::SystemClock clock;
     berth::EventLoop loop(clock);

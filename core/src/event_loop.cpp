@@ -50,7 +50,10 @@ struct EventLoop::Impl {
 class TimerImpl final : public Timer {
 public:
     TimerImpl(EventLoop::Impl& loop, std::function<void()> cb) : loop_(loop), cb_(std::move(cb)) {}
-    ~TimerImpl() override { cancel(); }
+    ~TimerImpl() override {
+        cancel();
+        if (destroyedFlag_) *destroyedFlag_ = true;
+    }
 
     void start(std::chrono::milliseconds delay, bool periodic) override {
         cancel();
@@ -75,7 +78,15 @@ public:
     void fire() {
         armed_ = false;
         if (period_.count() > 0) arm(key_.first + period_);
-        cb_();  // may destroy this timer: nothing after this line
+        // The callback may destroy this timer: run it from a local and put it back only
+        // if the timer survived.
+        bool destroyed = false;
+        destroyedFlag_ = &destroyed;
+        auto cb = std::move(cb_);
+        cb();
+        if (destroyed) return;
+        destroyedFlag_ = nullptr;
+        cb_ = std::move(cb);
     }
 
 private:
@@ -84,6 +95,7 @@ private:
     std::chrono::milliseconds period_{0};
     std::pair<Clock::MonoTime, std::uint64_t> key_;
     bool armed_ = false;
+    bool* destroyedFlag_ = nullptr;
 };
 
 class FdWatchImpl final : public FdWatch {
@@ -93,6 +105,7 @@ public:
     ~FdWatchImpl() override {
         if (registered_) ::epoll_ctl(loop_.epoll.get(), EPOLL_CTL_DEL, fd_, nullptr);
         loop_.watches.erase(id_);
+        if (destroyedFlag_) *destroyedFlag_ = true;
     }
     Status add(std::uint32_t events) {
         epoll_event ev{};
@@ -110,7 +123,17 @@ public:
         if (::epoll_ctl(loop_.epoll.get(), EPOLL_CTL_MOD, fd_, &ev) != 0) return sysError("epoll_ctl mod", errno);
         return {};
     }
-    void fire(std::uint32_t events) { cb_(events); }
+    // The callback may destroy this watch (a child exited, a peer hung up): run it from
+    // a local and put it back only if the watch survived.
+    void fire(std::uint32_t events) {
+        bool destroyed = false;
+        destroyedFlag_ = &destroyed;
+        auto cb = std::move(cb_);
+        cb(events);
+        if (destroyed) return;
+        destroyedFlag_ = nullptr;
+        cb_ = std::move(cb);
+    }
 
 private:
     EventLoop::Impl& loop_;
@@ -118,6 +141,7 @@ private:
     std::function<void(std::uint32_t)> cb_;
     std::uint64_t id_;
     bool registered_ = false;
+    bool* destroyedFlag_ = nullptr;
 };
 
 class SignalWatchImpl final : public SignalWatch {

@@ -190,9 +190,10 @@ Result<RunOutput> runCommand(const SpawnOptions& base, std::chrono::milliseconds
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
         if (left.count() <= 0) {
             (void)(*child)->signal(SIGKILL);
-            (void)(*child)->waitFor(std::chrono::seconds(5));
-            return Error(ErrorCode::kInternalError, "'" + base.argv[0] + "' did not finish within " +
-                                                        std::to_string(deadline.count()) + " ms and was killed");
+            auto st = (*child)->waitFor(std::chrono::seconds(5));
+            if (st) result.status = *st;
+            result.timedOut = true;
+            return result;
         }
         pollfd pfds[3];
         int n = 0;
@@ -221,6 +222,16 @@ Result<std::unique_ptr<Subreaper>> Subreaper::create(EventLoop& loop, OrphanCall
 }
 
 Subreaper::~Subreaper() = default;
+
+void Subreaper::claim(pid_t pid) {
+    std::lock_guard<std::mutex> lock(ownedMutex());
+    ownedPids().insert(pid);
+}
+
+void Subreaper::release(pid_t pid) {
+    std::lock_guard<std::mutex> lock(ownedMutex());
+    ownedPids().erase(pid);
+}
 
 void Subreaper::sweep() {
     std::vector<std::pair<pid_t, ExitStatus>> reaped;

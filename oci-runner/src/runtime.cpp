@@ -122,11 +122,10 @@ RunnerResult<Runtime::Output> Runtime::run(std::vector<std::string> args, const 
         return Output{st->shellCode(), {}, {}};
     }
     auto r = runCommand(so, options_.timeout);
-    if (!r) {
-        bool timeout = r.error().message.find("did not finish") != std::string::npos;
-        return RunnerError(timeout ? ErrorKind::kTimeout : ErrorKind::kRuntimeFailed,
-                           name() + " " + args.front() + ": " + r.error().message);
-    }
+    if (!r) return RunnerError(ErrorKind::kRuntimeFailed, name() + " " + args.front() + ": " + r.error().message);
+    if (r->timedOut)
+        return RunnerError(ErrorKind::kTimeout, name() + " " + args.front() + " did not finish within " +
+                                                    std::to_string(options_.timeout.count()) + " ms and was killed");
     return Output{r->status.shellCode(), std::move(r->out), std::move(r->err)};
 }
 

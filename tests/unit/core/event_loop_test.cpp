@@ -207,3 +207,38 @@ TEST_CASE("A cancelled job never delivers its result and its work sees the cance
     REQUIRE(berth::testing::runUntil(loop, [&] { return done; }));
     CHECK_FALSE(delivered);
 }
+
+TEST_CASE("A timer may destroy itself from its own callback", "[core][loop]") {
+    FakeClock clock;
+    EventLoop loop(clock);
+    int fired = 0;
+    std::unique_ptr<berth::Timer> t;
+    t = loop.createTimer([&] {
+        ++fired;
+        t.reset();
+    });
+    t->start(1ms, true);
+    clock.advance(5ms);
+    loop.runOnce(0ms);
+    CHECK(fired == 1);
+    CHECK(t == nullptr);
+}
+
+TEST_CASE("An fd watch may destroy itself from its own callback", "[core][loop]") {
+    berth::SystemClock clock;
+    EventLoop loop(clock);
+    auto p = berth::makePipe();
+    REQUIRE(p);
+    int calls = 0;
+    std::unique_ptr<berth::FdWatch> w;
+    auto created = loop.watchFd(p->readEnd.get(), EPOLLIN, [&](std::uint32_t) {
+        ++calls;
+        w.reset();
+    });
+    REQUIRE(created);
+    w = std::move(*created);
+    REQUIRE(::write(p->writeEnd.get(), "x", 1) == 1);
+    REQUIRE(berth::testing::runUntil(loop, [&] { return calls == 1; }));
+    loop.runOnce(20ms);
+    CHECK(calls == 1);
+}

@@ -80,12 +80,14 @@ private:
 };
 
 // Runs a program to completion with a deadline, capturing stdout and stderr (each
-// truncated at maxOutput bytes). On deadline: SIGKILL, then an error. Blocking: for
+// truncated at maxOutput bytes). On deadline the program is killed (SIGKILL) and the
+// output says timedOut. Errors: the program could not be started. Blocking: for
 // worker threads and tools.
 struct RunOutput {
     ExitStatus status;
     std::string out;
     std::string err;
+    bool timedOut = false;  // the deadline passed and the program was killed
 };
 Result<RunOutput> runCommand(const SpawnOptions& options, std::chrono::milliseconds deadline,
                              std::size_t maxOutput = 1 << 20);
@@ -99,6 +101,12 @@ public:
     // Reaps every exited child not owned by a ChildProcess. Called on SIGCHLD; public
     // for tests and for a periodic safety sweep.
     void sweep();
+
+    // Marks a process that is not a ChildProcess (a container init watched through a
+    // pidfd of its own) as owned, so the sweep leaves it to its owner to reap; release
+    // it once reaped. Thread-safe.
+    static void claim(pid_t pid);
+    static void release(pid_t pid);
 
 private:
     explicit Subreaper(OrphanCallback cb) : onOrphan_(std::move(cb)) {}
