@@ -59,6 +59,8 @@ public:
     Status start() override;
     void stop(std::function<void()> done) override;
     std::string endpointId() const override { return endpointId_; }
+    const BootInfo& bootInfo() const override { return boot_; }
+    bool restartRequested() const override { return restartRequested_; }
 
 private:
     // dm::Provider for computed values (UpTime).
@@ -79,6 +81,11 @@ private:
     // such as usp-js): the topic configured for that controller on this MTP.
     std::string configuredDestination(const std::string& mtpPath, const std::optional<ControllerInfo>& ctrl);
 
+    Status registerDeviceCommands();
+    void loadBootInfo();
+    Status saveBootInfo(const BootInfo& next);
+    void requestRestart();
+
     Result<std::string> createRequest(const dm::CommandCall& call, const std::string& originator);
     void completeRequest(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result);
 
@@ -93,6 +100,9 @@ private:
     std::unique_ptr<MtpManager> mtps_;
     bool reloadPending_ = false;
     bool stopping_ = false;
+    bool restartRequested_ = false;
+    std::filesystem::path stateDir_;
+    BootInfo boot_;
 };
 
 Status AgentImpl::init() {
@@ -106,6 +116,7 @@ Status AgentImpl::init() {
     fs::create_directories(stateDir, ec);
     if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + stateDir.string() + ": " + ec.message());
     ::chmod(stateDir.c_str(), 0700);
+    stateDir_ = stateDir;
 
     dm::EngineOptions eo;
     eo.dbPath = db;
@@ -141,6 +152,8 @@ Status AgentImpl::init() {
         BERTH_TRY(engine_->setValue("Device.LocalAgent.SupportedProtocols", supportedProtocols()));
         BERTH_TRY(batch.commit());
     }
+    loadBootInfo();
+    BERTH_TRY(registerDeviceCommands());
     BERTH_TRY(engine_->registerProvider("Device.LocalAgent.", this, {"UpTime"}));
     BERTH_TRY(engine_->registerProvider("Device.DeviceInfo.", this, {"UpTime"}));
 
@@ -191,7 +204,11 @@ Result<std::string> AgentImpl::get(const dm::ObjectView& obj, std::string_view p
 
 Status AgentImpl::start() {
     mtps_->reload();
-    dm::ArgMap boot{{"Cause", "LocalReboot"}, {"CommandKey", ""}, {"FirmwareUpdated", "false"}, {"ParameterMap", "{}"}};
+    dm::ArgMap boot{{"Cause", boot_.cause},
+                    {"CommandKey", boot_.commandKey},
+                    {"Reason", boot_.reason},
+                    {"FirmwareUpdated", boot_.firmwareUpdated ? "true" : "false"},
+                    {"ParameterMap", "{}"}};
     (void)engine_->raiseEvent("Device.Boot!", boot);
     return {};
 }
@@ -328,6 +345,84 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
                                  << (d.problem ? d.problem->describe() : std::string("?"));
             return;
     }
+}
+
+// The boot file holds four lines: cause, command key, reason, and the SoftwareVersion
+// this agent ran; a line-based file keeps it readable with cat.
+void AgentImpl::loadBootInfo() {
+    std::filesystem::path file = stateDir_ / "boot";
+    std::string version = engine_->getValue("Device.DeviceInfo.SoftwareVersion").valueOr("");
+    std::ifstream in(file);
+    BootInfo info;
+    std::string previousVersion;
+    if (in) {
+        std::getline(in, info.cause);
+        std::getline(in, info.commandKey);
+        std::getline(in, info.reason);
+        std::getline(in, previousVersion);
+        if (info.cause.empty()) info.cause = "LocalReboot";
+        info.firmwareUpdated = !previousVersion.empty() && previousVersion != version;
+    }
+    boot_ = info;
+    // The next start without a Reboot() is a local reboot, unless told otherwise.
+    BootInfo next;
+    (void)saveBootInfo(next);
+}
+
+Status AgentImpl::saveBootInfo(const BootInfo& next) {
+    std::filesystem::path file = stateDir_ / "boot";
+    std::filesystem::path tmp = stateDir_ / "boot.tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << next.cause << '\n'
+            << next.commandKey << '\n'
+            << next.reason << '\n'
+            << engine_->getValue("Device.DeviceInfo.SoftwareVersion").valueOr("") << '\n';
+        out.flush();
+        if (!out) return Error(ErrorCode::kInternalError, "cannot write " + tmp.string());
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, file, ec);
+    if (ec) return Error(ErrorCode::kInternalError, "cannot write " + file.string() + ": " + ec.message());
+    return {};
+}
+
+void AgentImpl::requestRestart() {
+    // After the OperateResp went out: the command returns first, then the agent stops.
+    loop_.post([this] {
+        if (stopping_) return;
+        restartRequested_ = true;
+        stop([this] { loop_.stop(); });
+    });
+}
+
+Status AgentImpl::registerDeviceCommands() {
+    auto inputOr = [](const dm::CommandCall& call, const char* name, const char* dflt) {
+        auto it = call.input.find(name);
+        return it == call.input.end() || it->second.empty() ? std::string(dflt) : it->second;
+    };
+    BERTH_TRY(engine_->registerCommand("Device.Reboot()", [this, inputOr](const dm::CommandCall& call) -> Result<dm::ArgMap> {
+        BootInfo next{inputOr(call, "Cause", "RemoteReboot"), call.commandKey, inputOr(call, "Reason", ""), false};
+        BERTH_TRY(saveBootInfo(next));
+        BERTH_LOG_INFO(kTag) << "Device.Reboot() (" << next.cause << "): restarting";
+        requestRestart();
+        return dm::ArgMap{};
+    }));
+    BERTH_TRY(engine_->registerCommand("Device.FactoryReset()", [this, inputOr](const dm::CommandCall& call) -> Result<dm::ArgMap> {
+        BootInfo next{inputOr(call, "Cause", "RemoteFactoryReset"), call.commandKey, inputOr(call, "Reason", ""), false};
+        // Reset after this message's own transaction: the engine is mid-operation now.
+        loop_.post([this, next] {
+            if (auto st = engine_->factoryReset(); !st) {
+                BERTH_LOG_ERROR(kTag) << "factory reset failed: " << st.error().describe();
+                return;
+            }
+            (void)saveBootInfo(next);
+            BERTH_LOG_INFO(kTag) << "Device.FactoryReset() (" << next.cause << "): restarting";
+            requestRestart();
+        });
+        return dm::ArgMap{};
+    }));
+    return {};
 }
 
 Result<std::string> AgentImpl::createRequest(const dm::CommandCall& call, const std::string& originator) {

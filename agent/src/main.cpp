@@ -1,6 +1,10 @@
 // berthd: the berth USP agent daemon.
 #include <signal.h>
+#include <linux/close_range.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -41,6 +45,8 @@ int main(int argc, char** argv) {
         ->default_val("/var/lib/berth/berth.db");
     app.add_option("--state-dir", options.stateDir, "Directory for key files and runtime state (default: beside the database)");
     app.add_option("-e,--endpoint-id", options.endpointId, "Override Device.LocalAgent.EndpointID");
+    app.add_option("--reboot-command", options.rebootCommand,
+                   "Command that Device.Reboot() runs (sh -c) to reboot the device; default: berthd restarts itself");
     app.add_option("-l,--log-level", logLevel, "trace, debug, info, warn, error or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "off"}));
     app.add_flag("--syslog", syslog, "Also log to syslog (daemon facility)");
@@ -103,7 +109,22 @@ int main(int argc, char** argv) {
     BERTH_LOG_INFO("berthd") << "berthd " << BERTH_VERSION << " running as " << agent->endpointId() << " (pid "
                              << ::getpid() << ")";
     loop.run();
+    bool restart = agent->restartRequested();
     agent.reset();
+    if (restart) {
+        if (!options.rebootCommand.empty()) {
+            BERTH_LOG_INFO("berthd") << "rebooting: " << options.rebootCommand;
+            ::execl("/bin/sh", "sh", "-c", options.rebootCommand.c_str(), static_cast<char*>(nullptr));
+            BERTH_LOG_ERROR("berthd") << "cannot run the reboot command: " << std::strerror(errno);
+            return kExitRuntime;
+        }
+        BERTH_LOG_INFO("berthd") << "restarting";
+        // Nothing of this process may leak into the next one but stdio.
+        ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+        ::execv("/proc/self/exe", argv);
+        BERTH_LOG_ERROR("berthd") << "cannot restart: " << std::strerror(errno);
+        return kExitRuntime;
+    }
     BERTH_LOG_INFO("berthd") << "stopped";
     return 0;
 }

@@ -21,6 +21,18 @@ struct AgentOptions {
     std::string dbFile;       // SQLite database; created when missing
     std::string endpointId;   // overrides Device.LocalAgent.EndpointID when set
     std::string stateDir;     // where berth keeps key files and runtime state; default: beside dbFile
+    // Device.Reboot(): a command that reboots the device (run with sh -c). Empty: the
+    // agent restarts itself (berthd re-executes), which is what a desktop simulation wants.
+    std::string rebootCommand;
+};
+
+// Why the agent (re)started, for Boot!: kept in the state directory across a Reboot()
+// or FactoryReset(), read and cleared at the next start.
+struct BootInfo {
+    std::string cause = "LocalReboot";  // LocalReboot, RemoteReboot, LocalFactoryReset, RemoteFactoryReset
+    std::string commandKey;
+    std::string reason;
+    bool firmwareUpdated = false;       // SoftwareVersion differs from the previous start's
 };
 
 class Agent {
@@ -37,6 +49,10 @@ public:
     virtual void stop(std::function<void()> done) = 0;
 
     virtual std::string endpointId() const = 0;
+    virtual const BootInfo& bootInfo() const = 0;
+    // True once Device.Reboot() or Device.FactoryReset() asked for a restart; the loop
+    // has been stopped and the caller should restart the agent (or the device).
+    virtual bool restartRequested() const = 0;
 };
 
 }  // namespace berth::agent
