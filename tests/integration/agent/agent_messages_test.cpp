@@ -129,7 +129,10 @@ TEST_CASE("Add of a Subscription fills in Recipient and CreationDate", "[agent]"
     auto path = addSubscription(f, "recipient-check");
     auto get = f.ctl({"get", path});
     INFO(get.describe());
-    CHECK(paramValue(get.json, path + "Recipient") == "Device.LocalAgent.Controller.1.");
+    auto recipient = paramValue(get.json, path + "Recipient");
+    REQUIRE(recipient);
+    // A reference to an object; accept it with or without the trailing dot.
+    CHECK((*recipient == "Device.LocalAgent.Controller.1" || *recipient == "Device.LocalAgent.Controller.1."));
     auto created = paramValue(get.json, path + "CreationDate");
     REQUIRE(created);
     CHECK(created->size() >= 20);  // e.g. 2024-01-02T03:04:05Z
@@ -209,17 +212,35 @@ TEST_CASE("GetSupportedProtocol answers the USP versions berthd honours", "[agen
     CHECK(r.json["get_supported_protocol_resp"]["agent_supported_protocol_versions"] == "1.0,1.1,1.2,1.3,1.4");
 }
 
-TEST_CASE("Operate: commands without an implementation fail with 7022, unknown ones with 7026", "[agent]") {
-    // No command has a handler registered in berthd yet, so there is no sync command to
-    // run successfully; check that the failures are the right ones instead.
+TEST_CASE("Operate of a sync command answers with its output arguments", "[agent]") {
     AgentFixture f;
-    auto sync = f.ctl({"operate", "Device.Reboot()", "Cause=RemoteReboot"});
-    INFO(sync.describe());
-    CHECK(sync.exitCode == 1);
-    const auto& res = firstResult(sync, "operate_resp", "operation_results");
-    CHECK(res["executed_command"] == "Device.Reboot()");
-    CHECK(res["cmd_failure"]["err_code"] == 7022);
+    auto r = f.ctl({"operate", "Device.LocalAgent.Controller.1.SendOnBoardRequest()"});
+    INFO(r.describe());
+    REQUIRE(r.exitCode == 0);
+    const auto& res = firstResult(r, "operate_resp", "operation_results");
+    CHECK(res["executed_command"] == "Device.LocalAgent.Controller.1.SendOnBoardRequest()");
+    CHECK(res.contains("req_output_args"));
+    auto text = f.ctlText({"operate", "Device.LocalAgent.Controller.1.SendOnBoardRequest()"});
+    CHECK(text.out == "Device.LocalAgent.Controller.1.SendOnBoardRequest(): ok\n");
+}
 
+TEST_CASE("Device.Reboot() answers, restarts berthd, and berthd answers again", "[agent]") {
+    AgentFixture f;
+    REQUIRE(f.ctl({"set", "Device.DeviceInfo.FriendlyName=before reboot"}).exitCode == 0);
+    auto r = f.ctl({"operate", "Device.Reboot()", "Cause=RemoteReboot", "Reason=test"});
+    INFO(r.describe());
+    REQUIRE(r.exitCode == 0);
+    CHECK(firstResult(r, "operate_resp", "operation_results")["executed_command"] == "Device.Reboot()");
+    bool restarted = berth::testing::waitUntil([&] { return f.agent->log().find("restarting") != std::string::npos; });
+    INFO(f.agent->log());
+    CHECK(restarted);
+    REQUIRE(f.waitAnswering());
+    auto get = f.ctl({"get", "Device.DeviceInfo.FriendlyName"});
+    CHECK(paramValue(get.json, "Device.DeviceInfo.FriendlyName") == "before reboot");
+}
+
+TEST_CASE("Operate: commands without an implementation fail with 7022, unknown ones with 7026", "[agent]") {
+    AgentFixture f;
     // An async command that cannot start is reported in the OperateResp, not as an Error
     // message (R-OPR.1).
     auto async = f.ctl({"operate", "Device.SelfTestDiagnostics()"});
@@ -234,21 +255,28 @@ TEST_CASE("Operate: commands without an implementation fail with 7022, unknown o
     CHECK(unknown.json["error"]["err_code"] == 7026);
 
     // The text form names the command and the code.
-    auto text = f.ctlText({"operate", "Device.Reboot()"});
-    CHECK(text.out.rfind("Device.Reboot(): error 7022 Command failure", 0) == 0);
+    auto text = f.ctlText({"operate", "Device.SelfTestDiagnostics()"});
+    CHECK(text.out.rfind("Device.SelfTestDiagnostics(): error 7022 Command failure", 0) == 0);
 }
 
 TEST_CASE("operate --wait adds an OperationComplete subscription and deletes it again", "[agent]") {
-    // Notifications are not delivered by berthd yet, so only the subscription's life is
-    // checked here: it exists while the command runs and is gone afterwards.
+    // No asynchronous command has an implementation yet, so the wait for
+    // OperationComplete itself cannot run here: this checks the subscription's life
+    // around a sync command and a failing async one.
     AgentFixture f;
-    auto r = f.ctlText({"operate", "--wait", "Device.SelfTestDiagnostics()"});
-    INFO(r.describe());
-    CHECK(r.exitCode == 1);  // 7022: not implemented
-    CHECK(r.err.find("could not delete") == std::string::npos);
+    auto ok = f.ctlText({"operate", "--wait", "Device.LocalAgent.Controller.1.SendOnBoardRequest()"});
+    INFO(ok.describe());
+    CHECK(ok.exitCode == 0);
+    auto failed = f.ctlText({"operate", "--wait", "Device.SelfTestDiagnostics()"});
+    INFO(failed.describe());
+    CHECK(failed.exitCode == 1);
+    CHECK(failed.err.find("could not delete") == std::string::npos);
     auto inst = f.ctl({"instances", "Device.LocalAgent.Subscription."});
     CHECK(inst.json["get_instances_resp"]["req_path_results"][0]["curr_insts"].empty());
-    CHECK(f.agent->running());
+    // Both Adds went through: the next row number shows it.
+    auto add = f.ctl({"add", "Device.LocalAgent.Subscription.", "ID=after"});
+    CHECK(add.json["add_resp"]["created_obj_results"][0]["oper_status"]["oper_success"]["instantiated_path"] ==
+          "Device.LocalAgent.Subscription.3.");
 }
 
 TEST_CASE("Per-path errors: 7026 for an unknown path beside a good one", "[agent]") {
@@ -347,15 +375,42 @@ TEST_CASE("berthctl exit codes: usage 2, no answer 3 naming agent, topic and bro
     CHECK(help.out.find("Exit codes:") != std::string::npos);
 }
 
-TEST_CASE("watch adds its subscription and deletes it when it ends", "[agent]") {
-    // Notification delivery is not in berthd yet: this checks the subscription's life
-    // and that watch ends at --timeout with exit 0.
+TEST_CASE("watch prints notifications and deletes its subscription when stopped", "[agent]") {
     AgentFixture f;
-    auto r = f.ctlText({"watch", "--type", "ValueChange", "Device.DeviceInfo.FriendlyName", "--sub-id", "watch-1",
-                        "--timeout", "1"});
+    auto out = f.tmp / "watch.out";
+    auto watcher = berth::testing::ProcessGuard::start(
+        {BERTHCTL_BIN, "--mqtt", f.broker->address(), "--json", "watch", "--type", "ValueChange",
+         "Device.DeviceInfo.FriendlyName", "--sub-id", "watch-1", "--timeout", "60"},
+        out.string());
+    auto subscribed = [&] {
+        auto r = f.ctl({"get", "Device.LocalAgent.Subscription.[ID==\"watch-1\"].Enable"});
+        return r.exitCode == 0 && !r.json["get_resp"]["req_path_results"][0]["resolved_path_results"].empty();
+    };
+    REQUIRE(berth::testing::waitUntil(subscribed, std::chrono::seconds(10)));
+    REQUIRE(f.ctl({"set", "Device.DeviceInfo.FriendlyName=watched"}).exitCode == 0);
+    bool notified = berth::testing::waitUntil(
+        [&] { return berth::testing::readFile(out).find("\"param_value\":\"watched\"") != std::string::npos; },
+        std::chrono::seconds(15));
+    INFO(berth::testing::readFile(out));
+    INFO(f.agent->log());
+    CHECK(notified);
+    // One JSON document per line.
+    auto firstLine = berth::testing::readFile(out).substr(0, berth::testing::readFile(out).find('\n'));
+    auto j = nlohmann::json::parse(firstLine, nullptr, false);
+    CHECK(j["notify"]["subscription_id"] == "watch-1");
+    CHECK(j["notify"]["value_change"]["param_path"] == "Device.DeviceInfo.FriendlyName");
+
+    auto st = watcher->stop();  // SIGTERM: ends the watch like Ctrl-C
+    CHECK(st.success());
+    CHECK(!subscribed());
+}
+
+TEST_CASE("watch ends at --timeout with exit 0 and leaves no subscription behind", "[agent]") {
+    AgentFixture f;
+    auto r = f.ctlText({"watch", "--type", "ObjectCreation", "Device.LocalAgent.Subscription.", "--timeout", "1"});
     INFO(r.describe());
     CHECK(r.exitCode == 0);
-    CHECK(r.err.find("watching ValueChange Device.DeviceInfo.FriendlyName as subscription "
+    CHECK(r.err.find("watching ObjectCreation Device.LocalAgent.Subscription. as subscription "
                      "Device.LocalAgent.Subscription.") != std::string::npos);
     auto inst = f.ctl({"instances", "Device.LocalAgent.Subscription."});
     CHECK(inst.json["get_instances_resp"]["req_path_results"][0]["curr_insts"].empty());

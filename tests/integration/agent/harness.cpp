@@ -20,6 +20,7 @@ CtlResult runCtl(const std::vector<std::string>& args) {
     auto run = runCommand(o, 60s);
     INFO(r.commandLine);
     REQUIRE(run);
+    REQUIRE(!run->timedOut);
     r.exitCode = run->status.shellCode();
     r.out = run->out;
     r.err = run->err;
