@@ -13,6 +13,7 @@
 #include "berth/datamodel/engine.h"
 #include "controllers.h"
 #include "mtp_manager.h"
+#include "notify/notifier.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "0.0.0"
@@ -51,7 +52,11 @@ public:
         : loop_(loop), clock_(clock), options_(std::move(options)), started_(clock.now()) {}
 
     ~AgentImpl() override {
-        if (engine_) engine_->removeListener(this);
+        if (engine_) {
+            engine_->removeListener(this);
+            if (notifier_) engine_->removeListener(notifier_.get());
+        }
+        notifier_.reset();
         mtps_.reset();
     }
 
@@ -77,6 +82,8 @@ private:
     void sendTo(const std::string& mtpPath, const std::string& destination, std::string payload,
                 transports::RecordKind kind);
     void onMtpUp(const std::string& mtpPath, const std::string& address);
+    // Notifier's SendFn: the first running MTP of the controller, in Order.
+    Status sendNotify(const std::string& endpointId, const usp::Msg& msg);
     // Where a reply to `fromId` goes when the request named no reply-to (3.1.1 clients
     // such as usp-js): the topic configured for that controller on this MTP.
     std::string configuredDestination(const std::string& mtpPath, const std::optional<ControllerInfo>& ctrl);
@@ -98,6 +105,7 @@ private:
     std::unique_ptr<RecordCodec> codec_;
     std::unique_ptr<ControllerDirectory> controllers_;
     std::unique_ptr<MtpManager> mtps_;
+    std::unique_ptr<Notifier> notifier_;
     bool reloadPending_ = false;
     bool stopping_ = false;
     bool restartRequested_ = false;
@@ -167,6 +175,16 @@ Status AgentImpl::init() {
         [this](const std::string& mtp, const std::string& addr) { onMtpUp(mtp, addr); });
     BERTH_TRY(mtps_->registerWithEngine());
     engine_->addListener(this);
+
+    NotifierOptions no;
+    no.queueDbPath = (stateDir / "notify.db").string();
+    no.boot = boot_;
+    auto notifier = Notifier::create(loop_, clock_, *engine_, no,
+                                     [this](const std::string& ep, const usp::Msg& m) { return sendNotify(ep, m); });
+    if (!notifier) return std::move(notifier).error();
+    notifier_ = std::move(*notifier);
+    BERTH_TRY(notifier_->registerWithEngine());
+    engine_->addListener(notifier_.get());
     return {};
 }
 
@@ -204,12 +222,8 @@ Result<std::string> AgentImpl::get(const dm::ObjectView& obj, std::string_view p
 
 Status AgentImpl::start() {
     mtps_->reload();
-    dm::ArgMap boot{{"Cause", boot_.cause},
-                    {"CommandKey", boot_.commandKey},
-                    {"Reason", boot_.reason},
-                    {"FirmwareUpdated", boot_.firmwareUpdated ? "true" : "false"},
-                    {"ParameterMap", "{}"}};
-    (void)engine_->raiseEvent("Device.Boot!", boot);
+    // Boot! (per recipient ParameterMap) and due OnBoardRequests; queued until an MTP is up.
+    notifier_->start();
     return {};
 }
 
@@ -281,8 +295,25 @@ void AgentImpl::onMtpUp(const std::string& mtpPath, const std::string& address) 
             if (mtps_->mtpPathFor(m.agentMtpRef) != mtpPath && !m.agentMtpRef.empty()) continue;
             auto rec = codec_->encodeMqttConnect(c.endpointId, usp_record::MQTTConnectRecord::V5, address);
             if (rec) sendTo(mtpPath, m.destination, std::move(*rec), transports::RecordKind::kOther);
+            notifier_->onControllerReachable(c.endpointId);
+            break;
         }
     }
+}
+
+Status AgentImpl::sendNotify(const std::string& endpointId, const usp::Msg& msg) {
+    auto ctrl = controllers_->find(endpointId);
+    if (!ctrl || !ctrl->enabled) return Error(ErrorCode::kMessageFailed, "no enabled controller " + endpointId);
+    auto bytes = codec_->encodeMsg(msg, endpointId);
+    if (!bytes) return std::move(bytes).error();
+    for (const auto& m : controllers_->mtps(ctrl->path)) {
+        if (m.destination.empty()) continue;
+        std::string mtpPath = m.agentMtpRef.empty() ? std::string() : mtps_->mtpPathFor(m.agentMtpRef);
+        transports::Mtp* mtp = mtpPath.empty() ? nullptr : mtps_->find(mtpPath);
+        if (!mtp || mtp->protocol() != m.protocol || mtp->status() != transports::MtpStatus::kUp) continue;
+        if (mtp->send({*bytes, m.destination, transports::RecordKind::kNotify})) return {};
+    }
+    return Error(ErrorCode::kMessageFailed, "no MTP to " + endpointId + " is up");
 }
 
 void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord record) {
@@ -305,6 +336,7 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
             }
             dm::Permissions perms = controllers_->permissionsFor(ctrl);
             std::string originator = d.fromId;
+            if (ctrl) notifier_->setOriginator(ctrl->path);
             HandlerContext ctx{*engine_, perms,
                                dm::AsyncHooks{[this, originator](const dm::CommandCall& call) {
                                                   return createRequest(call, originator);
@@ -312,6 +344,7 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
                                               [this](const dm::CommandCall& call, const std::string& req,
                                                      Result<dm::ArgMap> r) { completeRequest(call, req, std::move(r)); }}};
             auto reply = handleRequest(d.msg, ctx);
+            notifier_->clearOriginator();
             if (!reply) return;
             if (destination.empty()) {
                 BERTH_LOG_WARN(kTag) << "no return path to " << d.fromId << " on " << mtpPath
@@ -327,8 +360,12 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
             return;
         }
         case DecodeKind::kResponse:
+            if (d.msgType == usp::Header::NOTIFY_RESP) notifier_->onNotifyResp(d.fromId, d.msgId);
+            return;
         case DecodeKind::kError:
-            BERTH_LOG_DEBUG(kTag) << "received " << msgTypeName(*d.msgType) << " " << d.msgId << " from " << d.fromId;
+            // An Error answering a Notify does not count as delivery: retries go on.
+            BERTH_LOG_WARN(kTag) << "controller " << d.fromId << " answered " << d.msgId << " with an error: "
+                                 << d.msg.body().error().err_code() << " " << d.msg.body().error().err_msg();
             return;
         case DecodeKind::kConnect:
         case DecodeKind::kDisconnect:
@@ -434,6 +471,7 @@ Result<std::string> AgentImpl::createRequest(const dm::CommandCall& call, const 
 
 void AgentImpl::completeRequest(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result) {
     (void)engine_->setValue(requestPath + "Status", result ? "Success" : "Error");
+    notifier_->operationComplete(call.objPath, call.command, call.commandKey, result);
     if (result) {
         BERTH_LOG_INFO(kTag) << call.commandPath << " (" << requestPath << ") completed";
     } else {

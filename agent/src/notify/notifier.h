@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "berth/agent/agent.h"  // BootInfo
 #include "berth/core/clock.h"
 #include "berth/core/event_loop.h"
 #include "berth/core/result.h"
@@ -35,14 +36,6 @@
 #include "usp-msg-1-4.pb.h"
 
 namespace berth::agent {
-
-// What Device.Boot! reports (the agent knows why it started).
-struct BootInfo {
-    std::string cause = "LocalReboot";  // LocalReboot, RemoteReboot, FactoryReset, ...
-    std::string commandKey;             // of the Reboot()/FactoryReset() that caused it
-    std::string reason;
-    bool firmwareUpdated = false;
-};
 
 struct NotifierOptions {
     // SQLite file for persistent subscriptions' undelivered notifications (NotifRetry).
