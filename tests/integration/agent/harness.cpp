@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 
 #include "berth/core/process.h"
@@ -76,7 +78,10 @@ bool Berthd::running() { return proc_ && proc_->running(); }
 pid_t Berthd::pid() { return proc_ ? proc_->pid() : -1; }
 std::string Berthd::log() const { return testing::readFile(dir_ / "berthd.log"); }
 
-AgentFixture::AgentFixture(const std::function<std::string(std::string)>& adjustConfig) : tmp("berth-agent-it") {
+AgentFixture::AgentFixture(const std::function<std::string(std::string)>& adjustConfig, std::vector<std::string> ctlArgs)
+    : tmp("berth-agent-it"), ctlArgs_(std::move(ctlArgs)) {
+    // mosquitto drops to its own user and must reach its log below this directory.
+    ::chmod(tmp.path().c_str(), 0755);
     broker = std::make_unique<testing::Mosquitto>(tmp / "broker");
     auto conf = exampleConfig(broker->port());
     if (adjustConfig) conf = adjustConfig(conf);
@@ -89,6 +94,7 @@ AgentFixture::AgentFixture(const std::function<std::string(std::string)>& adjust
 CtlResult AgentFixture::ctl(std::vector<std::string> args, bool json) {
     std::vector<std::string> argv{BERTHCTL_BIN, "--mqtt", broker->address(), "--timeout", "5"};
     if (json) argv.push_back("--json");
+    argv.insert(argv.end(), ctlArgs_.begin(), ctlArgs_.end());
     argv.insert(argv.end(), args.begin(), args.end());
     return runCtl(argv);
 }
@@ -97,6 +103,7 @@ bool AgentFixture::waitAnswering(std::chrono::milliseconds timeout, const std::v
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
         std::vector<std::string> argv{BERTHCTL_BIN, "--mqtt", broker->address(), "--timeout", "0.5"};
+        argv.insert(argv.end(), ctlArgs_.begin(), ctlArgs_.end());
         argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
         argv.insert(argv.end(), {"get", "Device.LocalAgent.EndpointID"});
         SpawnOptions o;

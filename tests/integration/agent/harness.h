@@ -61,9 +61,10 @@ private:
 // A broker, berthd connected to it, and berthctl aimed at both.
 class AgentFixture {
 public:
-    // `config` empty: the example configuration for the broker's port. A function
-    // receives the example configuration and returns the one to use.
-    explicit AgentFixture(const std::function<std::string(std::string)>& adjustConfig = {});
+    // The example configuration for the broker's port, passed through adjustConfig
+    // when given. ctlArgs go on every berthctl command line (e.g. --mqtt-version).
+    explicit AgentFixture(const std::function<std::string(std::string)>& adjustConfig = {},
+                          std::vector<std::string> ctlArgs = {});
 
     // berthctl --mqtt <broker> --timeout 5 [--json] args...
     CtlResult ctl(std::vector<std::string> args, bool json = true);
@@ -75,6 +76,9 @@ public:
     testing::TempDir tmp;
     std::unique_ptr<testing::Mosquitto> broker;
     std::unique_ptr<Berthd> agent;
+
+private:
+    std::vector<std::string> ctlArgs_;
 };
 
 // Value of one parameter from a `berthctl --json get` answer (nullopt when absent).

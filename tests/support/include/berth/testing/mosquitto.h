@@ -3,7 +3,9 @@
 // in a directory the test owns, stopped by PID.
 //
 // mosquitto started as root drops to user "mosquitto", so the directory is made
-// world-readable and the log file is handed to that user. Errors throw
+// world-readable and the log file is handed to that user; every parent of the
+// directory must be searchable by that user too (a TempDir is 0700: chmod it 0755),
+// or the log stays empty and files named in extraConfig cannot be opened. Errors throw
 // std::runtime_error (like the other helpers here).
 
 #include <sys/types.h>
