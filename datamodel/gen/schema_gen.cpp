@@ -3,6 +3,8 @@
 //
 //   berth-dm-schema-gen <tr181-subset.json> <berth-overlay.json> <out.cpp>
 //
+// The overlay's "add" list extends objects with vendor parameters (X_BERTH_...).
+//
 // Type strings come in the flattened TR-181 notation, e.g. "unsignedInt {range 1:65535}",
 // "URL [string(:2048)]", "list<string {size :256}>", "string {pathRef #.ExecEnv. (row) weak}".
 
@@ -263,6 +265,21 @@ int main(int argc, char** argv) {
                 if (isDeleted(o) || excluded.count(path)) continue;
                 objects[path] = &o;
             }
+        // add: vendor extensions ({"path": ..., "params": [...]} in the subset's format).
+        // Params are appended to an existing object; an unknown path becomes a new object.
+        std::map<std::string, json> merged;  // owns the extended copies; node addresses are stable
+        for (const auto& a : overlay.value("add", json::array())) {
+            std::string path = a.at("path").get<std::string>();
+            auto it = objects.find(path);
+            json& o = merged[path];
+            if (it != objects.end()) {
+                o = *it->second;
+                for (const auto& p : a.value("params", json::array())) o["params"].push_back(p);
+            } else {
+                o = a;
+            }
+            objects[path] = &o;
+        }
         // Drop objects whose parent is missing (deleted or excluded).
         for (auto it = objects.begin(); it != objects.end();) {
             std::string p = it->first;
