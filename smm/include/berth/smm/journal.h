@@ -1,0 +1,105 @@
+#pragma once
+// The operation journal: every Install/Update/Uninstall is written to SQLite before
+// its work starts and at each step, and deleted when it has finished. After a crash
+// the rows still present are the interrupted operations; decideRecovery() says how
+// each one ends (see docs/software-modules.md, "Crash recovery").
+//
+// The journal also keeps the download credentials of each DU, for Update() without
+// arguments (TR-181: re-use the stored URL and credentials). The file is created 0600.
+//
+// Threading: a Journal belongs to the loop thread. Every write is one durable SQLite
+// transaction (synchronous=FULL). Errors: kInternalError with SQLite's message.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "berth/core/result.h"
+
+struct sqlite3;
+
+namespace berth::smm {
+
+enum class OpKind { kInstall, kUpdate, kUninstall };
+std::string_view opKindName(OpKind kind);  // "Install", "Update", "Uninstall" (OperationPerformed)
+
+// Steps, in order, written as `phase`.
+inline constexpr std::string_view kPhaseStarted = "started";      // nothing changed yet
+inline constexpr std::string_view kPhasePulled = "pulled";        // new image in the store (newDigest)
+inline constexpr std::string_view kPhaseStopped = "stopped";      // the DU's containers are gone
+inline constexpr std::string_view kPhaseCommitting = "committing";  // about to write the data model
+inline constexpr std::string_view kPhaseCommitted = "committed";  // data model written; cleanup left
+
+struct JournalEntry {
+    std::int64_t id = 0;
+    OpKind kind = OpKind::kInstall;
+    std::string phase{kPhaseStarted};
+    std::string eePath;            // "Device.SoftwareModules.ExecEnv.1."
+    std::uint32_t duInstance = 0;  // Update/Uninstall: the DU row
+    std::string uuid;              // known from the start for Update/Uninstall, after the pull for Install
+    std::string version;           // Install/Update: the new version; Uninstall: the removed one
+    std::string oldDigest;         // Update/Uninstall: the image the DU had
+    std::string newDigest;         // Install/Update: the image pulled
+    std::string url;
+    std::string commandPath;       // "Device.SoftwareModules.InstallDU()"
+    std::string commandKey;
+    std::int64_t startedAt = 0;    // Unix seconds
+};
+
+class Journal {
+public:
+    static Result<std::unique_ptr<Journal>> open(const std::filesystem::path& dbFile);
+    ~Journal();
+    Journal(const Journal&) = delete;
+    Journal& operator=(const Journal&) = delete;
+
+    // Inserts the entry; returns its id (also stored into entry.id).
+    Result<std::int64_t> begin(JournalEntry& entry);
+    // Rewrites phase and fields of an existing entry.
+    Status update(const JournalEntry& entry);
+    Status finish(std::int64_t id);
+    // Entries not finished, oldest first.
+    Result<std::vector<JournalEntry>> pending() const;
+
+    Status saveCredentials(const std::string& eePath, const std::string& uuid, const std::string& username,
+                           const std::string& password);
+    // (username, password); empty strings when none stored.
+    Result<std::pair<std::string, std::string>> credentials(const std::string& eePath, const std::string& uuid) const;
+    Status dropCredentials(const std::string& eePath, const std::string& uuid);
+
+private:
+    explicit Journal(sqlite3* db) : db_(db) {}
+    Status exec(const std::string& sql, const std::vector<std::string>& args) const;
+    sqlite3* db_;
+};
+
+// What the data model says about the DU an interrupted operation touched.
+struct DuSnapshot {
+    bool exists = false;
+    std::string duid;    // manifest digest hex
+    std::string status;  // Installed, Updating, Uninstalling
+};
+
+struct RecoveryDecision {
+    enum class DmAction {
+        kNone,
+        kDeleteDu,       // remove the DU and EU rows (an install that did not finish)
+        kMarkInstalled,  // put the DU back to Status Installed (its EUs are Idle)
+    };
+    DmAction dmAction = DmAction::kNone;
+    bool completed = false;      // the operation had passed its commit point: report success
+    std::string currentState;    // DUStateChange! CurrentState: Installed, Uninstalled or Failed
+    ErrorCode code = ErrorCode::kOk;
+    std::string message;
+};
+
+// Decides how an interrupted operation ends. For Install, `du` is the DU with the
+// entry's UUID and Version in its ExecEnv (only meaningful from kPhaseCommitting on);
+// for Update/Uninstall it is the DU row the entry names. Pure.
+RecoveryDecision decideRecovery(const JournalEntry& entry, const DuSnapshot& du);
+
+}  // namespace berth::smm

@@ -1,0 +1,730 @@
+// SoftwareModules: InstallDU(), DeploymentUnit.{i}.Update() and Uninstall().
+//
+// Each operation is journaled before its work starts and at every step (see
+// journal.h); blocking steps (pull, container stop/remove, image removal) run on the
+// worker pool. The data-model commit is the commit point: before it a failure (or a
+// crash) leaves the DU as it was; after it only cleanup remains.
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <sstream>
+
+#include "berth/core/log.h"
+#include "berth/smm/faults.h"
+#include "berth/smm/uuid.h"
+#include "smm_impl.h"
+
+namespace berth::smm {
+
+namespace {
+
+constexpr std::string_view kTag = "smm";
+
+std::string noDot(std::string p) {
+    if (!p.empty() && p.back() == '.') p.pop_back();
+    return p;
+}
+std::string hexOf(const std::string& digest) {
+    auto c = digest.find(':');
+    return c == std::string::npos ? digest : digest.substr(c + 1);
+}
+bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+bool isDomainName(const std::string& s) {
+    if (s.empty() || s.size() > 128 || s.find('.') == std::string::npos) return false;
+    return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '-'; });
+}
+std::string hostOfUrl(const std::string& url) {
+    auto s = url.find("://");
+    if (s == std::string::npos) return {};
+    std::string rest = url.substr(s + 3);
+    rest = rest.substr(0, rest.find_first_of("/:?#"));
+    return rest;
+}
+std::string fileStem(const std::string& url) {
+    std::string f = url.substr(url.find_last_of('/') + 1);
+    f = f.substr(0, f.find_first_of("?#"));
+    for (const char* ext : {".tar.gz", ".tar.zst", ".tar.xz", ".tgz", ".tar"})
+        if (f.size() > std::strlen(ext) && f.compare(f.size() - std::strlen(ext), std::strlen(ext), ext) == 0) {
+            f.resize(f.size() - std::strlen(ext));
+            break;
+        }
+    return f.empty() ? "du" : f;
+}
+bool cleanAbsolute(const std::string& p) {
+    if (p.empty() || p[0] != '/') return false;
+    std::stringstream ss(p);
+    std::string part;
+    while (std::getline(ss, part, '/'))
+        if (part == "..") return false;
+    return true;
+}
+// Compares dotted numeric versions; nullopt when either is not of that form.
+std::optional<int> compareVersions(const std::string& a, const std::string& b) {
+    auto parse = [](const std::string& s) -> std::optional<std::vector<long>> {
+        std::vector<long> out;
+        std::stringstream ss(s.rfind('v', 0) == 0 ? s.substr(1) : s);
+        std::string part;
+        while (std::getline(ss, part, '.')) {
+            if (part.empty() || !std::all_of(part.begin(), part.end(), ::isdigit) || part.size() > 9) return std::nullopt;
+            out.push_back(std::stol(part));
+        }
+        if (out.empty()) return std::nullopt;
+        return out;
+    };
+    auto pa = parse(a), pb = parse(b);
+    if (!pa || !pb) return std::nullopt;
+    if (*pa < *pb) return -1;
+    if (*pb < *pa) return 1;
+    return 0;
+}
+
+struct DuIdentity {
+    std::string name, vendor, version, description;
+};
+DuIdentity identityOf(const oci::ImageRecord& rec, const std::string& url) {
+    const auto& m = rec.metadata;
+    DuIdentity id;
+    id.name = m.name.empty() ? fileStem(url) : m.name;
+    if (isDomainName(m.vendor)) id.vendor = m.vendor;
+    else if (isDomainName(hostOfUrl(m.url))) id.vendor = hostOfUrl(m.url);
+    else if (isDomainName(hostOfUrl(m.source))) id.vendor = hostOfUrl(m.source);
+    else {
+        auto it = m.annotations.find("org.berth.du.vendor");
+        id.vendor = it != m.annotations.end() && isDomainName(it->second) ? it->second : "unknown.invalid";
+    }
+    id.version = m.version.empty() ? "sha256:" + hexOf(rec.manifestDigest).substr(0, 12) : m.version;
+    id.name = id.name.substr(0, 256);
+    id.version = id.version.substr(0, 32);
+    id.description = m.description.substr(0, 256);
+    return id;
+}
+
+}  // namespace
+
+Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee) {
+    DuArgs a;
+    auto get = [&](const std::string& k) {
+        auto it = in.find(k);
+        return it == in.end() ? std::string() : it->second;
+    };
+    a.url = get("URL");
+    a.username = get("Username");
+    a.password = get("Password");
+    a.uuid = get("UUID");
+    a.moduleVersion = get("ModuleVersion");
+    a.eeRef = get("ExecutionEnvRef");
+    if (!a.url.empty()) {
+        if (!startsWith(a.url, "http://") && !startsWith(a.url, "https://") && !startsWith(a.url, "file:"))
+            return Error(ErrorCode::kInvalidArguments, "URL must be http://, https:// or file: (got '" + a.url + "')");
+        std::string authority = a.url.substr(a.url.find("://") == std::string::npos ? 0 : a.url.find("://") + 3);
+        authority = authority.substr(0, authority.find('/'));
+        if (authority.find('@') != std::string::npos)
+            return Error(ErrorCode::kInvalidArguments, "URL must not carry credentials; use Username and Password");
+    }
+    if (install && !a.uuid.empty() && !isValidUuid(a.uuid))
+        return Error(ErrorCode::kInvalidArguments, "UUID '" + a.uuid + "' is not of the form 8-4-4-4-12 hex digits");
+    if (get("Privileged") == "true")
+        return Error(ErrorCode::kRequestDenied, "privileged execution units are not allowed in this ExecEnv");
+    if (!get("Signature").empty())
+        return Error(ErrorCode::kBadSignature, "signed deployment units are not supported yet: the signature cannot be verified");
+    if (!get("RequiredRoles").empty())
+        return Error(ErrorCode::kUnavailableRole, "RequiredRoles cannot be granted: the ExecEnv offers no roles");
+    if (!get("RequiredUserRoles").empty())
+        return Error(ErrorCode::kUnavailableUserRole, "RequiredUserRoles cannot be granted: the ExecEnv offers no user roles");
+    std::map<std::string, std::map<std::string, std::string>> env, host;
+    for (const auto& [k, v] : in) {
+        if (startsWith(k, "NetworkConfig.") && !v.empty())
+            return Error(ErrorCode::kInvalidArguments,
+                         "NetworkConfig (access interfaces, port mappings) is not supported: execution units get a "
+                         "private network namespace with loopback only; install without NetworkConfig");
+        if (startsWith(k, "ApplicationData."))
+            return Error(ErrorCode::kInvalidArguments,
+                         "ApplicationData volumes are not supported yet; use a HostObject bind mount instead");
+        auto split = [&](std::string_view prefix, auto& into) {
+            if (!startsWith(k, prefix)) return;
+            std::string rest = k.substr(prefix.size());
+            auto dot = rest.find('.');
+            if (dot != std::string::npos) into[rest.substr(0, dot)][rest.substr(dot + 1)] = v;
+        };
+        split("EnvVariable.", env);
+        split("HostObject.", host);
+        if (startsWith(k, "Resources.")) a.hasResources = true;
+        if (startsWith(k, "AutoRestart.")) a.hasAutoRestart = true;
+    }
+    auto num = [&](const std::string& k) -> std::optional<std::int64_t> {
+        std::string v = get(k);
+        if (v.empty()) return std::nullopt;
+        std::int64_t n = std::stoll(v);
+        if (n < 0) return std::nullopt;
+        return n;
+    };
+    if (a.hasResources) {
+        a.memKiB = num("Resources.AllocatedMemory");
+        a.cpuPercent = num("Resources.AllocatedCPUPercent");
+        a.diskKiB = num("Resources.AllocatedDiskSpace");
+        if (a.memKiB && *a.memKiB < 4096)
+            return Error(ErrorCode::kInvalidArguments, "Resources.AllocatedMemory must be at least 4096 KiB");
+    }
+    for (const auto& [n, kv] : env) {
+        auto k = kv.find("Key");
+        if (k == kv.end() || k->second.empty() || k->second.find('=') != std::string::npos)
+            return Error(ErrorCode::kInvalidArguments, "EnvVariable." + n + ".Key must be given and hold no '='");
+        a.env.emplace_back(k->second, kv.count("Value") ? kv.at("Value") : "");
+    }
+    a.hasEnv = !env.empty();
+    for (const auto& [n, kv] : host) {
+        DuArgs::Host h;
+        h.source = kv.count("Source") ? kv.at("Source") : "";
+        h.destination = kv.count("Destination") ? kv.at("Destination") : "";
+        h.options = kv.count("Options") ? kv.at("Options") : "";
+        if (!cleanAbsolute(h.source) || !cleanAbsolute(h.destination))
+            return Error(ErrorCode::kInvalidArguments,
+                         "HostObject." + n + ": Source and Destination must be absolute paths without '..'");
+        std::stringstream os(h.options);
+        std::string opt;
+        while (std::getline(os, opt, ','))
+            if (!opt.empty() && opt != "ro" && opt != "rw")
+                return Error(ErrorCode::kInvalidArguments, "HostObject." + n + ".Options: only 'ro' or 'rw' are understood");
+        bool allowed = false;
+        if (ee)
+            for (const auto& p : ee->hostPrefixes) {
+                std::string pre = p.back() == '/' ? p : p + "/";
+                if (h.source == p || startsWith(h.source, pre)) allowed = true;
+            }
+        if (!allowed)
+            return Error(ErrorCode::kRequestDenied, "HostObject." + n + ": " + h.source +
+                                                        " is not below a path the ExecEnv allows (X_BERTH_HostObjectPrefixes)");
+        a.hostObjects.push_back(std::move(h));
+    }
+    a.hasHostObjects = !host.empty();
+    if (a.hasAutoRestart) {
+        AutoRestartPolicy& p = a.autoRestart;
+        p.enable = get("AutoRestart.Enable") == "true";
+        if (auto v = num("AutoRestart.RetryMinimumWaitInterval")) p.minWaitSeconds = static_cast<std::uint32_t>(*v);
+        if (auto v = num("AutoRestart.RetryMaximumWaitInterval")) p.maxWaitSeconds = static_cast<std::uint32_t>(*v);
+        if (auto v = num("AutoRestart.RetryIntervalMultiplier")) p.multiplier = static_cast<std::uint32_t>(*v);
+        if (auto v = num("AutoRestart.MaximumRetryCount")) p.maxRetries = static_cast<std::uint32_t>(*v);
+        if (auto v = num("AutoRestart.ResetPeriod")) p.resetPeriodSeconds = static_cast<std::uint32_t>(*v);
+    }
+    if (auto v = num("ShutdownDelay")) a.shutdownDelay = static_cast<std::uint32_t>(*v);
+    return a;
+}
+
+Status SoftwareModulesImpl::writeEuSettings(const std::string& eu, const DuArgs& a, bool install) {
+    if (install) {
+        BERTH_TRY(engine_.setValue(eu + "ShutdownDelay", std::to_string(a.shutdownDelay)));
+    }
+    if (install || a.hasResources) {
+        BERTH_TRY(engine_.setValue(eu + "AllocatedMemory", a.memKiB ? std::to_string(*a.memKiB) : "-1"));
+        BERTH_TRY(engine_.setValue(eu + "AllocatedCPUPercent", a.cpuPercent ? std::to_string(*a.cpuPercent) : "-1"));
+        // Per-EU disk quotas are not enforced (no project quotas); the value is not kept.
+        BERTH_TRY(engine_.setValue(eu + "AllocatedDiskSpace", "-1"));
+    }
+    if (install || a.hasAutoRestart) {
+        const AutoRestartPolicy& p = a.autoRestart;
+        BERTH_TRY(engine_.setValue(eu + "AutoRestart.Enable", p.enable ? "true" : "false"));
+        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryMinimumWaitInterval", std::to_string(p.minWaitSeconds)));
+        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryMaximumWaitInterval", std::to_string(p.maxWaitSeconds)));
+        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryIntervalMultiplier", std::to_string(p.multiplier)));
+        BERTH_TRY(engine_.setValue(eu + "AutoRestart.MaximumRetryCount", std::to_string(p.maxRetries)));
+        BERTH_TRY(engine_.setValue(eu + "AutoRestart.ResetPeriod", std::to_string(p.resetPeriodSeconds)));
+        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryCount", "0"));
+    }
+    if (a.hasEnv) {
+        if (auto rows = engine_.resolveObjects(eu + "EnvVariable."))
+            for (const auto& r : *rows) BERTH_TRY(engine_.deleteInstance(r));
+        for (const auto& [k, v] : a.env) {
+            auto r = engine_.addInstance(eu + "EnvVariable.", {{"Key", k}, {"Value", v}});
+            if (!r) return r.error();
+        }
+    }
+    if (a.hasHostObjects) {
+        if (auto rows = engine_.resolveObjects(eu + "HostObject."))
+            for (const auto& r : *rows) BERTH_TRY(engine_.deleteInstance(r));
+        for (const auto& h : a.hostObjects) {
+            auto r = engine_.addInstance(eu + "HostObject.",
+                                         {{"Source", h.source}, {"Destination", h.destination}, {"Options", h.options}});
+            if (!r) return r.error();
+        }
+    }
+    return okStatus();
+}
+
+DuOp* SoftwareModulesImpl::newOp(const dm::CommandCall& call, dm::CommandDone done, OpKind kind) {
+    auto op = std::make_unique<DuOp>();
+    op->entry.kind = kind;
+    op->entry.commandPath = call.commandPath;
+    op->entry.commandKey = call.commandKey;
+    op->entry.startedAt = std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch()).count();
+    op->startTime = now();
+    op->done = std::move(done);
+    DuOp* raw = op.get();
+    ops_[raw] = std::move(op);
+    return raw;
+}
+
+void SoftwareModulesImpl::journalPhase(DuOp* op, std::string_view phase) {
+    op->entry.phase = std::string(phase);
+    if (auto st = journal_->update(op->entry); !st) BERTH_LOG_ERROR(kTag) << st.error().describe();
+    hook(op->entry.kind, phase);
+}
+
+void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
+    BERTH_LOG_WARN(kTag) << opKindName(op->entry.kind) << " failed: " << error.describe();
+    std::string duPath = op->duPath;
+    if (op->entry.kind != OpKind::kInstall && !duPath.empty()) {
+        busyDus_.erase(duPath);
+        if (engine_.resolveObjects(duPath)) set(duPath + "Status", "Installed");
+        // An update or uninstall stopped these EUs: start them again.
+        for (const auto& p : op->stoppedEus)
+            if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
+    }
+    if (op->pinned && op->ee) {
+        auto it = pins_.find(op->ee->path + hexOf(op->entry.newDigest));
+        if (it != pins_.end()) pins_.erase(it);
+        op->pinned = false;
+    }
+    if (op->ee && !op->entry.newDigest.empty() && op->entry.newDigest != op->entry.oldDigest)
+        cleanupImage(*op->ee, op->entry.newDigest);
+    if (op->entry.id) (void)journal_->finish(op->entry.id);
+    std::vector<std::string> eus = op->entry.kind == OpKind::kInstall || duPath.empty() ? std::vector<std::string>{} : eusOfDu(duPath);
+    std::string version = op->entry.kind == OpKind::kInstall ? op->entry.version
+                                                             : (duPath.empty() ? op->entry.version : val(duPath + "Version"));
+    raiseDuStateChange(op->entry.uuid, op->entry.kind == OpKind::kInstall ? std::string() : duPath, version, "Failed",
+                       true, eus, op->startTime, now(), op->entry.kind, &error);
+    auto done = std::move(op->done);
+    ops_.erase(op);
+    if (done) done(std::move(error));
+}
+
+void SoftwareModulesImpl::finishOp(DuOp* op, dm::ArgMap out) {
+    if (op->pinned && op->ee) {
+        auto it = pins_.find(op->ee->path + hexOf(op->entry.newDigest));
+        if (it != pins_.end()) pins_.erase(it);
+    }
+    (void)journal_->finish(op->entry.id);
+    if (!op->duPath.empty()) busyDus_.erase(op->duPath);
+    auto done = std::move(op->done);
+    ops_.erase(op);
+    if (done) done(std::move(out));
+}
+
+void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then) {
+    auto rt = op->ee->rt;
+    oci::PullRequest req;
+    req.fetch.url = op->args.url;
+    req.fetch.username = op->args.username;
+    req.fetch.password = op->args.password;
+    req.fetch.caFile = options_.caFile;
+    req.fetch.maxBytes = options_.maxDownloadBytes;
+    req.fetch.connectTimeout = options_.connectTimeout;
+    std::int64_t budgetKiB = intVal(op->ee->path + "AllocatedDiskSpace", -1);
+    std::string keep = op->entry.oldDigest;  // Update: the image being replaced counts until it is gone
+    op->job = pool_.submit<oci::RunnerResult<oci::ImageRecord>>(
+        [rt, req, budgetKiB](const CancelToken& cancel) mutable -> oci::RunnerResult<oci::ImageRecord> {
+            std::uint64_t used = 0;
+            std::set<std::string> before;
+            if (auto l = rt->images->list())
+                for (const auto& r : *l) {
+                    used += r.unpackedBytes;
+                    before.insert(r.manifestDigest);
+                }
+            std::uint64_t budget = budgetKiB >= 0 ? static_cast<std::uint64_t>(budgetKiB) * 1024 : 0;
+            if (budgetKiB >= 0) {
+                if (used >= budget)
+                    return oci::RunnerError(oci::ErrorKind::kQuotaExceeded,
+                                            "the ExecEnv's disk budget of " + std::to_string(budgetKiB) + " KiB is used up");
+                req.fetch.maxBytes = std::min<std::uint64_t>(req.fetch.maxBytes, budget - used);
+            }
+            auto rec = rt->images->pull(req, &cancel);
+            if (!rec) {
+                if (rec.error().kind == oci::ErrorKind::kQuotaExceeded && budgetKiB >= 0)
+                    return oci::RunnerError(oci::ErrorKind::kQuotaExceeded,
+                                            "the download is larger than the " + std::to_string((budget - used) / 1024) +
+                                                " KiB left of the ExecEnv's disk budget (" + std::to_string(budgetKiB) +
+                                                " KiB)");
+                return rec;
+            }
+            if (budgetKiB >= 0 && !before.count(rec->manifestDigest) && used + rec->unpackedBytes > budget) {
+                (void)rt->images->remove(rec->manifestDigest);
+                return oci::RunnerError(oci::ErrorKind::kQuotaExceeded,
+                                        "the unpacked image needs " + std::to_string(rec->unpackedBytes / 1024) +
+                                            " KiB but only " + std::to_string((budget - used) / 1024) +
+                                            " KiB are left of the ExecEnv's disk budget");
+            }
+            return rec;
+        },
+        [this, op, then = std::move(then)](oci::RunnerResult<oci::ImageRecord> r) { then(op, std::move(r)); });
+}
+
+// ---- InstallDU() ------------------------------------------------------------------------
+
+void SoftwareModulesImpl::installDu(const dm::CommandCall& call, dm::CommandDone done) {
+    DuOp* op = newOp(call, std::move(done), OpKind::kInstall);
+    auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
+    if (!ready_) return failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
+    auto uuidIt = call.input.find("UUID");
+    if (uuidIt != call.input.end()) op->entry.uuid = uuidIt->second;
+    auto eeRef = call.input.count("ExecutionEnvRef") ? call.input.at("ExecutionEnvRef") : std::string();
+    Ee* ee = eeRef.empty() ? defaultEe() : findEe(eeRef);
+    if (!ee)
+        return failLater(Error(ErrorCode::kUnknownExecEnv,
+                               eeRef.empty() ? "no ExecEnv is configured: define Device.SoftwareModules.ExecEnv.{i} in the "
+                                               "configuration (see docs/software-modules.md)"
+                                             : "ExecutionEnvRef '" + eeRef + "' names no ExecEnv"));
+    op->ee = ee;
+    op->entry.eePath = ee->path;
+    if (!ee->enabled) return failLater(Error(ErrorCode::kInvalidValue, "ExecEnv " + ee->name + " is disabled"));
+    if (!ee->usable())
+        return failLater(Error(ErrorCode::kInvalidValue, "ExecEnv " + ee->name + " is not usable: " +
+                                                             (ee->openError.empty() ? val(ee->path + "Status") : ee->openError)));
+    auto args = parseDuArgs(call.input, true, ee);
+    if (!args) return failLater(args.error());
+    op->args = std::move(*args);
+    op->entry.url = op->args.url;
+    if (auto id = journal_->begin(op->entry); !id) return failLater(id.error());
+    hook(OpKind::kInstall, kPhaseStarted);
+    pullFor(op, [this](DuOp* o, oci::RunnerResult<oci::ImageRecord> r) { onInstallPulled(o, std::move(r)); });
+}
+
+void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r) {
+    op->job.reset();
+    if (!r) return failOp(op, toUspError(r.error(), "download of " + op->args.url));
+    Ee& ee = *op->ee;
+    op->image = std::move(*r);
+    DuIdentity id = identityOf(op->image, op->args.url);
+    if (op->entry.uuid.empty()) op->entry.uuid = duUuid(id.name, id.vendor);
+    op->entry.version = id.version;
+    op->entry.newDigest = op->image.manifestDigest;
+    std::string hex = hexOf(op->image.manifestDigest);
+    pins_.insert(ee.path + hex);
+    op->pinned = true;
+    journalPhase(op, kPhasePulled);
+
+    for (const auto& du : duRows())
+        if (val(du + "UUID") == op->entry.uuid && val(du + "Version") == op->entry.version &&
+            val(du + "ExecutionEnvRef") == noDot(ee.path)) {
+            op->entry.newDigest.clear();  // the image may be the installed one: keep it
+            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit,
+                                    "deployment unit " + op->entry.uuid + " version " + op->entry.version +
+                                        " is already installed in ExecEnv " + ee.name + " as " + noDot(du) +
+                                        "; use Update() or install another version"));
+        }
+    for (const auto& [p, o] : ops_)
+        if (p != op && o->entry.kind == OpKind::kInstall && o->entry.phase == kPhaseCommitting && o->entry.uuid == op->entry.uuid &&
+            o->entry.version == op->entry.version && o->ee == op->ee)
+            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit, "the same deployment unit is being installed"));
+
+    journalPhase(op, kPhaseCommitting);
+    std::string t = now();
+    std::string duPath, euPath;
+    Status st = okStatus();
+    {
+        dm::Engine::Batch batch(engine_);
+        auto du = engine_.addInstance(std::string(kDuTable), {{"UUID", op->entry.uuid},
+                                                              {"DUID", hex},
+                                                              {"Name", id.name},
+                                                              {"Status", "Installed"},
+                                                              {"Resolved", "true"},
+                                                              {"URL", op->args.url},
+                                                              {"Description", id.description},
+                                                              {"Vendor", id.vendor},
+                                                              {"Version", id.version},
+                                                              {"ExecutionEnvRef", noDot(ee.path)},
+                                                              {"Installed", t},
+                                                              {"LastUpdate", t},
+                                                              {"ModuleVersion", op->args.moduleVersion.substr(0, 32)}});
+        if (!du) st = du.error();
+        if (st) {
+            duPath = *du;
+            std::int64_t runLevel = std::max<std::int64_t>(0, intVal(ee.path + "InitialExecutionUnitRunLevel", 0));
+            auto eu = engine_.addInstance(std::string(kEuTable), {{"Name", id.name},
+                                                                  {"Status", "Idle"},
+                                                                  {"ExecutionFaultCode", "NoFault"},
+                                                                  {"AutoStart", "false"},
+                                                                  {"RunLevel", std::to_string(runLevel)},
+                                                                  {"Vendor", id.vendor},
+                                                                  {"Version", id.version},
+                                                                  {"Description", id.description},
+                                                                  {"Privileged", "false"},
+                                                                  {"CreationTime", t},
+                                                                  {"ExecutionEnvRef", noDot(ee.path)}});
+            if (!eu) st = eu.error();
+            if (st) {
+                euPath = *eu;
+                std::string n = euPath.substr(kEuTable.size(), euPath.size() - kEuTable.size() - 1);
+                std::string euid = ee.name + "." + n;
+                st = engine_.setValue(euPath + "EUID", euid);
+                if (st) st = engine_.setValue(euPath + "ExecEnvLabel", euid);
+                if (st) st = writeEuSettings(euPath, op->args, true);
+                if (st) st = engine_.setValue(duPath + "ExecutionUnitList", noDot(euPath));
+            }
+        }
+        Status c = batch.commit();
+        if (st) st = c;
+    }
+    if (!st) {
+        dm::Engine::Batch batch(engine_);
+        if (!euPath.empty()) (void)engine_.deleteInstance(euPath);
+        if (!duPath.empty()) (void)engine_.deleteInstance(duPath);
+        (void)batch.commit();
+        return failOp(op, Error(ErrorCode::kInternalError, "cannot record the deployment unit: " + st.error().message));
+    }
+    op->duPath = duPath;
+    journalPhase(op, kPhaseCommitted);
+    if (!op->args.username.empty() || !op->args.password.empty())
+        (void)journal_->saveCredentials(ee.path, op->entry.uuid, op->args.username, op->args.password);
+    ee.storeBytes += op->image.unpackedBytes;
+    Eu eu;
+    eu.path = euPath;
+    eu.euid = val(euPath + "EUID");
+    eu.eePath = ee.path;
+    eu.duPath = duPath;
+    eus_.emplace(euPath, std::move(eu));
+
+    std::string uuid = op->entry.uuid, version = op->entry.version, start = op->startTime;
+    dm::ArgMap out{{"UUID", uuid}, {"Version", version}, {"ExecEnvRef", noDot(ee.path)}};
+    op->duPath.clear();  // an install never made the DU busy
+    finishOp(op, out);
+    raiseDuStateChange(uuid, duPath, version, "Installed", true, {euPath}, start, now(), OpKind::kInstall, nullptr);
+}
+
+// ---- Update() -----------------------------------------------------------------------------
+
+void SoftwareModulesImpl::updateDu(const dm::CommandCall& call, dm::CommandDone done) {
+    DuOp* op = newOp(call, std::move(done), OpKind::kUpdate);
+    auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
+    std::string du = call.objPath;
+    op->entry.uuid = val(du + "UUID");
+    op->entry.version = val(du + "Version");
+    if (!ready_) return failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
+    if (busyDus_.count(du) || val(du + "Status") != "Installed")
+        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " + val(du + "Status") +
+                                                                "; Update() needs it Installed"));
+    Ee* ee = findEe(val(du + "ExecutionEnvRef"));
+    if (!ee) return failLater(Error(ErrorCode::kUnknownExecEnv, "the deployment unit's ExecEnv no longer exists"));
+    op->ee = ee;
+    op->entry.eePath = ee->path;
+    if (!ee->usable()) return failLater(Error(ErrorCode::kInvalidValue, "ExecEnv " + ee->name + " is " + val(ee->path + "Status")));
+    for (const auto& eu : eusOfDu(du))
+        if (Eu* e = euAt(eu); e && e->busy)
+            return failLater(Error(ErrorCode::kInvalidDuState, "execution unit " + noDot(eu) + " is " +
+                                                                    std::string(euStatusName(e->status)) + "; retry when it settles"));
+    auto args = parseDuArgs(call.input, false, ee);
+    if (!args) return failLater(args.error());
+    op->args = std::move(*args);
+    if (op->args.url.empty()) {
+        op->args.url = val(du + "URL");
+        if (call.input.count("Username") == 0 || call.input.at("Username").empty()) {
+            if (auto c = journal_->credentials(ee->path, op->entry.uuid)) {
+                op->args.username = c->first;
+                op->args.password = c->second;
+            }
+        }
+    }
+    op->duPath = du;
+    op->entry.duInstance = static_cast<std::uint32_t>(std::stoul(du.substr(kDuTable.size())));
+    op->entry.oldDigest = "sha256:" + val(du + "DUID");
+    op->entry.url = op->args.url;
+    if (auto id = journal_->begin(op->entry); !id) {
+        op->duPath.clear();
+        return failLater(id.error());
+    }
+    busyDus_.insert(du);
+    set(du + "Status", "Updating");
+    hook(OpKind::kUpdate, kPhaseStarted);
+    pullFor(op, [this](DuOp* o, oci::RunnerResult<oci::ImageRecord> r) { onUpdatePulled(o, std::move(r)); });
+}
+
+void SoftwareModulesImpl::onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r) {
+    op->job.reset();
+    if (!r) return failOp(op, toUspError(r.error(), "download of " + op->args.url));
+    Ee& ee = *op->ee;
+    op->image = std::move(*r);
+    DuIdentity id = identityOf(op->image, op->args.url);
+    std::string oldVersion = op->entry.version;
+    op->entry.newDigest = op->image.manifestDigest;
+    pins_.insert(ee.path + hexOf(op->image.manifestDigest));
+    op->pinned = true;
+    op->entry.version = id.version;
+    journalPhase(op, kPhasePulled);
+    op->entry.version = oldVersion;  // reported on failure: the DU keeps it
+    for (const auto& du : duRows())
+        if (du != op->duPath && val(du + "UUID") == op->entry.uuid && val(du + "Version") == id.version &&
+            val(du + "ExecutionEnvRef") == noDot(ee.path)) {
+            if (op->entry.newDigest == "sha256:" + val(du + "DUID")) op->entry.newDigest.clear();
+            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit, "version " + id.version + " of " + op->entry.uuid +
+                                                                             " is already installed as " + noDot(du)));
+        }
+    if (auto cmp = compareVersions(id.version, oldVersion); cmp && *cmp < 0) {
+        if (op->entry.newDigest == op->entry.oldDigest) op->entry.newDigest.clear();
+        return failOp(op, Error(ErrorCode::kInvalidDuState, "version " + id.version + " is older than the installed " +
+                                                                oldVersion + ": downgrades are refused; uninstall first"));
+    }
+    // Stop the DU's running EUs; they start again once the new image is in place.
+    std::vector<std::string> running;
+    for (const auto& eu : eusOfDu(op->duPath))
+        if (Eu* e = euAt(eu); e && (e->live || e->status == EuStatus::kRestarting)) running.push_back(eu);
+    op->stoppedEus = running;
+    stopDuContainers(op, running, [this, id](DuOp* o, oci::RunnerStatus st) {
+        o->job.reset();
+        if (!st) return failOp(o, toUspError(st.error(), "stop of the execution units"));
+        journalPhase(o, kPhaseStopped);
+        journalPhase(o, kPhaseCommitting);
+        Ee& e = *o->ee;
+        std::string du = o->duPath;
+        std::string t = now();
+        Status s = okStatus();
+        {
+            dm::Engine::Batch batch(engine_);
+            auto w = [&](const std::string& p, const std::string& v) {
+                if (s) s = engine_.setValue(p, v);
+            };
+            w(du + "DUID", hexOf(o->image.manifestDigest));
+            w(du + "Version", id.version);
+            w(du + "Name", id.name);
+            w(du + "Vendor", id.vendor);
+            w(du + "Description", id.description);
+            w(du + "URL", o->args.url);
+            w(du + "LastUpdate", t);
+            if (!o->args.moduleVersion.empty()) w(du + "ModuleVersion", o->args.moduleVersion.substr(0, 32));
+            for (const auto& eu : eusOfDu(du)) {
+                w(eu + "Version", id.version);
+                w(eu + "Vendor", id.vendor);
+                w(eu + "Description", id.description);
+                if (s) s = writeEuSettings(eu, o->args, false);
+            }
+            w(du + "Status", "Installed");
+            Status c = batch.commit();
+            if (s) s = c;
+        }
+        if (!s) return failOp(o, Error(ErrorCode::kInternalError, "cannot record the update: " + s.error().message));
+        o->entry.version = id.version;
+        journalPhase(o, kPhaseCommitted);
+        if (!o->args.username.empty() && o->args.url != val(du + "URL"))
+            (void)journal_->saveCredentials(e.path, o->entry.uuid, o->args.username, o->args.password);
+        std::string oldDigest = o->entry.oldDigest;
+        if (o->pinned) {
+            auto it = pins_.find(e.path + hexOf(o->entry.newDigest));
+            if (it != pins_.end()) pins_.erase(it);
+            o->pinned = false;
+        }
+        if (oldDigest != o->entry.newDigest) {
+            e.storeBytes += o->image.unpackedBytes;
+            cleanupImage(e, oldDigest);
+        }
+        std::vector<std::string> restart = o->stoppedEus;
+        std::string uuid = o->entry.uuid, start = o->startTime;
+        finishOp(o, dm::ArgMap{});
+        for (const auto& p : restart)
+            if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
+        raiseDuStateChange(uuid, du, id.version, "Installed", true, eusOfDu(du), start, now(), OpKind::kUpdate, nullptr);
+    });
+}
+
+void SoftwareModulesImpl::stopDuContainers(DuOp* op, const std::vector<std::string>& eus,
+                                           std::function<void(DuOp*, oci::RunnerStatus)> then) {
+    std::vector<std::pair<std::string, std::chrono::milliseconds>> targets;
+    for (const auto& p : eus) {
+        Eu* eu = euAt(p);
+        if (!eu) continue;
+        eu->backoff.reset();
+        eu->healthy.reset();
+        eu->pending.reset();
+        eu->busy = true;
+        eu->stopRequested = true;
+        if (eu->live) setStatus(*eu, EuStatus::kStopping);
+        targets.emplace_back(eu->euid, std::chrono::seconds(intVal(p + "ShutdownDelay", 10)));
+    }
+    auto rt = op->ee->rt;
+    op->job = pool_.submit<oci::RunnerStatus>(
+        [rt, targets](const CancelToken&) -> oci::RunnerStatus {
+            for (const auto& [id, grace] : targets) {
+                auto info = rt->containers->info(id);
+                if (!info) continue;  // no container: nothing to stop
+                if (auto s = rt->containers->stop(id, grace); !s) return s.error();
+                if (auto s = rt->containers->remove(id, true); !s) return s;
+            }
+            return {};
+        },
+        [this, op, eus, then = std::move(then)](oci::RunnerStatus st) {
+            for (const auto& p : eus)
+                if (Eu* eu = euAt(p)) {
+                    eu->busy = false;
+                    eu->stopRequested = false;
+                    if (st) {
+                        forgetWatch(*eu, *op->ee);
+                        eu->live = false;
+                        setStatus(*eu, EuStatus::kIdle);
+                    }
+                }
+            then(op, std::move(st));
+        });
+}
+
+// ---- Uninstall() ----------------------------------------------------------------------------
+
+void SoftwareModulesImpl::uninstallDu(const dm::CommandCall& call, dm::CommandDone done) {
+    DuOp* op = newOp(call, std::move(done), OpKind::kUninstall);
+    auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
+    std::string du = call.objPath;
+    op->entry.uuid = val(du + "UUID");
+    op->entry.version = val(du + "Version");
+    if (!ready_) return failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
+    if (busyDus_.count(du) || val(du + "Status") != "Installed")
+        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " + val(du + "Status") +
+                                                                "; Uninstall() needs it Installed"));
+    Ee* ee = findEe(val(du + "ExecutionEnvRef"));
+    if (!ee || !ee->usable())
+        return failLater(Error(ErrorCode::kInvalidValue, "the deployment unit's ExecEnv is not Up"));
+    op->ee = ee;
+    op->entry.eePath = ee->path;
+    for (const auto& eu : eusOfDu(du))
+        if (Eu* e = euAt(eu); e && e->busy)
+            return failLater(Error(ErrorCode::kInvalidDuState, "execution unit " + noDot(eu) + " is " +
+                                                                    std::string(euStatusName(e->status)) + "; retry when it settles"));
+    op->duPath = du;
+    op->entry.duInstance = static_cast<std::uint32_t>(std::stoul(du.substr(kDuTable.size())));
+    op->entry.oldDigest = "sha256:" + val(du + "DUID");
+    op->entry.url = val(du + "URL");
+    if (auto id = journal_->begin(op->entry); !id) {
+        op->duPath.clear();
+        return failLater(id.error());
+    }
+    busyDus_.insert(du);
+    set(du + "Status", "Uninstalling");
+    hook(OpKind::kUninstall, kPhaseStarted);
+    // TR-369: uninstalling stops the DU's EUs first.
+    stopDuContainers(op, eusOfDu(du), [this](DuOp* o, oci::RunnerStatus st) {
+        o->job.reset();
+        if (!st) return failOp(o, toUspError(st.error(), "stop of the execution units"));
+        journalPhase(o, kPhaseStopped);
+        journalPhase(o, kPhaseCommitting);
+        std::string du = o->duPath;
+        std::vector<std::string> eus = eusOfDu(du);
+        Status s = okStatus();
+        {
+            dm::Engine::Batch batch(engine_);
+            for (const auto& eu : eus)
+                if (s) s = engine_.deleteInstance(eu);
+            if (s) s = engine_.deleteInstance(du);
+            Status c = batch.commit();
+            if (s) s = c;
+        }
+        if (!s) return failOp(o, Error(ErrorCode::kInternalError, "cannot remove the deployment unit: " + s.error().message));
+        for (const auto& eu : eus) eus_.erase(eu);
+        journalPhase(o, kPhaseCommitted);
+        Ee& e = *o->ee;
+        bool sameUuidLeft = false;
+        for (const auto& other : duRows())
+            if (val(other + "UUID") == o->entry.uuid && val(other + "ExecutionEnvRef") == noDot(e.path)) sameUuidLeft = true;
+        if (!sameUuidLeft) (void)journal_->dropCredentials(e.path, o->entry.uuid);
+        cleanupImage(e, o->entry.oldDigest);
+        std::string uuid = o->entry.uuid, version = o->entry.version, start = o->startTime;
+        finishOp(o, dm::ArgMap{});
+        raiseDuStateChange(uuid, du, version, "Uninstalled", true, eus, start, now(), OpKind::kUninstall, nullptr);
+    });
+}
+
+}  // namespace berth::smm

@@ -1,0 +1,400 @@
+// SoftwareModules: the ExecutionUnit lifecycle (start, stop, exits, AutoRestart,
+// AutoStart). Decisions come from eu_state.h; this file carries them out. One
+// runtime call per EU at a time (Eu::busy); requests meanwhile are deferred.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "berth/core/log.h"
+#include "berth/smm/faults.h"
+#include "smm_impl.h"
+
+namespace berth::smm {
+
+namespace {
+
+constexpr std::string_view kTag = "smm";
+
+std::string noDot(std::string p) {
+    if (!p.empty() && p.back() == '.') p.pop_back();
+    return p;
+}
+std::uint64_t instanceOf(const std::string& path) {
+    std::string body = noDot(path);
+    auto dot = body.rfind('.');
+    try {
+        return std::stoull(body.substr(dot + 1));
+    } catch (...) {
+        return 0;
+    }
+}
+
+}  // namespace
+
+Eu* SoftwareModulesImpl::euAt(const std::string& path) {
+    std::string p = path;
+    if (!p.empty() && p.back() != '.') p += '.';
+    auto it = eus_.find(p);
+    return it == eus_.end() ? nullptr : &it->second;
+}
+
+void SoftwareModulesImpl::setStatus(Eu& eu, EuStatus s) {
+    eu.status = s;
+    std::string name(euStatusName(s));
+    if (val(eu.path + "Status") != name) set(eu.path + "Status", name);
+}
+
+void SoftwareModulesImpl::setFault(Eu& eu, EuFault f, const std::string& message) {
+    dm::Engine::Batch batch(engine_);
+    std::string code(euFaultName(f));
+    if (val(eu.path + "ExecutionFaultCode") != code) set(eu.path + "ExecutionFaultCode", code);
+    std::string msg = f == EuFault::kNoFault ? std::string() : message.substr(0, 256);
+    if (val(eu.path + "ExecutionFaultMessage") != msg) set(eu.path + "ExecutionFaultMessage", msg);
+    (void)batch.commit();
+}
+
+AutoRestartPolicy SoftwareModulesImpl::policyOf(const Eu& eu) const {
+    AutoRestartPolicy p;
+    std::string a = eu.path + "AutoRestart.";
+    p.enable = val(a + "Enable") == "true";
+    p.minWaitSeconds = static_cast<std::uint32_t>(intVal(a + "RetryMinimumWaitInterval", p.minWaitSeconds));
+    p.maxWaitSeconds = static_cast<std::uint32_t>(intVal(a + "RetryMaximumWaitInterval", p.maxWaitSeconds));
+    p.multiplier = static_cast<std::uint32_t>(intVal(a + "RetryIntervalMultiplier", p.multiplier));
+    p.maxRetries = static_cast<std::uint32_t>(intVal(a + "MaximumRetryCount", p.maxRetries));
+    p.resetPeriodSeconds = static_cast<std::uint32_t>(intVal(a + "ResetPeriod", 0));
+    return p;
+}
+
+Result<oci::ContainerSettings> SoftwareModulesImpl::settingsFor(const Eu& eu, const Ee& ee, EuFault* fault) {
+    oci::ContainerSettings s;
+    *fault = EuFault::kUnstartable;
+    if (auto rows = engine_.resolveObjects(eu.path + "EnvVariable."))
+        for (const auto& r : *rows) s.extraEnv.push_back(val(r + "Key") + "=" + val(r + "Value"));
+    if (auto rows = engine_.resolveObjects(eu.path + "HostObject."))
+        for (const auto& r : *rows) {
+            oci::BindMount m;
+            m.source = val(r + "Source");
+            m.destination = val(r + "Destination");
+            m.readOnly = val(r + "Options").find("rw") == std::string::npos;
+            std::error_code ec;
+            if (!std::filesystem::exists(m.source, ec)) {
+                *fault = EuFault::kDependencyFailure;
+                return Error(ErrorCode::kInternalError, "HostObject source " + m.source + " does not exist on the device");
+            }
+            s.mounts.push_back(std::move(m));
+        }
+    std::int64_t euMem = intVal(eu.path + "AllocatedMemory", -1);
+    std::int64_t eeMem = intVal(ee.path + "AllocatedMemory", -1);
+    std::int64_t mem = euMem > 0 ? euMem : eeMem;
+    if (euMem > 0 && eeMem > 0) mem = std::min(euMem, eeMem);
+    if (mem > 0) s.memoryLimitBytes = mem * 1024;
+    std::int64_t euCpu = intVal(eu.path + "AllocatedCPUPercent", -1);
+    std::int64_t eeCpu = intVal(ee.path + "AllocatedCPUPercent", -1);
+    if (euCpu > 0) {
+        long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+        s.cpus = euCpu / 100.0 * (eeCpu > 0 ? eeCpu / 100.0 : 1.0) * static_cast<double>(n > 0 ? n : 1);
+    }
+    s.pidsLimit = 1024;
+    s.annotations["org.berth.du.uuid"] = val(eu.duPath + "UUID");
+    s.annotations["org.berth.eu.path"] = noDot(eu.path);
+    return s;
+}
+
+Result<dm::ArgMap> SoftwareModulesImpl::setRequestedState(const dm::CommandCall& call) {
+    if (!ready_) return Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly");
+    Eu* eu = euAt(call.objPath);
+    if (!eu) return Error(ErrorCode::kObjectDoesNotExist, "no such execution unit", call.objPath);
+    Ee* ee = findEe(eu->eePath);
+    if (!ee || !ee->enabled) return Error(ErrorCode::kInvalidValue, "the execution unit's ExecEnv is disabled");
+    if (!ee->usable()) return Error(ErrorCode::kInvalidValue, "the execution unit's ExecEnv is " + val(ee->path + "Status"));
+    if (busyDus_.count(eu->duPath))
+        return Error(ErrorCode::kInvalidDuState, "the deployment unit is " + val(eu->duPath + "Status") + "; retry when it is Installed");
+    auto it = call.input.find("RequestedState");
+    EuRequest req = it != call.input.end() && it->second == "Active" ? EuRequest::kActive : EuRequest::kIdle;
+    BERTH_TRY(request(*eu, req, false));
+    return dm::ArgMap{};
+}
+
+Result<dm::ArgMap> SoftwareModulesImpl::restartEu(const dm::CommandCall& call) {
+    if (!ready_) return Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly");
+    Eu* eu = euAt(call.objPath);
+    if (!eu) return Error(ErrorCode::kObjectDoesNotExist, "no such execution unit", call.objPath);
+    Ee* ee = findEe(eu->eePath);
+    if (!ee || !ee->usable()) return Error(ErrorCode::kInvalidValue, "the execution unit's ExecEnv is not Up");
+    if (busyDus_.count(eu->duPath))
+        return Error(ErrorCode::kInvalidDuState, "the deployment unit is " + val(eu->duPath + "Status") + "; retry when it is Installed");
+    BERTH_TRY(request(*eu, EuRequest::kRestart, false));
+    set(eu->path + "AutoRestart.RetryCount", "0");
+    return dm::ArgMap{};
+}
+
+Status SoftwareModulesImpl::request(Eu& eu, EuRequest req, bool autoStart) {
+    EuDecision d = decideRequest(eu.status, eu.busy, req);
+    switch (d.action) {
+        case EuAction::kRefuse: return *d.error;
+        case EuAction::kDefer: eu.pending = req; return okStatus();
+        case EuAction::kNone: return okStatus();
+        case EuAction::kStart: startEu(eu, autoStart); return okStatus();
+        case EuAction::kStop: stopEu(eu); return okStatus();
+        case EuAction::kRestart:
+            eu.pending = EuRequest::kActive;  // started again once stopped
+            stopEu(eu);
+            return okStatus();
+        case EuAction::kCancelBackoff:
+            eu.backoff.reset();
+            set(eu.path + "AutoRestart.NextRestart", "0001-01-01T00:00:00Z");
+            setStatus(eu, EuStatus::kIdle);
+            return okStatus();
+    }
+    return okStatus();
+}
+
+void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
+    Ee* ee = findEe(eu.eePath);
+    eu.backoff.reset();
+    if (!ee || !ee->usable()) {
+        setFault(eu, EuFault::kUnstartable, "the ExecEnv is not Up");
+        setStatus(eu, EuStatus::kIdle);
+        return;
+    }
+    EuFault fault = EuFault::kUnstartable;
+    auto settings = settingsFor(eu, *ee, &fault);
+    if (!settings) {
+        setFault(eu, fault, settings.error().message);
+        setStatus(eu, EuStatus::kIdle);
+        return;
+    }
+    std::string digest = val(eu.duPath + "DUID");
+    eu.autoStarted = autoStart;
+    eu.busy = true;
+    eu.stopRequested = false;
+    setFault(eu, EuFault::kNoFault, "");
+    set(eu.path + "X_BERTH_ExitStatus", "");
+    setStatus(eu, EuStatus::kStarting);
+    auto rt = ee->rt;
+    std::string id = eu.euid, path = eu.path;
+    oci::ContainerSettings s = std::move(*settings);
+    eu.job = pool_.submit<oci::RunnerResult<oci::ContainerInfo>>(
+        [rt, id, digest, s](const CancelToken&) -> oci::RunnerResult<oci::ContainerInfo> {
+            if (rt->containers->info(id)) (void)rt->containers->remove(id, true);  // left over from a crash
+            return rt->containers->run(id, digest, s);
+        },
+        [this, path](oci::RunnerResult<oci::ContainerInfo> r) { onStarted(path, std::move(r)); });
+}
+
+void SoftwareModulesImpl::onStarted(const std::string& path, oci::RunnerResult<oci::ContainerInfo> r) {
+    Eu* eu = euAt(path);
+    if (!eu) return;
+    eu->job.reset();
+    eu->busy = false;
+    Ee* ee = findEe(eu->eePath);
+    if (!r || !ee || !ee->watcher) {
+        std::string msg = r ? "the ExecEnv went away" : toUspError(r.error(), "start of the container").message;
+        BERTH_LOG_WARN(kTag) << "cannot start " << eu->euid << ": " << msg;
+        setFault(*eu, eu->autoStarted ? EuFault::kFailureOnAutoStart : EuFault::kFailureOnStart, msg);
+        setStatus(*eu, EuStatus::kIdle);
+        settle(*eu);
+        pumpAutoStart();
+        return;
+    }
+    eu->live = true;
+    eu->pid = r->pid;
+    eu->cgroupPath = r->record.cgroupPath;
+    eu->activeSince = clock_.now();
+    eu->cpuAtStart = 0;
+    if (auto f = oci::readCgroupFigures(ee->rt->containers->cgroups(), eu->cgroupPath)) eu->cpuAtStart = f->cpuNanos;
+    Subreaper::claim(eu->pid);  // the watcher reaps it (with its exit status), not the sweep
+    auto w = ee->watcher->watch(eu->euid, eu->pid, eu->cgroupPath,
+                                [this, path](const oci::ContainerExit& ex) { onContainerExit(path, ex); });
+    setStatus(*eu, EuStatus::kActive);
+    AutoRestartPolicy policy = policyOf(*eu);
+    if (policy.resetPeriodSeconds > 0) {
+        eu->healthy = loop_.createTimer([this, path] {
+            if (Eu* e = euAt(path)) set(e->path + "AutoRestart.RetryCount", "0");
+        });
+        eu->healthy->start(std::chrono::seconds(policy.resetPeriodSeconds));
+    }
+    if (!w) {
+        // The init is already gone (reaped before it could be watched): an immediate exit.
+        Subreaper::release(eu->pid);
+        eu->pid = 0;
+        oci::ContainerExit ex;
+        ex.id = eu->euid;
+        onContainerExit(path, ex);
+        pumpAutoStart();
+        return;
+    }
+    settle(*eu);
+    pumpAutoStart();
+}
+
+void SoftwareModulesImpl::forgetWatch(Eu& eu, Ee& ee) {
+    if (eu.pid <= 0) return;
+    // The container is gone; reap its init if it was our child and the watcher has
+    // not run yet (it was claimed, so the Subreaper sweep left it alone).
+    siginfo_t si{};
+    (void)::waitid(P_PID, static_cast<id_t>(eu.pid), &si, WEXITED | WNOHANG);
+    if (ee.watcher) ee.watcher->unwatch(eu.euid);
+    Subreaper::release(eu.pid);
+    eu.pid = 0;
+}
+
+void SoftwareModulesImpl::stopEu(Eu& eu, std::optional<EuFault> fault, std::string faultMessage) {
+    Ee* ee = findEe(eu.eePath);
+    if (!ee || !ee->rt || !ee->rt->containers) return;
+    eu.backoff.reset();
+    eu.healthy.reset();
+    eu.busy = true;
+    eu.stopRequested = true;
+    setStatus(eu, eu.pending == EuRequest::kActive ? EuStatus::kRestarting : EuStatus::kStopping);
+    auto rt = ee->rt;
+    std::string id = eu.euid, path = eu.path;
+    auto grace = std::chrono::seconds(intVal(eu.path + "ShutdownDelay", 10));
+    eu.job = pool_.submit<oci::RunnerStatus>(
+        [rt, id, grace](const CancelToken&) -> oci::RunnerStatus {
+            if (!rt->containers->info(id)) return {};
+            if (auto s = rt->containers->stop(id, grace); !s) return s.error();
+            return rt->containers->remove(id, true);
+        },
+        [this, path, fault, faultMessage](oci::RunnerStatus st) {
+            Eu* e = euAt(path);
+            if (!e) return;
+            e->job.reset();
+            e->busy = false;
+            e->stopRequested = false;
+            if (!st) {
+                e->pending.reset();
+                setFault(*e, EuFault::kFailureOnStop, toUspError(st.error(), "stop of the container").message);
+                setStatus(*e, EuStatus::kActive);
+                return;
+            }
+            if (Ee* ee2 = findEe(e->eePath)) forgetWatch(*e, *ee2);
+            e->live = false;
+            if (fault) setFault(*e, *fault, faultMessage);
+            if (e->pending != EuRequest::kActive) setStatus(*e, EuStatus::kIdle);
+            settle(*e);
+        });
+}
+
+void SoftwareModulesImpl::onContainerExit(const std::string& path, const oci::ContainerExit& exit) {
+    Eu* eu = euAt(path);
+    if (!eu) return;
+    if (eu->pid > 0) Subreaper::release(eu->pid);
+    eu->pid = 0;
+    if (eu->stopRequested || eu->busy) return;  // a stop is under way; it settles the EU
+    Ee* ee = findEe(eu->eePath);
+    ExitFacts f;
+    f.withinStartGrace = clock_.now() - eu->activeSince < options_.startGrace;
+    f.autoStarted = eu->autoStarted;
+    f.status = exit.status;
+    f.oomKilled = exit.oomKilled;
+    f.retryCount = static_cast<std::uint32_t>(intVal(path + "AutoRestart.RetryCount", 0));
+    std::int64_t mem = intVal(path + "AllocatedMemory", -1);
+    if (ee) {
+        std::int64_t eeMem = intVal(ee->path + "AllocatedMemory", -1);
+        if (mem <= 0 || (eeMem > 0 && eeMem < mem)) mem = eeMem;
+    }
+    f.memoryLimitKiB = mem;
+    AutoRestartPolicy policy = policyOf(*eu);
+    ExitDecision d = decideExit(f, policy);
+    BERTH_LOG_INFO(kTag) << "execution unit " << eu->euid << " ended: "
+                         << (exit.status ? exit.status->describe() : std::string("status unknown"))
+                         << (exit.oomKilled ? " (OOM)" : "") << (d.restart ? "; restarting" : "");
+    std::string exitText = exit.status ? exit.status->describe() : "unknown";
+    if (exit.oomKilled) exitText += ", OOM-killed";
+    set(path + "X_BERTH_ExitStatus", exitText.substr(0, 64));
+    setFault(*eu, d.fault, d.message);
+    eu->healthy.reset();
+    setStatus(*eu, d.next);
+    // The exited container is removed; a restart creates it afresh.
+    eu->busy = true;
+    auto rt = ee && ee->rt ? ee->rt : nullptr;
+    std::string id = eu->euid;
+    bool restart = d.restart;
+    eu->job = pool_.submit<bool>(
+        [rt, id](const CancelToken&) {
+            if (rt) (void)rt->containers->remove(id, true);
+            return true;
+        },
+        [this, path, restart, policy](bool) {
+            Eu* e = euAt(path);
+            if (!e) return;
+            e->job.reset();
+            e->busy = false;
+            e->live = false;
+            if (restart && e->status == EuStatus::kRestarting && !e->pending) {
+                auto retry = static_cast<std::uint32_t>(intVal(path + "AutoRestart.RetryCount", 0));
+                std::uniform_real_distribution<double> dist(0.0, 1.0);
+                auto delay = autoRestartDelay(policy, retry, dist(rng_));
+                set(path + "AutoRestart.NextRestart",
+                    formatDateTime(clock_.wallNow() + std::chrono::duration_cast<std::chrono::system_clock::duration>(delay)));
+                e->backoff = loop_.createTimer([this, path] {
+                    Eu* x = euAt(path);
+                    if (!x || x->status != EuStatus::kRestarting || x->busy) return;
+                    dm::Engine::Batch batch(engine_);
+                    set(path + "AutoRestart.RetryCount",
+                        std::to_string(intVal(path + "AutoRestart.RetryCount", 0) + 1));
+                    set(path + "AutoRestart.LastRestarted", now());
+                    set(path + "AutoRestart.NextRestart", "0001-01-01T00:00:00Z");
+                    (void)batch.commit();
+                    startEu(*x, true);
+                });
+                e->backoff->start(delay);
+                return;
+            }
+            if (e->status == EuStatus::kRestarting) setStatus(*e, EuStatus::kIdle);
+            settle(*e);
+        });
+}
+
+void SoftwareModulesImpl::settle(Eu& eu) {
+    if (!eu.pending || eu.busy) return;
+    EuRequest p = *eu.pending;
+    eu.pending.reset();
+    auto st = request(eu, p, false);
+    if (!st) BERTH_LOG_WARN(kTag) << "deferred request for " << eu.euid << ": " << st.error().describe();
+}
+
+void SoftwareModulesImpl::scheduleAutoStart(const std::string& eePath) {
+    Ee* ee = findEe(eePath);
+    if (!ee || !ee->usable() || !ready_) return;
+    std::int64_t current = intVal(eePath + "CurrentRunLevel", -1);
+    std::vector<std::pair<std::pair<std::int64_t, std::uint64_t>, std::string>> due;
+    for (const auto& [path, eu] : eus_) {
+        if (eu.eePath != eePath || eu.status != EuStatus::kIdle || eu.busy) continue;
+        if (val(path + "AutoStart") != "true") continue;
+        std::int64_t level = intVal(path + "RunLevel", 0);
+        if (current >= 0 && level > current) continue;
+        due.push_back({{level, instanceOf(path)}, path});
+    }
+    std::sort(due.begin(), due.end());
+    for (const auto& [key, path] : due)
+        if (std::find(autoStartQueue_.begin(), autoStartQueue_.end(), path) == autoStartQueue_.end())
+            autoStartQueue_.push_back(path);
+    pumpAutoStart();
+}
+
+// One AutoStart at a time, in RunLevel order: the next starts when the previous one
+// is Active (or failed).
+void SoftwareModulesImpl::pumpAutoStart() {
+    if (!autoStartInFlight_.empty()) {
+        Eu* cur = euAt(autoStartInFlight_);
+        if (cur && cur->busy && cur->status == EuStatus::kStarting) return;
+        autoStartInFlight_.clear();
+    }
+    while (!autoStartQueue_.empty()) {
+        std::string path = autoStartQueue_.front();
+        autoStartQueue_.pop_front();
+        Eu* eu = euAt(path);
+        if (!eu || eu->status != EuStatus::kIdle || eu->busy || busyDus_.count(eu->duPath)) continue;
+        (void)request(*eu, EuRequest::kActive, true);
+        if (eu->busy) {
+            autoStartInFlight_ = path;
+            return;
+        }
+    }
+}
+
+}  // namespace berth::smm

@@ -1,0 +1,225 @@
+#pragma once
+// Private: the SoftwareModules implementation, split over software_modules.cpp
+// (setup, ExecEnvs, recovery, providers), du_ops.cpp (InstallDU/Update/Uninstall)
+// and eu_ops.cpp (ExecutionUnit lifecycle).
+
+#include <sys/types.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "berth/oci/container.h"
+#include "berth/oci/image_store.h"
+#include "berth/smm/eu_state.h"
+#include "berth/smm/journal.h"
+#include "berth/smm/software_modules.h"
+
+namespace berth::smm {
+
+inline constexpr std::string_view kSmPath = "Device.SoftwareModules.";
+inline constexpr std::string_view kDuTable = "Device.SoftwareModules.DeploymentUnit.";
+inline constexpr std::string_view kEuTable = "Device.SoftwareModules.ExecutionUnit.";
+inline constexpr std::string_view kEeTable = "Device.SoftwareModules.ExecEnv.";
+inline constexpr std::string_view kEecTable = "Device.SoftwareModules.ExecEnvClass.";
+inline constexpr std::string_view kDuStateChange = "Device.SoftwareModules.DUStateChange!";
+
+struct ReconcileResult;
+
+// The blocking side of an ExecEnv, shared with worker jobs (a job may outlive the
+// SoftwareModules object that submitted it, so it holds its own reference).
+struct EeRuntime {
+    std::string name;
+    oci::RuntimeKind kind = oci::RuntimeKind::kRunc;
+    std::string runtimeBinary;
+    std::string storageDir;
+    std::string stateDir;
+    std::string cgroupParent;
+    std::chrono::milliseconds runtimeTimeout{30000};
+    std::unique_ptr<oci::ImageStore> images;
+    std::unique_ptr<oci::ContainerManager> containers;
+    std::string runtimeVersion;  // "runc version 1.1.5+ds1"
+    std::string specVersion;     // "1.0.2-dev"
+};
+
+struct Ee {
+    std::string path;  // "Device.SoftwareModules.ExecEnv.1."
+    std::string name;
+    bool enabled = true;
+    std::string openError;  // why the runtime could not be opened
+    std::vector<std::string> hostPrefixes;
+    std::shared_ptr<EeRuntime> rt;  // null until opened
+    std::unique_ptr<oci::ContainerWatcher> watcher;
+    std::uint64_t storeBytes = 0;  // unpacked bytes of the images in the store
+    bool restarting = false;
+    bool usable() const { return rt && rt->containers && enabled && openError.empty() && !restarting; }
+};
+
+struct Eu {
+    std::string path;    // "Device.SoftwareModules.ExecutionUnit.3."
+    std::string euid;    // container ID
+    std::string eePath;
+    std::string duPath;
+    EuStatus status = EuStatus::kIdle;
+    bool busy = false;                // a runtime call is in flight
+    std::optional<EuRequest> pending; // request deferred while busy
+    bool stopRequested = false;
+    bool autoStarted = false;
+    bool live = false;                // a container exists (running or exited)
+    pid_t pid = 0;                    // init pid while watched
+    std::string cgroupPath;
+    Clock::MonoTime activeSince{};
+    std::uint64_t cpuAtStart = 0;
+    std::unique_ptr<Timer> backoff;   // AutoRestart
+    std::unique_ptr<Timer> healthy;   // AutoRestart.ResetPeriod
+    std::unique_ptr<Job> job;
+};
+
+// Parsed InstallDU()/Update() arguments.
+struct DuArgs {
+    std::string url, username, password, uuid, eeRef, moduleVersion;
+    std::optional<std::int64_t> memKiB, cpuPercent, diskKiB;  // Resources.*
+    bool hasResources = false;
+    std::vector<std::pair<std::string, std::string>> env;       // EnvVariable.{i}
+    bool hasEnv = false;
+    struct Host { std::string source, destination, options; };
+    std::vector<Host> hostObjects;
+    bool hasHostObjects = false;
+    bool hasAutoRestart = false;
+    AutoRestartPolicy autoRestart;
+    std::uint32_t shutdownDelay = 10;
+};
+
+struct DuOp {
+    JournalEntry entry;
+    std::string duPath;   // Update/Uninstall (and Install once committed)
+    Ee* ee = nullptr;
+    DuArgs args;
+    std::string startTime;
+    dm::CommandDone done;
+    std::unique_ptr<Job> job;
+    std::vector<std::string> stoppedEus;  // Update: EUs to start again
+    oci::ImageRecord image;
+    bool pinned = false;
+};
+
+class SoftwareModulesImpl final : public SoftwareModules, public dm::Provider, public dm::ChangeListener {
+public:
+    SoftwareModulesImpl(EventLoop& loop, Clock& clock, dm::Engine& engine, WorkerPool& pool, SmmOptions options);
+    ~SoftwareModulesImpl() override;
+    Status init();
+
+    Status start(std::function<void()> ready) override;
+    bool ready() const override { return ready_; }
+    void stop() override;
+    void onOrphanReaped(pid_t pid, const ExitStatus& status) override;
+    std::vector<InterruptedOperation> interruptedOperations() const override { return interrupted_; }
+
+    // dm::Provider
+    Result<std::string> get(const dm::ObjectView& obj, std::string_view param) override;
+    // dm::ChangeListener
+    void onValueChange(std::string_view paramPath, std::string_view value) override;
+    void onObjectCreated(std::string_view, const std::vector<std::pair<std::string_view, std::string>>&) override {}
+    void onObjectDeleted(std::string_view) override {}
+    void onEvent(std::string_view, const dm::ArgMap&) override {}
+
+private:
+    // ---- helpers (software_modules.cpp) ----
+    std::string val(const std::string& path) const;
+    std::int64_t intVal(const std::string& path, std::int64_t fallback) const;
+    void set(const std::string& path, const std::string& value);
+    std::string now() const;
+    void hook(OpKind kind, std::string_view phase);
+    void post(std::function<void()> fn);
+    Ee* findEe(const std::string& ref);
+    Ee* defaultEe();
+    std::vector<std::string> duRows() const;
+    std::vector<std::string> eusOfDu(const std::string& duPath) const;
+    bool digestReferenced(const Ee& ee, const std::string& digest) const;
+    void cleanupImage(Ee& ee, const std::string& digest);
+    void raiseDuStateChange(const std::string& uuid, const std::string& duPath, const std::string& version,
+                            const std::string& state, bool resolved, const std::vector<std::string>& eus,
+                            const std::string& startTime, const std::string& completeTime, OpKind op,
+                            const Error* fault);
+    void applyEeLimits(Ee& ee);
+    std::int64_t eeMemoryInUseKiB(const Ee& ee) const;
+    void loadEes();
+    void afterReconcile(ReconcileResult result);
+    void recoverJournal();
+    void refreshEeStatus(Ee& ee);
+    void registerExecEnvClass(Ee& ee);
+    Result<dm::ArgMap> setRunLevel(const dm::CommandCall& call);
+    void modifyConstraints(const dm::CommandCall& call, dm::CommandDone done);
+    void restartEe(const dm::CommandCall& call, dm::CommandDone done);
+    void setEeEnabled(Ee& ee, bool enabled);
+
+    // ---- DU operations (du_ops.cpp) ----
+    void installDu(const dm::CommandCall& call, dm::CommandDone done);
+    void updateDu(const dm::CommandCall& call, dm::CommandDone done);
+    void uninstallDu(const dm::CommandCall& call, dm::CommandDone done);
+    Result<DuArgs> parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee);
+    void pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then);
+    void onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
+    void onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
+    void stopDuContainers(DuOp* op, const std::vector<std::string>& eus, std::function<void(DuOp*, oci::RunnerStatus)> then);
+    void failOp(DuOp* op, Error error);
+    void finishOp(DuOp* op, dm::ArgMap out);
+    DuOp* newOp(const dm::CommandCall& call, dm::CommandDone done, OpKind kind);
+    void journalPhase(DuOp* op, std::string_view phase);
+    Status writeEuSettings(const std::string& euPath, const DuArgs& args, bool install);
+
+    // ---- EU lifecycle (eu_ops.cpp) ----
+    Result<dm::ArgMap> setRequestedState(const dm::CommandCall& call);
+    Result<dm::ArgMap> restartEu(const dm::CommandCall& call);
+    Status request(Eu& eu, EuRequest req, bool autoStart);
+    void startEu(Eu& eu, bool autoStart);
+    void stopEu(Eu& eu, std::optional<EuFault> fault = std::nullopt, std::string faultMessage = {});
+    void onStarted(const std::string& euPath, oci::RunnerResult<oci::ContainerInfo> r);
+    void onContainerExit(const std::string& euPath, const oci::ContainerExit& exit);
+    void forgetWatch(Eu& eu, Ee& ee);
+    void settle(Eu& eu);
+    void setStatus(Eu& eu, EuStatus s);
+    void setFault(Eu& eu, EuFault f, const std::string& message);
+    AutoRestartPolicy policyOf(const Eu& eu) const;
+    Result<oci::ContainerSettings> settingsFor(const Eu& eu, const Ee& ee, EuFault* fault);
+    void scheduleAutoStart(const std::string& eePath);
+    void pumpAutoStart();
+    Eu* euAt(const std::string& path);
+
+    EventLoop& loop_;
+    Clock& clock_;
+    dm::Engine& engine_;
+    WorkerPool& pool_;
+    SmmOptions options_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+    std::unique_ptr<Journal> journal_;
+    std::map<std::string, std::unique_ptr<Ee>> ees_;  // by path
+    std::map<std::string, Eu> eus_;                    // by path
+    std::map<DuOp*, std::unique_ptr<DuOp>> ops_;
+    std::set<std::string> busyDus_;                    // DU paths with an operation running
+    std::multiset<std::string> pins_;                  // eePath + digest of images in use by operations
+    std::vector<std::unique_ptr<Job>> cleanupJobs_;
+    std::unique_ptr<Job> startJob_;
+    std::deque<std::string> autoStartQueue_;
+    std::string autoStartInFlight_;
+    std::vector<InterruptedOperation> interrupted_;
+    struct PendingEvent {
+        std::string uuid, duPath, version, state, startTime;
+        OpKind op;
+        Error fault;
+        bool completed;
+    };
+    std::vector<PendingEvent> recoveryEvents_;
+    std::function<void()> onReady_;
+    std::mt19937 rng_{std::random_device{}()};
+    bool started_ = false;
+    bool ready_ = false;
+    bool stopped_ = false;
+};
+
+}  // namespace berth::smm

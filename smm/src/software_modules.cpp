@@ -1,0 +1,867 @@
+// SoftwareModules: setup, ExecEnvs, start-up recovery and computed parameters.
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "berth/core/log.h"
+#include "berth/oci/cgroup.h"
+#include "berth/oci/runtime.h"
+#include "berth/smm/faults.h"
+#include "smm_impl.h"
+
+namespace berth::smm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kTag = "smm";
+constexpr char kUnknownTime[] = "0001-01-01T00:00:00Z";
+
+std::string noDot(std::string p) {
+    if (!p.empty() && p.back() == '.') p.pop_back();
+    return p;
+}
+std::string withDot(std::string p) {
+    if (!p.empty() && p.back() != '.') p += '.';
+    return p;
+}
+std::string hexOf(const std::string& digest) {
+    auto c = digest.find(':');
+    return c == std::string::npos ? digest : digest.substr(c + 1);
+}
+std::vector<std::string> splitList(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+long cpuCount() {
+    long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+std::int64_t memAvailableKiB() {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    std::int64_t value = 0;
+    std::string unit;
+    while (in >> key >> value >> unit)
+        if (key == "MemAvailable:") return value;
+    return -1;
+}
+
+// A provider for the engine once this object is gone (the engine may outlive it).
+class DetachedProvider final : public dm::Provider {
+public:
+    Result<std::string> get(const dm::ObjectView&, std::string_view param) override {
+        if (param == "ActiveExecutionUnits") return std::string();
+        return std::string("0");
+    }
+};
+DetachedProvider gDetached;
+
+}  // namespace
+
+struct ReconcileResult {
+    struct PerEe {
+        std::shared_ptr<EeRuntime> rt;
+        std::string error;
+        std::map<std::string, std::pair<pid_t, std::string>> adopted;  // euid -> (pid, cgroup)
+        std::vector<std::string> removedContainers;
+        std::vector<std::string> removedImages;
+        std::uint64_t storeBytes = 0;
+    };
+    std::map<std::string, PerEe> ees;
+};
+
+Result<std::unique_ptr<SoftwareModules>> SoftwareModules::create(EventLoop& loop, Clock& clock, dm::Engine& engine,
+                                                                 WorkerPool& pool, SmmOptions options) {
+    auto impl = std::make_unique<SoftwareModulesImpl>(loop, clock, engine, pool, std::move(options));
+    BERTH_TRY(impl->init());
+    return std::unique_ptr<SoftwareModules>(std::move(impl));
+}
+
+SoftwareModulesImpl::SoftwareModulesImpl(EventLoop& loop, Clock& clock, dm::Engine& engine, WorkerPool& pool,
+                                         SmmOptions options)
+    : loop_(loop), clock_(clock), engine_(engine), pool_(pool), options_(std::move(options)) {}
+
+SoftwareModulesImpl::~SoftwareModulesImpl() {
+    stop();
+    engine_.removeListener(this);
+    auto gone = [](const dm::CommandCall&, dm::CommandDone done) {
+        done(Error(ErrorCode::kRequestDenied, "software module management is not running"));
+    };
+    auto goneSync = [](const dm::CommandCall&) -> Result<dm::ArgMap> {
+        return Error(ErrorCode::kRequestDenied, "software module management is not running");
+    };
+    (void)engine_.registerAsyncCommand("Device.SoftwareModules.InstallDU()", gone);
+    (void)engine_.registerAsyncCommand("Device.SoftwareModules.DeploymentUnit.{i}.Update()", gone);
+    (void)engine_.registerAsyncCommand("Device.SoftwareModules.DeploymentUnit.{i}.Uninstall()", gone);
+    (void)engine_.registerAsyncCommand("Device.SoftwareModules.ExecEnv.{i}.ModifyConstraints()", gone);
+    (void)engine_.registerAsyncCommand("Device.SoftwareModules.ExecEnv.{i}.Restart()", gone);
+    (void)engine_.registerCommand("Device.SoftwareModules.ExecutionUnit.{i}.SetRequestedState()", goneSync);
+    (void)engine_.registerCommand("Device.SoftwareModules.ExecutionUnit.{i}.Restart()", goneSync);
+    (void)engine_.registerCommand("Device.SoftwareModules.ExecEnv.{i}.SetRunLevel()", goneSync);
+    (void)engine_.registerProvider("Device.SoftwareModules.ExecEnv.{i}.", &gDetached,
+                                   {"AvailableDiskSpace", "AvailableMemory", "AvailableCPUPercent", "ActiveExecutionUnits"});
+    (void)engine_.registerProvider("Device.SoftwareModules.ExecutionUnit.{i}.", &gDetached,
+                                   {"MemoryInUse", "DiskSpaceInUse", "CPUPercentInUse", "Uptime"});
+}
+
+Status SoftwareModulesImpl::init() {
+    if (options_.stateDir.empty())
+        return Error(ErrorCode::kInternalError, "SmmOptions.stateDir is required (where the operation journal lives)");
+    std::error_code ec;
+    fs::create_directories(options_.stateDir, ec);
+    if (ec) return Error(ErrorCode::kInternalError, "cannot create " + options_.stateDir.string() + ": " + ec.message());
+    auto j = Journal::open(options_.stateDir / "smm.db");
+    if (!j) return j.error();
+    journal_ = std::move(*j);
+
+    BERTH_TRY(engine_.registerAsyncCommand("Device.SoftwareModules.InstallDU()",
+                                           [this](const dm::CommandCall& c, dm::CommandDone d) { installDu(c, std::move(d)); }));
+    BERTH_TRY(engine_.registerAsyncCommand("Device.SoftwareModules.DeploymentUnit.{i}.Update()",
+                                           [this](const dm::CommandCall& c, dm::CommandDone d) { updateDu(c, std::move(d)); }));
+    BERTH_TRY(engine_.registerAsyncCommand(
+        "Device.SoftwareModules.DeploymentUnit.{i}.Uninstall()",
+        [this](const dm::CommandCall& c, dm::CommandDone d) { uninstallDu(c, std::move(d)); }));
+    BERTH_TRY(engine_.registerCommand("Device.SoftwareModules.ExecutionUnit.{i}.SetRequestedState()",
+                                      [this](const dm::CommandCall& c) { return setRequestedState(c); }));
+    BERTH_TRY(engine_.registerCommand("Device.SoftwareModules.ExecutionUnit.{i}.Restart()",
+                                      [this](const dm::CommandCall& c) { return restartEu(c); }));
+    BERTH_TRY(engine_.registerCommand("Device.SoftwareModules.ExecEnv.{i}.SetRunLevel()",
+                                      [this](const dm::CommandCall& c) { return setRunLevel(c); }));
+    BERTH_TRY(engine_.registerAsyncCommand(
+        "Device.SoftwareModules.ExecEnv.{i}.ModifyConstraints()",
+        [this](const dm::CommandCall& c, dm::CommandDone d) { modifyConstraints(c, std::move(d)); }));
+    BERTH_TRY(engine_.registerAsyncCommand("Device.SoftwareModules.ExecEnv.{i}.Restart()",
+                                           [this](const dm::CommandCall& c, dm::CommandDone d) { restartEe(c, std::move(d)); }));
+    BERTH_TRY(engine_.registerProvider("Device.SoftwareModules.ExecEnv.{i}.", this,
+                                       {"AvailableDiskSpace", "AvailableMemory", "AvailableCPUPercent", "ActiveExecutionUnits"}));
+    BERTH_TRY(engine_.registerProvider("Device.SoftwareModules.ExecutionUnit.{i}.", this,
+                                       {"MemoryInUse", "DiskSpaceInUse", "CPUPercentInUse", "Uptime"}));
+    engine_.addListener(this);
+    return okStatus();
+}
+
+// ---- helpers ------------------------------------------------------------------------
+
+std::string SoftwareModulesImpl::val(const std::string& path) const {
+    auto v = engine_.getValue(path);
+    return v ? *v : std::string();
+}
+
+std::int64_t SoftwareModulesImpl::intVal(const std::string& path, std::int64_t fallback) const {
+    std::string v = val(path);
+    if (v.empty()) return fallback;
+    try {
+        return std::stoll(v);
+    } catch (...) {
+        return fallback;
+    }
+}
+
+void SoftwareModulesImpl::set(const std::string& path, const std::string& value) {
+    auto st = engine_.setValue(path, value);
+    if (!st) BERTH_LOG_WARN(kTag) << "cannot set " << path << ": " << st.error().describe();
+}
+
+std::string SoftwareModulesImpl::now() const { return formatDateTime(clock_.wallNow()); }
+
+void SoftwareModulesImpl::hook(OpKind kind, std::string_view phase) {
+    if (!options_.journalHook) return;
+    std::string step(opKindName(kind));
+    std::transform(step.begin(), step.end(), step.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    step += ".";
+    step += phase;
+    options_.journalHook(step);
+}
+
+void SoftwareModulesImpl::post(std::function<void()> fn) {
+    std::weak_ptr<bool> alive = alive_;
+    loop_.post([alive, fn = std::move(fn)] {
+        if (alive.lock()) fn();
+    });
+}
+
+Ee* SoftwareModulesImpl::findEe(const std::string& ref) {
+    auto it = ees_.find(withDot(ref));
+    return it == ees_.end() ? nullptr : it->second.get();
+}
+
+Ee* SoftwareModulesImpl::defaultEe() {
+    for (auto& [path, ee] : ees_)
+        if (ee->usable()) return ee.get();
+    return ees_.empty() ? nullptr : ees_.begin()->second.get();
+}
+
+std::vector<std::string> SoftwareModulesImpl::duRows() const {
+    auto r = engine_.resolveObjects(std::string(kDuTable));
+    return r ? *r : std::vector<std::string>{};
+}
+
+std::vector<std::string> SoftwareModulesImpl::eusOfDu(const std::string& duPath) const {
+    std::vector<std::string> out;
+    for (const auto& e : splitList(val(duPath + "ExecutionUnitList"))) out.push_back(withDot(e));
+    return out;
+}
+
+bool SoftwareModulesImpl::digestReferenced(const Ee& ee, const std::string& digest) const {
+    std::string hex = hexOf(digest);
+    if (pins_.count(ee.path + hex)) return true;
+    for (const auto& du : duRows())
+        if (withDot(val(du + "ExecutionEnvRef")) == ee.path && val(du + "DUID") == hex) return true;
+    return false;
+}
+
+void SoftwareModulesImpl::cleanupImage(Ee& ee, const std::string& digest) {
+    if (digest.empty() || !ee.rt || digestReferenced(ee, digest)) return;
+    auto rt = ee.rt;
+    std::string path = ee.path;
+    // Fire and forget: a removal that does not happen (stop, crash) is redone by the
+    // start-up reconciliation, which removes every image no DU names.
+    cleanupJobs_.push_back(pool_.submit<std::uint64_t>(
+        [rt, digest](const CancelToken&) -> std::uint64_t {
+            auto st = rt->images->remove(digest);
+            if (!st && st.error().kind != oci::ErrorKind::kNotFound)
+                BERTH_LOG_WARN(kTag) << "cannot remove image " << digest << ": " << st.error().describe();
+            std::uint64_t total = 0;
+            if (auto l = rt->images->list())
+                for (const auto& r : *l) total += r.unpackedBytes;
+            return total;
+        },
+        [this, path](std::uint64_t total) {
+            if (Ee* e = findEe(path)) e->storeBytes = total;
+        }));
+    if (cleanupJobs_.size() > 64) cleanupJobs_.erase(cleanupJobs_.begin());  // long finished
+}
+
+void SoftwareModulesImpl::raiseDuStateChange(const std::string& uuid, const std::string& duPath,
+                                             const std::string& version, const std::string& state, bool resolved,
+                                             const std::vector<std::string>& eus, const std::string& startTime,
+                                             const std::string& completeTime, OpKind op, const Error* fault) {
+    dm::ArgMap args;
+    args["UUID"] = uuid;
+    args["DeploymentUnitRef"] = noDot(duPath);
+    args["Version"] = version;
+    args["CurrentState"] = state;
+    args["Resolved"] = resolved ? "true" : "false";
+    std::string list;
+    for (const auto& e : eus) {
+        if (!list.empty()) list += ",";
+        list += noDot(e);
+    }
+    args["ExecutionUnitRefList"] = list;
+    args["StartTime"] = startTime.empty() ? kUnknownTime : startTime;
+    args["CompleteTime"] = completeTime.empty() ? kUnknownTime : completeTime;
+    args["OperationPerformed"] = std::string(opKindName(op));
+    args["Fault.FaultCode"] = fault ? std::to_string(fault->numeric()) : "0";
+    std::string msg = fault ? fault->message : std::string();
+    if (msg.size() > 256) msg = msg.substr(0, 253) + "...";
+    args["Fault.FaultString"] = msg;
+    auto st = engine_.raiseEvent(kDuStateChange, args);
+    if (!st) BERTH_LOG_WARN(kTag) << "cannot raise DUStateChange!: " << st.error().describe();
+}
+
+// ---- ExecEnvs -------------------------------------------------------------------------
+
+void SoftwareModulesImpl::loadEes() {
+    auto rows = engine_.resolveObjects(std::string(kEeTable));
+    if (!rows) return;
+    for (const auto& path : *rows) {
+        auto ee = std::make_unique<Ee>();
+        ee->path = path;
+        ee->name = val(path + "Name");
+        if (ee->name.empty()) {
+            ee->name = "ee" + path.substr(kEeTable.size(), path.size() - kEeTable.size() - 1);
+            set(path + "Name", ee->name);
+        }
+        ee->enabled = val(path + "Enable") == "true";
+        ee->hostPrefixes = splitList(val(path + "X_BERTH_HostObjectPrefixes"));
+        auto rt = std::make_shared<EeRuntime>();
+        rt->name = ee->name;
+        rt->kind = val(path + "X_BERTH_Runtime") == "crun" ? oci::RuntimeKind::kCrun : oci::RuntimeKind::kRunc;
+        rt->runtimeBinary = val(path + "X_BERTH_RuntimeBinary");
+        fs::path base = options_.stateDir / "ee" / ee->name;
+        rt->storageDir = val(path + "X_BERTH_StorageDir");
+        if (rt->storageDir.empty()) rt->storageDir = (base / "store").string();
+        rt->stateDir = val(path + "X_BERTH_StateDir");
+        if (rt->stateDir.empty()) rt->stateDir = (base / "state").string();
+        rt->cgroupParent = val(path + "X_BERTH_CgroupParent");
+        if (rt->cgroupParent.empty()) rt->cgroupParent = "/berth/" + ee->name;
+        rt->runtimeTimeout = options_.runtimeTimeout;
+        if (!oci::isValidContainerId(ee->name + ".1"))
+            ee->openError = "ExecEnv Name '" + ee->name + "' may only hold letters, digits and _+.- (it prefixes container IDs)";
+        ee->rt = rt;  // handed to the start-up job; usable() stays false until it returns
+        ees_[path] = std::move(ee);
+    }
+}
+
+void SoftwareModulesImpl::refreshEeStatus(Ee& ee) {
+    std::string status = "Up";
+    if (!ee.openError.empty()) status = "Error";
+    else if (!ee.enabled) status = "Disabled";
+    else if (ee.restarting) status = "Restarting";
+    if (val(ee.path + "Status") != status) set(ee.path + "Status", status);
+    if (val(ee.path + "X_BERTH_StatusMessage") != ee.openError) set(ee.path + "X_BERTH_StatusMessage", ee.openError.substr(0, 256));
+}
+
+void SoftwareModulesImpl::registerExecEnvClass(Ee& ee) {
+    const bool crun = ee.rt->kind == oci::RuntimeKind::kCrun;
+    std::string name = crun ? "OCI-crun" : "OCI-runc";
+    std::string vendor = crun ? "redhat.com" : "opencontainers.org";
+    std::string version = ee.rt->specVersion.empty() ? "1.0.0" : ee.rt->specVersion.substr(0, 32);
+    std::string classPath;
+    if (auto rows = engine_.resolveObjects(std::string(kEecTable)))
+        for (const auto& r : *rows)
+            if (val(r + "Name") == name) classPath = r;
+    if (classPath.empty()) {
+        auto p = engine_.addInstance(std::string(kEecTable), {{"Name", name}, {"Vendor", vendor}, {"Version", version}});
+        if (!p) {
+            BERTH_LOG_WARN(kTag) << "cannot add the ExecEnvClass " << name << ": " << p.error().describe();
+            return;
+        }
+        classPath = *p;
+        auto c = engine_.addInstance(classPath + "Capability.", {{"Specification", "OCIImage"},
+                                                                {"SpecificationVersion", "[1.0.0,1.1.1]"},
+                                                                {"SpecificationURI", "https://github.com/opencontainers/image-spec"}});
+        if (!c) BERTH_LOG_WARN(kTag) << "cannot add the OCIImage capability: " << c.error().describe();
+    } else if (val(classPath + "Version") != version) {
+        set(classPath + "Version", version);
+    }
+    dm::Engine::Batch batch(engine_);
+    set(ee.path + "ExecEnvClassRef", noDot(classPath));
+    std::string type = "OCI runtime-spec " + version + " / " + ee.rt->runtimeVersion;
+    set(ee.path + "Type", type.substr(0, 64));
+    set(ee.path + "Vendor", vendor);
+    std::string v = ee.rt->runtimeVersion;
+    auto sp = v.rfind(' ');
+    set(ee.path + "Version", (sp == std::string::npos ? v : v.substr(sp + 1)).substr(0, 32));
+    if (val(ee.path + "CreatedAt").empty()) set(ee.path + "CreatedAt", kUnknownTime);
+    (void)batch.commit();
+}
+
+namespace {
+void writeCgroup(const oci::CgroupLayout& layout, const std::string& controller, const std::string& parent,
+                 const std::string& file, const std::string& value) {
+    std::string dir = layout.dirFor(controller, parent);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    std::ofstream out(dir + "/" + file);
+    out << value;
+    out.flush();
+    if (!out) BERTH_LOG_WARN(kTag) << "cannot write " << value << " to " << dir << "/" << file;
+}
+}  // namespace
+
+void SoftwareModulesImpl::applyEeLimits(Ee& ee) {
+    if (!ee.rt || !ee.rt->containers) return;
+    const auto& layout = ee.rt->containers->cgroups();
+    const std::string& parent = ee.rt->cgroupParent;
+    std::int64_t memKiB = intVal(ee.path + "AllocatedMemory", -1);
+    std::int64_t cpuPct = intVal(ee.path + "AllocatedCPUPercent", -1);
+    if (layout.usesV1()) {
+        writeCgroup(layout, "memory", parent, "memory.limit_in_bytes", memKiB > 0 ? std::to_string(memKiB * 1024) : "-1");
+        writeCgroup(layout, "cpu", parent, "cpu.cfs_period_us", "100000");
+        writeCgroup(layout, "cpu", parent, "cpu.cfs_quota_us", cpuPct > 0 ? std::to_string(cpuPct * cpuCount() * 1000) : "-1");
+    } else {
+        writeCgroup(layout, "memory", parent, "memory.max", memKiB > 0 ? std::to_string(memKiB * 1024) : "max");
+        writeCgroup(layout, "cpu", parent, "cpu.max",
+                    (cpuPct > 0 ? std::to_string(cpuPct * cpuCount() * 1000) : std::string("max")) + " 100000");
+    }
+}
+
+std::int64_t SoftwareModulesImpl::eeMemoryInUseKiB(const Ee& ee) const {
+    std::int64_t total = 0;
+    if (!ee.rt || !ee.rt->containers) return 0;
+    for (const auto& [path, eu] : eus_) {
+        if (eu.eePath != ee.path || !eu.live || eu.cgroupPath.empty()) continue;
+        if (auto f = oci::readCgroupFigures(ee.rt->containers->cgroups(), eu.cgroupPath))
+            total += static_cast<std::int64_t>(f->memoryBytes / 1024);
+    }
+    return total;
+}
+
+Result<dm::ArgMap> SoftwareModulesImpl::setRunLevel(const dm::CommandCall& call) {
+    Ee* ee = findEe(call.objPath);
+    if (!ee) return Error(ErrorCode::kObjectDoesNotExist, "no such ExecEnv", call.objPath);
+    auto it = call.input.find("RequestedRunLevel");
+    std::int64_t level = it == call.input.end() ? -1 : std::stoll(it->second);
+    set(ee->path + "CurrentRunLevel", std::to_string(level));
+    if (!ee->usable() || !ready_) return dm::ArgMap{};
+    // Lowering the level stops AutoStart EUs above it (the mirror of the start rule).
+    for (auto& [path, eu] : eus_) {
+        if (eu.eePath != ee->path || val(path + "AutoStart") != "true") continue;
+        if (level >= 0 && intVal(path + "RunLevel", 0) > level && eu.status == EuStatus::kActive)
+            (void)request(eu, EuRequest::kIdle, true);
+    }
+    scheduleAutoStart(ee->path);
+    return dm::ArgMap{};
+}
+
+void SoftwareModulesImpl::modifyConstraints(const dm::CommandCall& call, dm::CommandDone done) {
+    Ee* ee = findEe(call.objPath);
+    auto arg = [&](const char* name) -> std::int64_t {
+        auto it = call.input.find(name);
+        if (it == call.input.end() || it->second.empty()) return -1;
+        return std::stoll(it->second);
+    };
+    auto finish = [this](dm::CommandDone d, Result<dm::ArgMap> r) { post([d = std::move(d), r = std::move(r)]() mutable { d(std::move(r)); }); };
+    if (!ee) return finish(std::move(done), Error(ErrorCode::kObjectDoesNotExist, "no such ExecEnv", call.objPath));
+    bool force = call.input.count("Force") && call.input.at("Force") == "true";
+    // The engine fills in the -1 default for arguments not sent: -1 leaves a limit unchanged.
+    std::int64_t disk = arg("AllocatedDiskSpace"), mem = arg("AllocatedMemory"), cpu = arg("AllocatedCPUPercent");
+    std::int64_t diskUsed = static_cast<std::int64_t>(ee->storeBytes / 1024);
+    std::int64_t memUsed = eeMemoryInUseKiB(*ee);
+    if (!force) {
+        if (disk >= 0 && disk < diskUsed)
+            return finish(std::move(done), Error(ErrorCode::kCommandFailure,
+                                                 "AllocatedDiskSpace " + std::to_string(disk) + " KiB is below the " +
+                                                     std::to_string(diskUsed) + " KiB in use; nothing changed (Force=true to apply anyway)"));
+        if (mem >= 0 && mem < memUsed)
+            return finish(std::move(done), Error(ErrorCode::kCommandFailure,
+                                                 "AllocatedMemory " + std::to_string(mem) + " KiB is below the " +
+                                                     std::to_string(memUsed) + " KiB in use; nothing changed (Force=true to apply anyway)"));
+    }
+    {
+        dm::Engine::Batch batch(engine_);
+        if (disk >= 0) set(ee->path + "AllocatedDiskSpace", std::to_string(disk));
+        if (mem >= 0) set(ee->path + "AllocatedMemory", std::to_string(mem));
+        if (cpu >= 0) set(ee->path + "AllocatedCPUPercent", std::to_string(cpu));
+        (void)batch.commit();
+    }
+    applyEeLimits(*ee);  // with Force, the kernel reclaims or OOM-kills inside the EE
+    finish(std::move(done), dm::ArgMap{});
+}
+
+void SoftwareModulesImpl::restartEe(const dm::CommandCall& call, dm::CommandDone done) {
+    Ee* ee = findEe(call.objPath);
+    auto finish = [this](dm::CommandDone d, Result<dm::ArgMap> r) { post([d = std::move(d), r = std::move(r)]() mutable { d(std::move(r)); }); };
+    if (!ee || !ready_) return finish(std::move(done), Error(ErrorCode::kRequestDenied, "the ExecEnv is not ready", call.objPath));
+    if (!ee->usable())
+        return finish(std::move(done), Error(ErrorCode::kInvalidExecEnvState, "the ExecEnv is " + val(ee->path + "Status") +
+                                                                                  "; Restart() needs it Up", call.objPath));
+    std::vector<std::string> ids;
+    std::vector<std::string> paths;
+    for (auto& [path, eu] : eus_) {
+        if (eu.eePath != ee->path) continue;
+        if (eu.busy)
+            return finish(std::move(done), Error(ErrorCode::kInvalidExecEnvState,
+                                                 "execution unit " + noDot(path) + " is " + std::string(euStatusName(eu.status)) +
+                                                     "; retry when it settles"));
+    }
+    ee->restarting = true;
+    refreshEeStatus(*ee);
+    for (auto& [path, eu] : eus_) {
+        if (eu.eePath != ee->path) continue;
+        eu.backoff.reset();
+        eu.healthy.reset();
+        if (eu.status == EuStatus::kRestarting) setStatus(eu, EuStatus::kIdle);
+        if (!eu.live) continue;
+        eu.busy = true;
+        eu.stopRequested = true;
+        setStatus(eu, EuStatus::kStopping);
+        ids.push_back(eu.euid);
+        paths.push_back(path);
+    }
+    bool forceStop = call.input.count("Force") && call.input.at("Force") == "true";
+    std::string reason = call.input.count("Reason") ? call.input.at("Reason") : std::string();
+    auto rt = ee->rt;
+    std::string eePath = ee->path;
+    std::vector<std::chrono::milliseconds> delays;
+    for (const auto& p : paths)
+        delays.push_back(forceStop ? std::chrono::milliseconds(0) : std::chrono::seconds(intVal(p + "ShutdownDelay", 10)));
+    startJob_ = pool_.submit<bool>(
+        [rt, ids, delays](const CancelToken&) {
+            for (std::size_t i = 0; i < ids.size(); ++i) {
+                (void)rt->containers->stop(ids[i], delays[i]);
+                (void)rt->containers->remove(ids[i], true);
+            }
+            return true;
+        },
+        [this, eePath, paths, reason, done = std::move(done)](bool) mutable {
+            Ee* e = findEe(eePath);
+            for (const auto& p : paths)
+                if (Eu* eu = euAt(p)) {
+                    forgetWatch(*eu, *e);
+                    eu->live = false;
+                    eu->busy = false;
+                    eu->stopRequested = false;
+                    setStatus(*eu, EuStatus::kIdle);
+                }
+            e->restarting = false;
+            std::string t = now();
+            {
+                dm::Engine::Batch batch(engine_);
+                set(eePath + "RestartReason", reason.substr(0, 256));
+                set(eePath + "RestartCount", std::to_string(intVal(eePath + "RestartCount", 0) + 1));
+                set(eePath + "LastRestarted", t);
+                set(eePath + "CurrentRunLevel", val(eePath + "InitialRunLevel").empty() ? "0" : val(eePath + "InitialRunLevel"));
+                (void)batch.commit();
+            }
+            refreshEeStatus(*e);
+            (void)engine_.raiseEvent(eePath + "Restarted!", {{"RestartTime", t}, {"RestartReason", reason}});
+            scheduleAutoStart(eePath);
+            done(dm::ArgMap{});
+        });
+}
+
+void SoftwareModulesImpl::setEeEnabled(Ee& ee, bool enabled) {
+    if (ee.enabled == enabled) return;
+    ee.enabled = enabled;
+    refreshEeStatus(ee);
+    if (!ready_) return;
+    if (enabled) {
+        scheduleAutoStart(ee.path);
+        return;
+    }
+    // Disabling stops every EU; they show Unstartable until the EE is enabled again.
+    for (auto& [path, eu] : eus_) {
+        if (eu.eePath != ee.path) continue;
+        eu.pending.reset();
+        if (eu.status == EuStatus::kRestarting && !eu.busy) {
+            eu.backoff.reset();
+            setStatus(eu, EuStatus::kIdle);
+        }
+        if (eu.live && !eu.busy) stopEu(eu, EuFault::kUnstartable, "the ExecEnv was disabled");
+        else if (!eu.live) setFault(eu, EuFault::kUnstartable, "the ExecEnv is disabled");
+    }
+}
+
+void SoftwareModulesImpl::onValueChange(std::string_view paramPath, std::string_view value) {
+    if (paramPath.rfind(kEeTable, 0) != 0) return;
+    auto dot = paramPath.rfind('.');
+    if (paramPath.substr(dot + 1) != "Enable") return;
+    if (Ee* ee = findEe(std::string(paramPath.substr(0, dot + 1)))) setEeEnabled(*ee, value == "true");
+}
+
+// ---- start-up ---------------------------------------------------------------------------
+
+void SoftwareModulesImpl::recoverJournal() {
+    auto pending = journal_->pending();
+    if (!pending) {
+        BERTH_LOG_ERROR(kTag) << "cannot read the operation journal: " << pending.error().describe();
+        return;
+    }
+    for (const auto& e : *pending) {
+        DuSnapshot snap;
+        std::string duPath;
+        if (e.kind == OpKind::kInstall) {
+            for (const auto& du : duRows())
+                if (!e.uuid.empty() && val(du + "UUID") == e.uuid && val(du + "Version") == e.version &&
+                    withDot(val(du + "ExecutionEnvRef")) == e.eePath)
+                    duPath = du;
+        } else {
+            duPath = std::string(kDuTable) + std::to_string(e.duInstance) + ".";
+            if (!engine_.resolveObjects(duPath)) duPath.clear();
+        }
+        if (!duPath.empty()) {
+            snap.exists = true;
+            snap.duid = val(duPath + "DUID");
+            snap.status = val(duPath + "Status");
+        }
+        RecoveryDecision d = decideRecovery(e, snap);
+        std::vector<std::string> eus = duPath.empty() ? std::vector<std::string>{} : eusOfDu(duPath);
+        using A = RecoveryDecision::DmAction;
+        if (d.dmAction == A::kDeleteDu) {
+            dm::Engine::Batch batch(engine_);
+            for (const auto& eu : eus) (void)engine_.deleteInstance(eu);
+            (void)engine_.deleteInstance(duPath);
+            (void)batch.commit();
+        } else if (d.dmAction == A::kMarkInstalled) {
+            set(duPath + "Status", "Installed");
+        }
+        BERTH_LOG_WARN(kTag) << opKindName(e.kind) << " (" << e.commandPath << ", key '" << e.commandKey
+                             << "') was interrupted; " << (d.completed ? "it had completed" : d.message);
+        InterruptedOperation io;
+        io.commandPath = e.commandPath;
+        io.commandKey = e.commandKey;
+        io.operation = std::string(opKindName(e.kind));
+        io.outcome = d.completed ? Result<dm::ArgMap>(dm::ArgMap{}) : Result<dm::ArgMap>(Error(d.code, d.message));
+        interrupted_.push_back(std::move(io));
+        PendingEvent pe{e.uuid, duPath, e.version, d.currentState, formatDateTime(Clock::WallTime(std::chrono::seconds(e.startedAt))),
+                        e.kind, Error(d.code, d.message), d.completed};
+        if (e.kind == OpKind::kUninstall && d.completed) pe.duPath = std::string(kDuTable) + std::to_string(e.duInstance) + ".";
+        recoveryEvents_.push_back(std::move(pe));
+    }
+}
+
+Status SoftwareModulesImpl::start(std::function<void()> ready) {
+    if (started_) return Error(ErrorCode::kInternalError, "SoftwareModules::start() called twice");
+    started_ = true;
+    onReady_ = std::move(ready);
+    loadEes();
+    recoverJournal();
+
+    // The data model is the record: load the EUs, fix states a crash left behind.
+    std::set<std::string> listed;
+    for (const auto& du : duRows()) {
+        if (val(du + "Status") != "Installed") set(du + "Status", "Installed");
+        std::string eePath = withDot(val(du + "ExecutionEnvRef"));
+        for (const auto& euPath : eusOfDu(du)) {
+            Eu eu;
+            eu.path = euPath;
+            eu.euid = val(euPath + "EUID");
+            eu.eePath = eePath;
+            eu.duPath = du;
+            listed.insert(euPath);
+            eus_.emplace(euPath, std::move(eu));
+        }
+    }
+    if (auto rows = engine_.resolveObjects(std::string(kEuTable)))
+        for (const auto& r : *rows)
+            if (!listed.count(r)) {
+                BERTH_LOG_WARN(kTag) << "removing " << r << ": no deployment unit lists it";
+                (void)engine_.deleteInstance(r);
+            }
+
+    // Per ExecEnv: what the rows reference, for the reconciliation on the workers.
+    struct Input {
+        std::shared_ptr<EeRuntime> rt;
+        std::set<std::string> digests;
+        std::set<std::string> euids;
+        bool skip = false;
+    };
+    std::map<std::string, Input> inputs;
+    for (auto& [path, ee] : ees_) {
+        Input& in = inputs[path];
+        in.rt = ee->rt;
+        in.skip = !ee->openError.empty();
+        for (const auto& du : duRows())
+            if (withDot(val(du + "ExecutionEnvRef")) == path) in.digests.insert(val(du + "DUID"));
+        for (const auto& [p, eu] : eus_)
+            if (eu.eePath == path) in.euids.insert(eu.euid);
+    }
+    SmmOptions opts = options_;
+    startJob_ = pool_.submit<ReconcileResult>(
+        [inputs, opts](const CancelToken& cancel) {
+            ReconcileResult out;
+            for (const auto& [path, in] : inputs) {
+                auto& res = out.ees[path];
+                res.rt = in.rt;
+                if (in.skip || cancel.cancelled()) continue;
+                EeRuntime& rt = *in.rt;
+                auto store = oci::ImageStore::open(rt.storageDir);
+                if (!store) {
+                    res.error = "cannot open the image store: " + store.error().describe();
+                    continue;
+                }
+                rt.images = std::move(*store);
+                oci::ContainerManagerOptions co;
+                co.stateDir = rt.stateDir;
+                co.runtime = rt.kind;
+                co.runtimeBinary = rt.runtimeBinary;
+                co.cgroupParent = rt.cgroupParent;
+                co.runtimeTimeout = rt.runtimeTimeout;
+                auto mgr = oci::ContainerManager::open(co, *rt.images);
+                if (!mgr) {
+                    res.error = "cannot use the OCI runtime: " + mgr.error().describe();
+                    continue;
+                }
+                rt.containers = std::move(*mgr);
+                if (auto v = rt.containers->runtime().version()) rt.runtimeVersion = *v;
+                SpawnOptions so;
+                so.argv = {rt.runtimeBinary.empty() ? rt.containers->runtime().name() : rt.runtimeBinary, "--version"};
+                if (auto r = runCommand(so, std::chrono::seconds(10))) {
+                    std::istringstream lines(r->out);
+                    std::string line;
+                    while (std::getline(lines, line))
+                        if (line.rfind("spec:", 0) == 0) rt.specVersion = line.substr(line.find_first_not_of(' ', 5));
+                }
+                // Images no DU names: left by an interrupted install/update/uninstall.
+                if (auto images = rt.images->list()) {
+                    for (const auto& rec : *images) {
+                        std::string hex = hexOf(rec.manifestDigest);
+                        if (in.digests.count(hex)) {
+                            res.storeBytes += rec.unpackedBytes;
+                            continue;
+                        }
+                        if (rt.images->remove(rec.manifestDigest)) res.removedImages.push_back(rec.manifestDigest);
+                    }
+                }
+                // Containers: adopt the running ones of known EUs; remove everything else.
+                if (auto list = rt.containers->list()) {
+                    for (const auto& info : *list) {
+                        const std::string& id = info.record.id;
+                        if (in.euids.count(id) && info.status == "running" && info.pid > 0) {
+                            res.adopted[id] = {info.pid, info.record.cgroupPath};
+                            continue;
+                        }
+                        if (!in.euids.count(id)) res.removedContainers.push_back(id);
+                        if (info.status == "running") (void)rt.containers->stop(id, std::chrono::seconds(2));
+                        (void)rt.containers->remove(id, true);
+                    }
+                }
+                (void)rt.images->collectGarbage();
+            }
+            return out;
+        },
+        [this](ReconcileResult r) { afterReconcile(std::move(r)); });
+    return okStatus();
+}
+
+void SoftwareModulesImpl::afterReconcile(ReconcileResult result) {
+    startJob_.reset();
+    for (auto& [path, res] : result.ees) {
+        Ee* ee = findEe(path);
+        if (!ee) continue;
+        if (ee->openError.empty() && !res.error.empty()) ee->openError = res.error;
+        if (!ee->openError.empty()) {
+            BERTH_LOG_ERROR(kTag) << "ExecEnv " << ee->name << ": " << ee->openError;
+            ee->rt.reset();
+            refreshEeStatus(*ee);
+            continue;
+        }
+        ee->watcher = std::make_unique<oci::ContainerWatcher>(loop_, ee->rt->containers->cgroups());
+        ee->storeBytes = res.storeBytes;
+        for (const auto& id : res.removedContainers)
+            BERTH_LOG_WARN(kTag) << "ExecEnv " << ee->name << ": removed container " << id << " that no execution unit knows";
+        for (const auto& d : res.removedImages)
+            BERTH_LOG_WARN(kTag) << "ExecEnv " << ee->name << ": removed image " << d << " that no deployment unit names";
+        registerExecEnvClass(*ee);
+        std::string initial = val(path + "InitialRunLevel");
+        set(path + "CurrentRunLevel", initial.empty() ? "0" : initial);
+        applyEeLimits(*ee);
+        refreshEeStatus(*ee);
+        for (auto& [euPath, eu] : eus_) {
+            if (eu.eePath != path) continue;
+            std::string was = val(euPath + "Status");
+            auto a = res.adopted.find(eu.euid);
+            if (a != res.adopted.end()) {
+                eu.live = true;
+                eu.pid = a->second.first;
+                eu.cgroupPath = a->second.second;
+                eu.activeSince = clock_.now();
+                std::string p = euPath;
+                auto w = ee->watcher->watch(eu.euid, eu.pid, eu.cgroupPath,
+                                            [this, p](const oci::ContainerExit& ex) { onContainerExit(p, ex); });
+                if (w) {
+                    setStatus(eu, EuStatus::kActive);
+                    BERTH_LOG_INFO(kTag) << "adopted running container " << eu.euid << " (pid " << eu.pid << ")";
+                    continue;
+                }
+                eu.live = false;
+                eu.pid = 0;
+            }
+            if (was != "Idle") {
+                setStatus(eu, EuStatus::kIdle);
+                if (was == "Active")
+                    setFault(eu, EuFault::kFailureWhileActive, "the container was no longer running when the agent started");
+            }
+        }
+    }
+    for (const auto& pe : recoveryEvents_) {
+        std::vector<std::string> eus;
+        raiseDuStateChange(pe.uuid, pe.duPath, pe.version, pe.state, true, eus, pe.startTime, now(), pe.op,
+                           pe.completed ? nullptr : &pe.fault);
+    }
+    recoveryEvents_.clear();
+    if (auto pending = journal_->pending())
+        for (const auto& e : *pending) (void)journal_->finish(e.id);
+    ready_ = true;
+    for (auto& [path, ee] : ees_) scheduleAutoStart(path);
+    if (onReady_) {
+        auto cb = std::move(onReady_);
+        cb();
+    }
+}
+
+void SoftwareModulesImpl::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    ready_ = false;
+    startJob_.reset();
+    cleanupJobs_.clear();
+    // Operations in flight stay in the journal and are ended by the next start().
+    ops_.clear();
+    busyDus_.clear();
+    for (auto& [path, eu] : eus_) {
+        eu.job.reset();
+        eu.backoff.reset();
+        eu.healthy.reset();
+        if (eu.pid > 0) Subreaper::release(eu.pid);
+    }
+    for (auto& [path, ee] : ees_) ee->watcher.reset();
+    autoStartQueue_.clear();
+    *alive_ = false;
+    alive_ = std::make_shared<bool>(false);
+}
+
+void SoftwareModulesImpl::onOrphanReaped(pid_t pid, const ExitStatus& status) {
+    for (auto& [path, ee] : ees_)
+        if (ee->watcher && ee->watcher->onReaped(pid, status)) return;
+}
+
+// ---- computed parameters ------------------------------------------------------------------
+
+Result<std::string> SoftwareModulesImpl::get(const dm::ObjectView& obj, std::string_view param) {
+    const std::string& path = obj.path();
+    if (path.rfind(kEuTable, 0) == 0) {
+        auto it = eus_.find(path);
+        if (it == eus_.end()) return std::string("0");
+        Eu& eu = it->second;
+        Ee* ee = findEe(eu.eePath);
+        bool running = eu.live && ee && ee->rt && ee->rt->containers;
+        if (param == "Uptime") {
+            if (eu.status != EuStatus::kActive) return std::string("0");
+            return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(clock_.now() - eu.activeSince).count());
+        }
+        if (!running) return std::string("0");
+        if (param == "DiskSpaceInUse") {
+            auto f = ee->rt->containers->figures(eu.euid);
+            return std::to_string(f ? f->diskBytes / 1024 : 0);
+        }
+        auto f = oci::readCgroupFigures(ee->rt->containers->cgroups(), eu.cgroupPath);
+        if (!f) return std::string("0");
+        if (param == "MemoryInUse") return std::to_string(f->memoryBytes / 1024);
+        if (param == "CPUPercentInUse") {
+            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now() - eu.activeSince).count();
+            if (ns <= 0 || f->cpuNanos < eu.cpuAtStart) return std::string("0");
+            double pct = 100.0 * static_cast<double>(f->cpuNanos - eu.cpuAtStart) / (static_cast<double>(ns) * cpuCount());
+            return std::to_string(std::clamp(static_cast<int>(pct + 0.5), 0, 100));
+        }
+        return std::string("0");
+    }
+    Ee* ee = findEe(path);
+    if (!ee) return std::string(param == "ActiveExecutionUnits" ? "" : "-1");
+    if (param == "ActiveExecutionUnits") {
+        std::string list;
+        for (const auto& [p, eu] : eus_)
+            if (eu.eePath == ee->path && eu.status == EuStatus::kActive) {
+                if (!list.empty()) list += ",";
+                list += noDot(p);
+            }
+        return list;
+    }
+    if (param == "AvailableMemory") {
+        std::int64_t alloc = intVal(ee->path + "AllocatedMemory", -1);
+        if (alloc < 0) return std::to_string(memAvailableKiB());
+        return std::to_string(std::max<std::int64_t>(0, alloc - eeMemoryInUseKiB(*ee)));
+    }
+    if (param == "AvailableDiskSpace") {
+        std::int64_t alloc = intVal(ee->path + "AllocatedDiskSpace", -1);
+        if (alloc >= 0) return std::to_string(std::max<std::int64_t>(0, alloc - static_cast<std::int64_t>(ee->storeBytes / 1024)));
+        struct statvfs sv {};
+        std::string dir = ee->rt ? ee->rt->storageDir : options_.stateDir.string();
+        if (::statvfs(dir.c_str(), &sv) != 0) return std::string("-1");
+        return std::to_string(static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize / 1024);
+    }
+    if (param == "AvailableCPUPercent") {
+        std::int64_t alloc = intVal(ee->path + "AllocatedCPUPercent", -1);
+        std::int64_t used = 0;
+        for (const auto& [p, eu] : eus_)
+            if (eu.eePath == ee->path && eu.live) {
+                auto v = engine_.getValue(p + "CPUPercentInUse");
+                if (v) used += std::stoll(*v);
+            }
+        return std::to_string(std::max<std::int64_t>(0, (alloc < 0 ? 100 : alloc) - used));
+    }
+    return std::string("-1");
+}
+
+}  // namespace berth::smm
