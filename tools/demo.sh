@@ -74,8 +74,19 @@ ctl add Device.LocalAgent.Subscription. ID=demo-friendly-name Enable=true NotifT
   ReferenceList=Device.DeviceInfo.FriendlyName
 step "List the subscriptions" instances Device.LocalAgent.Subscription.
 ctl instances Device.LocalAgent.Subscription.
+step "Watch the name in the background (a second controller session)" watch --type ValueChange Device.DeviceInfo.FriendlyName
+ctl --id self::berthctl-watch --topic usp/controller/berthctl-watch watch --type ValueChange \
+  Device.DeviceInfo.FriendlyName --timeout 20 > "$work/watch.out" 2>&1 &
+pids+=($!)
+watch_pid=${pids[-1]}
+for _ in $(seq 100); do grep -q '^watching' "$work/watch.out" 2>/dev/null && break; sleep 0.1; done
+cat "$work/watch.out"
 step "Rename the gateway" set 'Device.DeviceInfo.FriendlyName=Living-room gateway'
 ctl set 'Device.DeviceInfo.FriendlyName=Living-room gateway'
+for _ in $(seq 100); do grep -q 'value change' "$work/watch.out" 2>/dev/null && break; sleep 0.1; done
+echo "-- the watcher received:"
+grep 'value change' "$work/watch.out" || echo "(no notification arrived)"
+kill "$watch_pid" 2>/dev/null || true
 step "Read the name back" get Device.DeviceInfo.FriendlyName
 ctl get Device.DeviceInfo.FriendlyName
 step "A path the agent does not serve gets a clear error" get Device.NoSuchThing.
