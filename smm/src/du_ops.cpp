@@ -275,7 +275,8 @@ void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
     std::string duPath = op->duPath;
     if (op->entry.kind != OpKind::kInstall && !duPath.empty()) {
         busyDus_.erase(duPath);
-        if (engine_.resolveObjects(duPath)) set(duPath + "Status", "Installed");
+        auto found = engine_.resolveObjects(duPath);
+        if (found && !found->empty()) set(duPath + "Status", "Installed");
         // An update or uninstall stopped these EUs: start them again.
         for (const auto& p : op->stoppedEus)
             if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);

@@ -160,8 +160,9 @@ RecoveryDecision decideRecovery(const JournalEntry& e, const DuSnapshot& du) {
     switch (e.kind) {
         case OpKind::kInstall:
             // Rows exist only from kPhaseCommitting on; the duplicate check had passed by
-            // then, so a row with this UUID and Version can only be this install's.
-            if (e.phase == kPhaseCommitting && du.exists) d.dmAction = A::kDeleteDu;
+            // then, so a row with this UUID and Version can only be this install's. An
+            // install is complete only once its journal row is gone, so it is undone.
+            if ((e.phase == kPhaseCommitting || e.phase == kPhaseCommitted) && du.exists) d.dmAction = A::kDeleteDu;
             d.message = "the install was interrupted by an agent restart and has been rolled back; nothing of it remains";
             break;
         case OpKind::kUpdate:

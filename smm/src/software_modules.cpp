@@ -558,7 +558,8 @@ void SoftwareModulesImpl::recoverJournal() {
                     duPath = du;
         } else {
             duPath = std::string(kDuTable) + std::to_string(e.duInstance) + ".";
-            if (!engine_.resolveObjects(duPath)) duPath.clear();
+            auto found = engine_.resolveObjects(duPath);
+            if (!found || found->empty()) duPath.clear();
         }
         if (!duPath.empty()) {
             snap.exists = true;
