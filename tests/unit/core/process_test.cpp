@@ -122,25 +122,28 @@ TEST_CASE("A claimed pid is left alone by the subreaper sweep until released", "
     std::vector<pid_t> orphans;
     auto reaper = berth::Subreaper::create(loop, [&](pid_t p, berth::ExitStatus) { orphans.push_back(p); });
     REQUIRE(reaper);
-    // A grandchild reparented to us, whose pid we learn from the intermediate shell.
+    // An intermediate process forks a grandchild, reports its pid and exits; the
+    // grandchild exits at once and, as an orphan, becomes our (the subreaper's) child.
     auto pipe = berth::makePipe();
     REQUIRE(pipe);
-    SpawnOptions dbl;
-    dbl.argv = {"sh", "-c", "sh -c 'read x' </dev/null & echo $!"};
-    dbl.stdoutFd = pipe->writeEnd.get();
-    auto parent = ChildProcess::spawn(dbl);
-    REQUIRE(parent);
+    pid_t intermediate = ::fork();
+    REQUIRE(intermediate >= 0);
+    if (intermediate == 0) {
+        pid_t g = ::fork();
+        if (g == 0) ::_exit(0);
+        (void)!::write(pipe->writeEnd.get(), &g, sizeof g);
+        ::_exit(0);
+    }
     pipe->writeEnd.reset();
-    REQUIRE((*parent)->waitFor(5s));
-    char buf[32] = {};
-    REQUIRE(::read(pipe->readEnd.get(), buf, sizeof buf - 1) > 0);
-    pid_t grandchild = static_cast<pid_t>(std::atoi(buf));
-    REQUIRE(grandchild > 0);
+    pid_t grandchild = 0;
+    REQUIRE(::read(pipe->readEnd.get(), &grandchild, sizeof grandchild) == static_cast<ssize_t>(sizeof grandchild));
     berth::Subreaper::claim(grandchild);
-    // It has exited (read from /dev/null returns at once); the sweep must not reap it.
+    REQUIRE(::waitpid(intermediate, nullptr, 0) == intermediate);
+    // The grandchild is now our exited child, waiting to be reaped.
     REQUIRE(berth::testing::waitUntil([&] {
         siginfo_t si{};
-        return ::waitid(P_PID, static_cast<id_t>(grandchild), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == grandchild;
+        return ::waitid(P_PID, static_cast<id_t>(grandchild), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+               si.si_pid == grandchild;
     }));
     (*reaper)->sweep();
     CHECK(std::find(orphans.begin(), orphans.end(), grandchild) == orphans.end());
