@@ -285,6 +285,8 @@ private:
 
     void sendHeartbeat() {
         if (!stream_ || !connected_) return;
+        // Re-armed one-shot each time rather than periodic, so a beat is never skipped.
+        sendBeatTimer_->start(heartbeat_.send);
         // Only when idle: a frame already queued proves we are alive.
         if (stream_->pendingBytes() > 0) return;
         if (stream_->write("\n")) ++heartbeatsSent_;
