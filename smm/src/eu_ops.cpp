@@ -170,15 +170,21 @@ void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
     eu.autoStarted = autoStart;
     eu.busy = true;
     eu.stopRequested = false;
-    setFault(eu, EuFault::kNoFault, "");
-    set(eu.path + "X_BERTH_ExitStatus", "");
-    setStatus(eu, EuStatus::kStarting);
+    {
+        dm::Engine::Batch batch(engine_);  // one database commit for the three changes
+        setFault(eu, EuFault::kNoFault, "");
+        if (!val(eu.path + "X_BERTH_ExitStatus").empty()) set(eu.path + "X_BERTH_ExitStatus", "");
+        setStatus(eu, EuStatus::kStarting);
+        (void)batch.commit();
+    }
     auto rt = ee->rt;
     std::string id = eu.euid, path = eu.path;
     oci::ContainerSettings s = std::move(*settings);
     eu.job = pool_.submit<oci::RunnerResult<oci::ContainerInfo>>(
         [rt, id, digest, s](const CancelToken&) -> oci::RunnerResult<oci::ContainerInfo> {
-            if (rt->containers->info(id)) (void)rt->containers->remove(id, true);  // left over from a crash
+            auto r = rt->containers->run(id, digest, s);
+            if (r || r.error().kind != oci::ErrorKind::kConflict) return r;
+            (void)rt->containers->remove(id, true);  // left over from an interrupted stop
             return rt->containers->run(id, digest, s);
         },
         [this, path](oci::RunnerResult<oci::ContainerInfo> r) { onStarted(path, std::move(r)); });

@@ -64,7 +64,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& dbFi
     ::chmod(dbFile.c_str(), 0600);  // it holds download credentials
     std::unique_ptr<Journal> j(new Journal(db));
     const char* schema =
-        "PRAGMA synchronous=FULL;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
         "CREATE TABLE IF NOT EXISTS ops(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, phase TEXT, ee TEXT,"
         " du INTEGER, uuid TEXT, version TEXT, old_digest TEXT, new_digest TEXT, url TEXT, command TEXT,"
         " command_key TEXT, started INTEGER);"
