@@ -176,6 +176,19 @@ void MtpManager::onStatus(const std::string& mtpPath, transports::MtpStatus s, c
         (void)engine_.notifyValueChanged(mtpPath + "Status");
         (void)engine_.notifyValueChanged(it->second.reference + "Status");
     }
+#ifdef BERTH_WITH_MQTT
+    if (s == transports::MtpStatus::kUp && it->second.mtp->protocol() == "MQTT") {
+        // R-MQTT.9/11: keep the ClientID the broker assigned, so the next connection (also
+        // after a restart) reuses it. The client treats this write-back as no change.
+        auto* mqtt = static_cast<transports::MqttClient*>(it->second.mtp.get());
+        std::string assigned = mqtt->figures().assignedClientId;
+        const std::string& client = it->second.reference;
+        if (!assigned.empty() && value(client + "ClientID").empty()) {
+            if (auto st = engine_.setValue(client + "ClientID", assigned); !st)
+                BERTH_LOG_WARN("mtp") << "cannot keep the assigned ClientID: " << st.error().describe();
+        }
+    }
+#endif
     if (s == transports::MtpStatus::kUp && onUp_) onUp_(mtpPath, detail);
 }
 

@@ -82,8 +82,24 @@ std::unique_ptr<ObjNode> Engine::Impl::makeNode(const ObjectSchema& s, ObjNode* 
         }
     }
     n->values.resize(s.params().size());
-    for (const auto& p : s.params())
-        if (p.hasDefault) n->values[p.index] = p.defaultValue;
+    for (const auto& p : s.params()) {
+        if (p.hasDefault) {
+            n->values[p.index] = p.defaultValue;
+            continue;
+        }
+        // No TR-181 default: start from the type's zero value (TR-106), so a number
+        // never reads as "" and a dateTime reads as the Unknown Time.
+        switch (p.type) {
+            case ValueType::kInt:
+            case ValueType::kUnsignedInt:
+            case ValueType::kLong:
+            case ValueType::kUnsignedLong:
+            case ValueType::kDecimal: n->values[p.index] = "0"; break;
+            case ValueType::kBoolean: n->values[p.index] = "false"; break;
+            case ValueType::kDateTime: n->values[p.index] = "0001-01-01T00:00:00Z"; break;
+            default: break;
+        }
+    }
     n->singles.resize(s.children().size());
     n->tables.resize(s.children().size());
     for (const auto& c : s.children()) {

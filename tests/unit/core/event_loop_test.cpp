@@ -242,3 +242,21 @@ TEST_CASE("An fd watch may destroy itself from its own callback", "[core][loop]"
     loop.runOnce(20ms);
     CHECK(calls == 1);
 }
+
+TEST_CASE("A periodic timer keeps firing on the real clock, also when re-armed from its callback", "[core][loop]") {
+    berth::SystemClock clock;
+    EventLoop loop(clock);
+    int plain = 0;
+    int rearmed = 0;
+    auto a = loop.createTimer([&] { ++plain; });
+    std::unique_ptr<berth::Timer> b;
+    b = loop.createTimer([&] {
+        ++rearmed;
+        b->start(5ms, true);  // restarting the schedule from inside the callback
+    });
+    a->start(5ms, true);
+    b->start(5ms, true);
+    REQUIRE(berth::testing::runUntil(loop, [&] { return plain >= 5 && rearmed >= 5; }, 5s));
+    CHECK(a->armed());
+    CHECK(b->armed());
+}

@@ -107,9 +107,15 @@ public:
 
     Status applyConfig(MqttClientConfig config) {
         BERTH_TRY(validateMqttConfig(config));
-        const bool reconnect = !sameConnectionSettings(config_, config);
+        // The agent persists a broker-assigned ClientID into Device.MQTT.Client.{i}.ClientID
+        // (R-MQTT.9); writing back the ID already in use is not a new setting.
+        const bool adoptsAssignedId = config_.clientId.empty() && !assignedClientId_.empty() &&
+                                      config.clientId == assignedClientId_;
+        MqttClientConfig compared = config;
+        if (adoptsAssignedId) compared.clientId.clear();
+        const bool reconnect = !sameConnectionSettings(config_, compared);
         if (config.brokerAddress != config_.brokerAddress || config.brokerPort != config_.brokerPort ||
-            config.clientId != config_.clientId || config.protocolVersion != config_.protocolVersion)
+            compared.clientId != config_.clientId || config.protocolVersion != config_.protocolVersion)
             assignedClientId_.clear();  // R-MQTT.11 ties an assigned ID to one server
         const bool endpointPublishChanged = config.publishEndpointId != config_.publishEndpointId ||
                                             config.endpointIdTopic != config_.endpointIdTopic;
