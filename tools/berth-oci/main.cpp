@@ -44,6 +44,7 @@ commands:
   rmi IMAGE           remove an image (and layers no other image uses)
   unpack ARCHIVE DIR  verify an image archive and unpack it flat into DIR (no store)
   build ROOTFS OUT.tar [--cmd ARG]... [--entrypoint ARG]... [--gzip]
+        [--name N] [--version V] [--vendor DOMAIN] [--description TEXT]
                       write an OCI image archive of a directory tree
   run [options] IMAGE [-- ARG...]
       --id ID  --env K=V  --mount SRC:DST[:rw]  --memory BYTES  --cpus N  --pids N
@@ -283,6 +284,9 @@ int cmdBuild(Args& a) {
         else if (o == "--entrypoint" && a.more()) def.entrypoint.push_back(a.next());
         else if (o == "--gzip") gzip = true;
         else if (o == "--name" && a.more()) def.annotations["org.opencontainers.image.title"] = a.next();
+        else if (o == "--version" && a.more()) def.annotations["org.opencontainers.image.version"] = a.next();
+        else if (o == "--vendor" && a.more()) def.annotations["org.opencontainers.image.vendor"] = a.next();
+        else if (o == "--description" && a.more()) def.annotations["org.opencontainers.image.description"] = a.next();
         else if (rootfs.empty()) rootfs = o;
         else if (out.empty()) out = o;
         else return usage("build: unexpected '" + o + "'");
