@@ -5,15 +5,21 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "berth/agent/codec.h"
 #include "berth/agent/config_file.h"
 #include "berth/agent/message_handlers.h"
 #include "berth/core/log.h"
+#include "berth/core/worker_pool.h"
 #include "berth/datamodel/engine.h"
 #include "controllers.h"
 #include "mtp_manager.h"
 #include "notify/notifier.h"
+
+#ifdef BERTH_WITH_OCI
+#include "berth/smm/software_modules.h"
+#endif
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "0.0.0"
@@ -52,6 +58,11 @@ public:
         : loop_(loop), clock_(clock), options_(std::move(options)), started_(clock.now()) {}
 
     ~AgentImpl() override {
+#ifdef BERTH_WITH_OCI
+        if (smm_) smm_->stop();
+        smm_.reset();
+#endif
+        pool_.reset();  // joins the workers; cancelled jobs never deliver
         if (engine_) {
             engine_->removeListener(this);
             if (notifier_) engine_->removeListener(notifier_.get());
@@ -66,6 +77,14 @@ public:
     std::string endpointId() const override { return endpointId_; }
     const BootInfo& bootInfo() const override { return boot_; }
     bool restartRequested() const override { return restartRequested_; }
+    void onOrphanReaped(pid_t pid, const ExitStatus& status) override {
+#ifdef BERTH_WITH_OCI
+        if (smm_) smm_->onOrphanReaped(pid, status);
+#else
+        (void)pid;
+        (void)status;
+#endif
+    }
 
 private:
     // dm::Provider for computed values (UpTime).
@@ -106,6 +125,11 @@ private:
     std::unique_ptr<ControllerDirectory> controllers_;
     std::unique_ptr<MtpManager> mtps_;
     std::unique_ptr<Notifier> notifier_;
+    // Blocking work (downloads, unpacking, runtime calls) off the loop.
+    std::unique_ptr<WorkerPool> pool_;
+#ifdef BERTH_WITH_OCI
+    std::unique_ptr<smm::SoftwareModules> smm_;
+#endif
     bool reloadPending_ = false;
     bool stopping_ = false;
     bool restartRequested_ = false;
@@ -185,6 +209,15 @@ Status AgentImpl::init() {
     notifier_ = std::move(*notifier);
     BERTH_TRY(notifier_->registerWithEngine());
     engine_->addListener(notifier_.get());
+
+    pool_ = std::make_unique<WorkerPool>(loop_, 2);
+#ifdef BERTH_WITH_OCI
+    smm::SmmOptions so;
+    so.stateDir = stateDir / "smm";
+    auto smm = smm::SoftwareModules::create(loop_, clock_, *engine_, *pool_, so);
+    if (!smm) return std::move(smm).error();
+    smm_ = std::move(*smm);
+#endif
     return {};
 }
 
@@ -224,20 +257,42 @@ Status AgentImpl::start() {
     mtps_->reload();
     // Boot! (per recipient ParameterMap) and due OnBoardRequests; queued until an MTP is up.
     notifier_->start();
+#ifdef BERTH_WITH_OCI
+    // Recovery, adoption and AutoStart run on the workers; operations a crash cut
+    // short end with an OperationComplete (their Request rows did not survive).
+    BERTH_TRY(smm_->start([this] {
+        for (const auto& op : smm_->interruptedOperations()) {
+            auto paren = op.commandPath.rfind('.', op.commandPath.size() - 3);
+            std::string objPath = op.commandPath.substr(0, paren + 1);
+            std::string command = op.commandPath.substr(paren + 1);
+            BERTH_LOG_INFO(kTag) << op.commandPath << " was interrupted by a restart: "
+                                 << (op.outcome ? std::string("completed") : op.outcome.error().describe());
+            notifier_->operationComplete(objPath, command, op.commandKey, op.outcome);
+        }
+    }));
+#endif
     return {};
 }
 
 void AgentImpl::stop(std::function<void()> done) {
     stopping_ = true;
-    // Say goodbye on every binding that is up, then close them.
+#ifdef BERTH_WITH_OCI
+    // Containers keep running; they are adopted at the next start.
+    if (smm_) smm_->stop();
+#endif
+    // Say goodbye on every binding that is up, then close them (R-MTP.7), once per
+    // binding and address.
     for (const auto& c : controllers_->all()) {
         if (!c.enabled) continue;
-        for (const auto& m : controllers_->mtps(c.path)) {
-            std::string mtpPath = mtps_->mtpPathFor(m.agentMtpRef);
-            if (mtpPath.empty() || m.destination.empty()) continue;
+        std::set<std::pair<std::string, std::string>> said;
+        auto goodbye = [&](const MtpManager::Route& r) {
+            if (!said.insert({r.mtpPath, r.destination}).second) return;
             auto rec = codec_->encodeDisconnect(c.endpointId, ErrorCode::kSessionContextTerminated, "agent shutting down");
-            if (rec) sendTo(mtpPath, m.destination, std::move(*rec), transports::RecordKind::kOther);
-        }
+            if (rec) sendTo(r.mtpPath, r.destination, std::move(*rec), transports::RecordKind::kOther);
+        };
+        for (const auto& m : controllers_->mtps(c.path))
+            if (auto route = mtps_->routeFor(c.endpointId, m)) goodbye(*route);
+        if (auto session = mtps_->webSocketSessionWith(c.endpointId)) goodbye(*session);
     }
     mtps_->stopAll();
     loop_.post(std::move(done));
@@ -268,8 +323,10 @@ void AgentImpl::onObjectDeleted(std::string_view path) { scheduleMtpReload(path)
 
 std::string AgentImpl::configuredDestination(const std::string& mtpPath, const std::optional<ControllerInfo>& ctrl) {
     if (!ctrl) return {};
+    transports::Mtp* mtp = mtps_->find(mtpPath);
+    if (!mtp) return {};
     for (const auto& m : controllers_->mtps(ctrl->path)) {
-        if (m.destination.empty()) continue;
+        if (m.destination.empty() || m.protocol != mtp->protocol()) continue;
         if (mtps_->mtpPathFor(m.agentMtpRef) == mtpPath || m.agentMtpRef.empty()) return m.destination;
     }
     return {};
@@ -287,13 +344,36 @@ void AgentImpl::sendTo(const std::string& mtpPath, const std::string& destinatio
 }
 
 void AgentImpl::onMtpUp(const std::string& mtpPath, const std::string& address) {
+    transports::Mtp* mtp = mtps_->find(mtpPath);
+    if (!mtp) return;
+    const std::string protocol(mtp->protocol());
+    if (protocol == "WebSocket") {
+        // A client session with the controller of this Controller.{i}.MTP.{j}. row, or a
+        // session a peer opened with one of our servers (address = its session key).
+        std::optional<ControllerInfo> ctrl;
+        std::string destination;
+        if (auto peer = mtps_->serverSessionPeer(mtpPath, address)) {
+            ctrl = controllers_->find(*peer);
+            destination = address;
+        } else if (std::string row = ControllerDirectory::controllerOf(mtpPath); !row.empty()) {
+            for (const auto& c : controllers_->all())
+                if (c.path == row) ctrl = c;
+        }
+        if (!ctrl || !ctrl->enabled) return;  // a server coming up, or a peer we do not know
+        auto rec = codec_->encodeWebSocketConnect(ctrl->endpointId);
+        if (rec) sendTo(mtpPath, destination, std::move(*rec), transports::RecordKind::kOther);
+        notifier_->onControllerReachable(ctrl->endpointId);
+        return;
+    }
     // R-MTP.6: a connect record to every controller reachable over this binding.
     for (const auto& c : controllers_->all()) {
         if (!c.enabled) continue;
         for (const auto& m : controllers_->mtps(c.path)) {
-            if (m.protocol != "MQTT" || m.destination.empty()) continue;
+            if (m.protocol != protocol || m.destination.empty()) continue;
             if (mtps_->mtpPathFor(m.agentMtpRef) != mtpPath && !m.agentMtpRef.empty()) continue;
-            auto rec = codec_->encodeMqttConnect(c.endpointId, usp_record::MQTTConnectRecord::V5, address);
+            auto rec = protocol == "STOMP"
+                           ? codec_->encodeStompConnect(c.endpointId, address)
+                           : codec_->encodeMqttConnect(c.endpointId, usp_record::MQTTConnectRecord::V5, address);
             if (rec) sendTo(mtpPath, m.destination, std::move(*rec), transports::RecordKind::kOther);
             notifier_->onControllerReachable(c.endpointId);
             break;
@@ -306,13 +386,15 @@ Status AgentImpl::sendNotify(const std::string& endpointId, const usp::Msg& msg)
     if (!ctrl || !ctrl->enabled) return Error(ErrorCode::kMessageFailed, "no enabled controller " + endpointId);
     auto bytes = codec_->encodeMsg(msg, endpointId);
     if (!bytes) return std::move(bytes).error();
-    for (const auto& m : controllers_->mtps(ctrl->path)) {
-        if (m.destination.empty()) continue;
-        std::string mtpPath = m.agentMtpRef.empty() ? std::string() : mtps_->mtpPathFor(m.agentMtpRef);
-        transports::Mtp* mtp = mtpPath.empty() ? nullptr : mtps_->find(mtpPath);
-        if (!mtp || mtp->protocol() != m.protocol || mtp->status() != transports::MtpStatus::kUp) continue;
-        if (mtp->send({*bytes, m.destination, transports::RecordKind::kNotify})) return {};
-    }
+    auto trySend = [&](const MtpManager::Route& r) {
+        transports::Mtp* mtp = mtps_->find(r.mtpPath);
+        return mtp && mtp->send({*bytes, r.destination, transports::RecordKind::kNotify});
+    };
+    // The controller's MTP rows in Order, then any session it opened with one of our
+    // WebSocket servers (a controller may reach us that way without a WebSocket row).
+    for (const auto& m : controllers_->mtps(ctrl->path))
+        if (auto route = mtps_->routeFor(endpointId, m); route && trySend(*route)) return {};
+    if (auto session = mtps_->webSocketSessionWith(endpointId); session && trySend(*session)) return {};
     return Error(ErrorCode::kMessageFailed, "no MTP to " + endpointId + " is up");
 }
 
@@ -325,6 +407,15 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
         return !destination.empty();
     };
     DecodedRecord d = codec_->decode(record.payload, returnPath);
+    const bool webSocket = mtps_->isWebSocket(mtpPath);
+    if (webSocket && !record.peerId.empty() && !d.fromId.empty() && d.fromId != record.peerId &&
+        d.kind != DecodeKind::kDrop) {
+        // The session belongs to the eid it was opened with; a record claiming another
+        // sender could borrow that sender's roles.
+        BERTH_LOG_WARN(kTag) << "dropped record from '" << d.fromId << "' on " << mtpPath << ": the session belongs to '"
+                             << record.peerId << "'";
+        return;
+    }
     switch (d.kind) {
         case DecodeKind::kRequest: {
             if (!ctrl) ctrl = controllers_->find(d.fromId);
@@ -380,6 +471,10 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
         case DecodeKind::kDrop:
             BERTH_LOG_WARN(kTag) << "dropped record on " << mtpPath << ": "
                                  << (d.problem ? d.problem->describe() : std::string("?"));
+            // R-WS.16: a frame that holds no decodable Record ends the session with 1003.
+            if (webSocket && d.fromId.empty())
+                mtps_->closeUndecodable(mtpPath, record.replyTo,
+                                        d.problem ? d.problem->message : std::string("undecodable record"));
             return;
     }
 }

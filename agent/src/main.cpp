@@ -91,8 +91,9 @@ int main(int argc, char** argv) {
         BERTH_LOG_ERROR("berthd") << signals.error().describe();
         return kExitRuntime;
     }
-    auto reaper = berth::Subreaper::create(loop, [](pid_t pid, berth::ExitStatus st) {
+    auto reaper = berth::Subreaper::create(loop, [&agent](pid_t pid, berth::ExitStatus st) {
         BERTH_LOG_DEBUG("berthd") << "reaped process " << pid << " (" << st.describe() << ")";
+        if (agent) agent->onOrphanReaped(pid, st);
     });
     if (!reaper) BERTH_LOG_WARN("berthd") << "cannot become a subreaper: " << reaper.error().describe();
 

@@ -12,6 +12,7 @@
 
 #include "berth/core/clock.h"
 #include "berth/core/event_loop.h"
+#include "berth/core/process.h"
 #include "berth/core/result.h"
 
 namespace berth::agent {
@@ -53,6 +54,8 @@ public:
     // True once Device.Reboot() or Device.FactoryReset() asked for a restart; the loop
     // has been stopped and the caller should restart the agent (or the device).
     virtual bool restartRequested() const = 0;
+    // From the process's Subreaper: a child nobody owned exited (a container init).
+    virtual void onOrphanReaped(pid_t pid, const ExitStatus& status) = 0;
 };
 
 }  // namespace berth::agent
