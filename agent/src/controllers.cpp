@@ -52,6 +52,7 @@ std::vector<ControllerMtp> ControllerDirectory::mtps(const std::string& controll
     for (const auto& row : *rows) {
         if (value(row + "Enable") != "true") continue;
         ControllerMtp m;
+        m.path = row;
         m.protocol = value(row + "Protocol");
         m.order = static_cast<std::uint32_t>(std::strtoul(value(row + "Order").c_str(), nullptr, 10));
         if (m.protocol == "MQTT") {
@@ -65,6 +66,11 @@ std::vector<ControllerMtp> ControllerDirectory::mtps(const std::string& controll
     }
     std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.order < b.order; });
     return out;
+}
+
+std::string ControllerDirectory::controllerOf(const std::string& controllerMtpPath) {
+    auto at = controllerMtpPath.find(".MTP.");
+    return at == std::string::npos ? std::string() : controllerMtpPath.substr(0, at + 1);
 }
 
 dm::Permissions ControllerDirectory::permissionsFor(const std::optional<ControllerInfo>& controller) const {

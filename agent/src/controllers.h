@@ -23,9 +23,14 @@ struct ControllerInfo {
 
 // One enabled Controller.{i}.MTP.{j}. row, in Order.
 struct ControllerMtp {
+    std::string path;             // "Device.LocalAgent.Controller.1.MTP.2."
     std::string protocol;         // "MQTT", "STOMP", "WebSocket"
-    std::string agentMtpRef;      // MQTT: the Device.LocalAgent.MTP.{k}. the records go through (empty: any)
-    std::string destination;      // MQTT topic / STOMP destination
+    // What the records go through (empty: any binding of that protocol):
+    // MQTT: AgentMTPReference, a Device.LocalAgent.MTP.{k}. row; STOMP: Reference, a
+    // Device.STOMP.Connection.{k}. row. WebSocket: empty (the row itself is the client
+    // binding, or the controller's session with an agent WebSocket server).
+    std::string agentMtpRef;
+    std::string destination;      // MQTT topic / STOMP destination; empty for WebSocket
     std::uint32_t order = 0;
 };
 
@@ -36,6 +41,8 @@ public:
     std::optional<ControllerInfo> find(const std::string& endpointId) const;
     std::vector<ControllerInfo> all() const;
     std::vector<ControllerMtp> mtps(const std::string& controllerPath) const;
+    // The Controller.{i}. row owning a Controller.{i}.MTP.{j}. row path.
+    static std::string controllerOf(const std::string& controllerMtpPath);
 
     // Effective permissions of a sender: AssignedRole + InheritedRole of its Controller
     // row, or ControllerTrust.UntrustedRole when the sender has no (enabled) row.
