@@ -30,7 +30,15 @@ Exit codes:
      per-command errors are printed as '<path>: error <code> <name>: <message>')
   2  usage error (bad option, bad Name=value word)
   3  no answer within the timeout (or interrupted while waiting)
-  4  cannot connect to the broker
+  4  cannot connect to the broker or server (--ws-listen: the agent did not connect)
+
+Transports (one of):
+  --mqtt host:port       an MQTT broker the agent also uses (the default)
+  --stomp host:port      a STOMP server the agent also uses; we listen on
+                         --stomp-destination and send to --agent-destination
+  --ws host:port         the agent's WebSocket server (LocalAgent.MTP.{i}.WebSocket)
+  --ws-listen port       a WebSocket server of our own that the agent dials (its
+                         Controller.{i}.MTP.{j}.WebSocket row names this host and port)
 
 Examples:
   berthctl get Device.DeviceInfo.
@@ -42,10 +50,21 @@ Examples:
   berthctl gsdm --first-level-only Device.LocalAgent.
   berthctl operate 'Device.SelfTestDiagnostics()' --wait
   berthctl watch --type ValueChange Device.DeviceInfo.FriendlyName --timeout 60
-  berthctl --json --mqtt 192.0.2.1:1883 --agent os::012345-0001 get Device.LocalAgent.)";
+  berthctl --json --mqtt 192.0.2.1:1883 --agent os::012345-0001 get Device.LocalAgent.
+  berthctl --stomp 127.0.0.1:61613 get Device.LocalAgent.EndpointID
+  berthctl --ws 127.0.0.1:8443 --ca-file ca.pem --cert-file me.pem --key-file me.key get Device.DeviceInfo.
+  berthctl --ws-listen 9443 --timeout 30 get Device.LocalAgent.)";
 
 struct Globals {
     std::string mqtt = "127.0.0.1:1883";
+    std::string stomp;
+    std::string stompDestination;
+    std::string agentDestination;
+    std::string stompVirtualHost;
+    std::string ws;
+    int wsListen = -1;
+    std::string wsPath = "/usp";
+    std::string wsBind = "127.0.0.1";
     std::string mqttVersion = "5.0";
     std::string username;
     std::string password;
@@ -129,16 +148,37 @@ int run(int argc, char** argv) {
     Globals g;
     bool version = false;
     app.add_flag("--version", version, "Print the version and exit");
-    app.add_option("--mqtt", g.mqtt, "MQTT broker as host:port (the transport used; --stomp and --ws to come)")
+    auto* mqttOpt = app.add_option("--mqtt", g.mqtt, "MQTT broker as host:port (the default transport)")
+                        ->capture_default_str();
+    auto* stompOpt = app.add_option("--stomp", g.stomp, "Use a STOMP server, host:port (default port 61613)");
+    app.add_option("--stomp-destination", g.stompDestination,
+                   "STOMP destination we subscribe to (default /queue/usp/controller/<instance part of --id>; "
+                   "the agent sends notifications to Controller.{i}.MTP.{j}.STOMP.Destination)");
+    app.add_option("--agent-destination", g.agentDestination,
+                   "The agent's STOMP destination, LocalAgent.MTP.{i}.STOMP.Destination (default "
+                   "/queue/usp/agent/<agent id>)");
+    app.add_option("--stomp-vhost", g.stompVirtualHost, "STOMP host header (default: the server's host)");
+    auto* wsOpt = app.add_option("--ws", g.ws, "Dial the agent's WebSocket server, host:port (default port 8443)");
+    auto* wsListenOpt = app.add_option("--ws-listen", g.wsListen,
+                                       "Listen for the agent's WebSocket session on this port (the agent dials)")
+                            ->check(CLI::Range(1, 65535));
+    app.add_option("--ws-path", g.wsPath, "WebSocket path (--ws: requested, --ws-listen: served)")
         ->capture_default_str();
+    app.add_option("--ws-bind", g.wsBind, "Address --ws-listen binds to")->capture_default_str();
+    stompOpt->excludes(wsOpt)->excludes(wsListenOpt)->excludes(mqttOpt);
+    wsOpt->excludes(wsListenOpt)->excludes(mqttOpt);
+    wsListenOpt->excludes(mqttOpt);
     app.add_option("--mqtt-version", g.mqttVersion, "MQTT protocol version: 5.0 or 3.1.1")
         ->check(CLI::IsMember({"5.0", "5", "3.1.1"}))
         ->capture_default_str();
     app.add_option("--username", g.username, "Broker user name");
     app.add_option("--password", g.password, "Broker password");
-    app.add_option("--ca-file", g.caFile, "Connect with TLS, trusting this CA file (PEM)");
-    app.add_option("--cert-file", g.certFile, "Client certificate for mutual TLS (PEM)");
-    app.add_option("--key-file", g.keyFile, "Client private key for mutual TLS (PEM)");
+    app.add_option("--ca-file", g.caFile,
+                   "Connect with TLS, trusting this CA file (PEM); with --ws-listen: require client certificates "
+                   "signed by it");
+    app.add_option("--cert-file", g.certFile,
+                   "Client certificate for mutual TLS (PEM); with --ws-listen: the server certificate (enables wss)");
+    app.add_option("--key-file", g.keyFile, "Private key for --cert-file (PEM)");
     app.add_option("--id", g.controllerId, "This controller's endpoint ID")->capture_default_str();
     app.add_option("--topic", g.controllerTopic,
                    "Where this controller listens (default usp/controller/<instance part of --id>, e.g. "
@@ -260,11 +300,31 @@ int run(int argc, char** argv) {
     berth::log::configure(logConfig);
 
     SessionOptions so;
-    auto hp = parseHostPort(g.mqtt, 1883);
-    if (!hp) throw Failure(kExitUsage, "--mqtt: " + hp.error().message);
-    so.transport.kind = TransportKind::kMqtt;
-    so.transport.host = hp->first;
-    so.transport.port = hp->second;
+    if (!g.stomp.empty()) {
+        auto hp = parseHostPort(g.stomp, 61613);
+        if (!hp) throw Failure(kExitUsage, "--stomp: " + hp.error().message);
+        so.transport.kind = TransportKind::kStomp;
+        so.transport.host = hp->first;
+        so.transport.port = hp->second;
+    } else if (!g.ws.empty()) {
+        auto hp = parseHostPort(g.ws, 8443);
+        if (!hp) throw Failure(kExitUsage, "--ws: " + hp.error().message);
+        so.transport.kind = TransportKind::kWebSocket;
+        so.transport.host = hp->first;
+        so.transport.port = hp->second;
+    } else if (g.wsListen > 0) {
+        so.transport.kind = TransportKind::kWebSocketListen;
+        so.transport.port = g.wsListen;
+    } else {
+        auto hp = parseHostPort(g.mqtt, 1883);
+        if (!hp) throw Failure(kExitUsage, "--mqtt: " + hp.error().message);
+        so.transport.kind = TransportKind::kMqtt;
+        so.transport.host = hp->first;
+        so.transport.port = hp->second;
+    }
+    so.transport.virtualHost = g.stompVirtualHost;
+    so.transport.wsPath = g.wsPath;
+    so.transport.bindAddress = g.wsBind;
     so.transport.mqttVersion =
         g.mqttVersion == "3.1.1" ? berth::transports::MqttVersion::kV311 : berth::transports::MqttVersion::kV5;
     so.transport.username = g.username;
@@ -273,9 +333,9 @@ int run(int argc, char** argv) {
     so.transport.certFile = g.certFile;
     so.transport.keyFile = g.keyFile;
     so.controllerId = g.controllerId;
-    so.controllerAddress = g.controllerTopic;
+    so.controllerAddress = so.transport.kind == TransportKind::kStomp ? g.stompDestination : g.controllerTopic;
     so.agentId = g.agentId;
-    so.agentAddress = g.agentTopic;
+    so.agentAddress = so.transport.kind == TransportKind::kStomp ? g.agentDestination : g.agentTopic;
     so.timeout = std::chrono::milliseconds(static_cast<long long>(g.timeoutSeconds * 1000));
 
     // Build the request before connecting, so a usage error costs no connection.

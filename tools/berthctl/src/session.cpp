@@ -82,6 +82,17 @@ std::string describeTransport(const TransportOptions& o) {
             os << "MQTT " << (o.mqttVersion == MqttVersion::kV5 ? "5.0" : "3.1.1") << " broker "
                << (o.caFile.empty() ? "" : "(TLS) ") << o.host << ":" << o.port;
             break;
+        case TransportKind::kStomp:
+            os << "STOMP server " << (o.caFile.empty() ? "" : "(TLS) ") << o.host << ":" << o.port;
+            break;
+        case TransportKind::kWebSocket:
+            os << "WebSocket server " << (o.caFile.empty() ? "ws://" : "wss://") << o.host << ":" << o.port
+               << o.wsPath;
+            break;
+        case TransportKind::kWebSocketListen:
+            os << "WebSocket listener " << (o.certFile.empty() ? "ws://" : "wss://") << o.bindAddress << ":" << o.port
+               << o.wsPath;
+            break;
     }
     return os.str();
 }
@@ -93,13 +104,14 @@ Session::~Session() {
     if (mtp_) mtp_->stop();
 }
 
-std::unique_ptr<Session> Session::open(berth::EventLoop& loop, SessionOptions options) {
-    if (options.controllerAddress.empty()) options.controllerAddress = defaultControllerTopic(options.controllerId);
-    if (options.agentAddress.empty()) options.agentAddress = "usp/agent/" + options.agentId;
-    std::unique_ptr<Session> s(new Session(loop, std::move(options)));
-    const auto& o = s->options_;
-    auto timeoutSeconds = std::chrono::duration_cast<std::chrono::seconds>(o.timeout + 999ms);
-
+void Session::makeTransport() {
+    const auto& o = options_;
+    auto timeoutSeconds = std::max(std::chrono::duration_cast<std::chrono::seconds>(o.timeout + 999ms),
+                                   std::chrono::seconds(1));
+    auto take = [this](auto created) {
+        if (!created) throw Failure(kExitUsage, created.error().describe());
+        mtp_ = std::move(*created);
+    };
     switch (o.transport.kind) {
         case TransportKind::kMqtt: {
             berth::transports::MqttClientConfig c;
@@ -119,31 +131,127 @@ std::unique_ptr<Session> Session::open(berth::EventLoop& loop, SessionOptions op
                 c.tls.certFile = o.transport.certFile;
                 c.tls.keyFile = o.transport.keyFile;
             }
-            c.connectTimeout = std::max(timeoutSeconds, std::chrono::seconds(1));
+            c.connectTimeout = timeoutSeconds;
             c.connectRetryTime = 1s;
             c.publishQos = 1;
-            auto client = berth::transports::MqttClient::create(loop, std::move(c));
-            if (!client) throw Failure(kExitUsage, client.error().describe());
-            s->mtp_ = std::move(*client);
+            take(berth::transports::MqttClient::create(loop_, std::move(c)));
+            break;
+        }
+        case TransportKind::kStomp: {
+            berth::transports::StompConfig c;
+            c.host = o.transport.host;
+            c.port = o.transport.port;
+            c.username = o.transport.username;
+            c.password = o.transport.password;
+            c.virtualHost = o.transport.virtualHost;
+            c.enableEncryption = !o.transport.caFile.empty();
+            c.tls.caFile = o.transport.caFile;
+            c.tls.certFile = o.transport.certFile;
+            c.tls.keyFile = o.transport.keyFile;
+            c.destination = o.controllerAddress;
+            c.endpointId = o.controllerId;
+            c.connectTimeout = timeoutSeconds;
+            c.serverRetryInitialInterval = 1s;
+            take(berth::transports::StompClient::create(loop_, std::move(c)));
+            break;
+        }
+        case TransportKind::kWebSocket: {
+            berth::transports::WebSocketClientConfig c;
+            c.host = o.transport.host;
+            c.port = o.transport.port;
+            c.path = o.transport.wsPath;
+            c.enableEncryption = !o.transport.caFile.empty();
+            c.tls.caFile = o.transport.caFile;
+            c.tls.certFile = o.transport.certFile;
+            c.tls.keyFile = o.transport.keyFile;
+            c.endpointId = o.controllerId;
+            c.peerEndpointId = o.agentId;
+            c.connectTimeout = timeoutSeconds;
+            c.sessionRetryMinimumWaitInterval = 1s;
+            take(berth::transports::WebSocketClient::create(loop_, std::move(c)));
+            break;
+        }
+        case TransportKind::kWebSocketListen: {
+            berth::transports::WebSocketServerConfig c;
+            c.bindAddress = o.transport.bindAddress;
+            c.port = o.transport.port;
+            c.path = o.transport.wsPath;
+            c.enableEncryption = !o.transport.certFile.empty();
+            c.tls.certFile = o.transport.certFile;
+            c.tls.keyFile = o.transport.keyFile;
+            c.tls.caFile = o.transport.caFile;
+            c.tls.requireClientCertificate = c.enableEncryption && !c.tls.caFile.empty();
+            c.maxSessions = 4;
+            auto server = berth::transports::WebSocketServer::create(loop_, std::move(c));
+            if (!server) throw Failure(kExitUsage, server.error().describe());
+            const std::string agent = o.agentId;
+            (*server)->onSession([this, agent](const berth::transports::WebSocketSessionInfo& info, bool open, int code) {
+                BERTH_LOG_DEBUG("berthctl") << "session " << info.key << " from '" << info.peerId << "' "
+                                            << (open ? "open" : "closed (" + std::to_string(code) + ")");
+                if (info.peerId != agent) return;
+                if (open) {
+                    agentSession_ = info.key;
+                } else if (agentSession_ == info.key) {
+                    agentSession_.clear();
+                }
+            });
+            mtp_ = std::move(*server);
             break;
         }
     }
+}
+
+std::string Session::agentDestination() const {
+    switch (options_.transport.kind) {
+        case TransportKind::kMqtt:
+        case TransportKind::kStomp: return options_.agentAddress;
+        case TransportKind::kWebSocket: return std::string(berth::transports::WebSocketClient::kSessionKey);
+        case TransportKind::kWebSocketListen: return agentSession_;
+    }
+    return {};
+}
+
+std::unique_ptr<Session> Session::open(berth::EventLoop& loop, SessionOptions options) {
+    if (options.transport.kind == TransportKind::kStomp) {
+        if (options.controllerAddress.empty()) options.controllerAddress = "/queue/" + defaultControllerTopic(options.controllerId);
+        if (options.agentAddress.empty()) options.agentAddress = "/queue/usp/agent/" + options.agentId;
+    } else if (options.transport.kind == TransportKind::kMqtt) {
+        if (options.controllerAddress.empty()) options.controllerAddress = defaultControllerTopic(options.controllerId);
+        if (options.agentAddress.empty()) options.agentAddress = "usp/agent/" + options.agentId;
+    } else {
+        options.agentAddress = options.transport.kind == TransportKind::kWebSocket ? "its session" : "the session it opens";
+    }
+    std::unique_ptr<Session> s(new Session(loop, std::move(options)));
+    const auto& o = s->options_;
+    s->makeTransport();
+
     Session* self = s.get();
     s->mtp_->onStatus([self](MtpStatus st, const std::string& detail) {
         BERTH_LOG_DEBUG("berthctl") << "transport " << berth::transports::mtpStatusName(st) << ": " << detail;
         self->lastStatus_ = std::make_pair(st, detail);
     });
     s->mtp_->onRecord([self](berth::transports::InboundRecord r) { self->onRecord(std::move(r)); });
-    if (auto st = s->mtp_->start(); !st) throw Failure(kExitNoBroker, st.error().describe());
+    if (auto st = s->mtp_->start(); !st)
+        throw Failure(kExitNoBroker, "cannot start the " + describeTransport(o.transport) + ": " + st.error().describe());
 
     bool up = s->waitFor(
         [self] { return self->lastStatus_ && (self->lastStatus_->first == MtpStatus::kUp ||
                                                self->lastStatus_->first == MtpStatus::kError); },
         o.timeout);
-    if (up && s->lastStatus_->first == MtpStatus::kUp) return s;
-    std::string why = s->lastStatus_ ? s->lastStatus_->second : "no answer within " + seconds(o.timeout);
-    if (s->interrupted_) why = "interrupted";
-    throw Failure(kExitNoBroker, "cannot connect to the " + describeTransport(o.transport) + ": " + why);
+    if (!up || s->lastStatus_->first != MtpStatus::kUp) {
+        std::string why = s->lastStatus_ ? s->lastStatus_->second : "no answer within " + seconds(o.timeout);
+        if (s->interrupted_) why = "interrupted";
+        throw Failure(kExitNoBroker, "cannot connect to the " + describeTransport(o.transport) + ": " + why);
+    }
+    if (o.transport.kind == TransportKind::kWebSocketListen &&
+        !s->waitFor([self] { return !self->agentSession_.empty(); }, o.timeout)) {
+        throw Failure(kExitNoBroker, s->interrupted_ ? std::string("interrupted while waiting for the agent")
+                                                     : "agent " + o.agentId + " did not open a session with the " +
+                                                           describeTransport(o.transport) + " within " +
+                                                           seconds(o.timeout) +
+                                                           " (does its Controller.{i}.MTP.{j}.WebSocket row point here?)");
+    }
+    return s;
 }
 
 std::string Session::nextMsgId() {
@@ -154,7 +262,7 @@ std::string Session::nextMsgId() {
 void Session::send(const usp::Msg& msg) {
     auto record = codec_.encodeMsg(msg, options_.agentId);
     if (!record) throw Failure(kExitUsage, "cannot encode the request: " + record.error().describe());
-    if (auto st = mtp_->send({std::move(*record), options_.agentAddress, berth::transports::RecordKind::kOther}); !st)
+    if (auto st = mtp_->send({std::move(*record), agentDestination(), berth::transports::RecordKind::kOther}); !st)
         throw Failure(kExitNoBroker, "cannot send to " + describeTransport(options_.transport) + ": " +
                                          st.error().describe());
 }
@@ -169,10 +277,13 @@ usp::Msg Session::request(const usp::Msg& msg, std::optional<std::chrono::millis
     if (!answered) {
         if (interrupted_) throw Failure(kExitNoAnswer, "interrupted while waiting for the answer");
         throw Failure(kExitNoAnswer,
-                      "no answer from agent " + options_.agentId + " (topic " + options_.agentAddress + ") within " +
+                      "no answer from agent " + options_.agentId + " (at " + options_.agentAddress + ") within " +
                           seconds(wait) + " via the " + describeTransport(options_.transport) +
-                          "; is the agent running, connected to this broker, and does it know controller " +
-                          options_.controllerId + " (replies go to " + options_.controllerAddress + ")?");
+                          "; is the agent running, connected to this transport, and does it know controller " +
+                          options_.controllerId +
+                          (options_.controllerAddress.empty() ? std::string()
+                                                              : " (replies go to " + options_.controllerAddress + ")") +
+                          "?");
     }
     return std::move(*answer_);
 }

@@ -3,8 +3,9 @@
 // for the answer with the same msg_id, receive Notify requests.
 //
 // The transport is chosen by TransportOptions::kind and hidden behind
-// berth::transports::Mtp, so STOMP and WebSocket need only a new branch in
-// makeTransport().
+// berth::transports::Mtp: MQTT and STOMP through a broker, WebSocket as a client of the
+// agent's server, or as a server the agent dials (the agent's
+// Controller.{i}.MTP.{j}.WebSocket row points at it; open() then waits for the agent).
 //
 // Threading: one thread. The session runs the given loop itself while it waits
 // (request(), waitFor()), so callers write straight-line code.
@@ -19,6 +20,8 @@
 #include "berth/core/event_loop.h"
 #include "berth/transports/mqtt.h"
 #include "berth/transports/mtp.h"
+#include "berth/transports/stomp.h"
+#include "berth/transports/websocket.h"
 
 namespace berthctl {
 
@@ -41,7 +44,12 @@ private:
     std::string message_;
 };
 
-enum class TransportKind { kMqtt };
+enum class TransportKind {
+    kMqtt,             // MQTT broker at host:port
+    kStomp,            // STOMP server at host:port
+    kWebSocket,        // we dial the agent's WebSocket server at host:port + wsPath
+    kWebSocketListen,  // we listen on bindAddress:port + wsPath and the agent dials us
+};
 
 struct TransportOptions {
     TransportKind kind = TransportKind::kMqtt;
@@ -50,7 +58,12 @@ struct TransportOptions {
     berth::transports::MqttVersion mqttVersion = berth::transports::MqttVersion::kV5;
     std::string username;
     std::string password;
-    // MQTT over TLS when caFile is set.
+    std::string virtualHost;      // STOMP host header; empty: host
+    std::string wsPath = "/usp";  // WebSocket request path (client) or served path (listen)
+    std::string bindAddress = "127.0.0.1";  // kWebSocketListen
+    // TLS. MQTT, STOMP, WebSocket client: on when caFile is set (the server must chain
+    // to it); certFile/keyFile are a client certificate. WebSocket listen: on when
+    // certFile is set (our server certificate); caFile then demands client certificates.
     std::string caFile;
     std::string certFile;
     std::string keyFile;
@@ -59,9 +72,13 @@ struct TransportOptions {
 struct SessionOptions {
     TransportOptions transport;
     std::string controllerId = "self::berthctl";
-    std::string controllerAddress;  // where we listen (MQTT topic); empty: defaultControllerTopic()
+    // Where we listen: MQTT topic (empty: defaultControllerTopic()) or STOMP destination
+    // (empty: "/queue/" + defaultControllerTopic()). Unused for WebSocket.
+    std::string controllerAddress;
     std::string agentId = "os::012345-0001";
-    std::string agentAddress;  // where the agent listens; empty: usp/agent/<agent id>
+    // Where the agent listens: MQTT topic (empty: usp/agent/<agent id>) or STOMP
+    // destination (empty: /queue/usp/agent/<agent id>). Unused for WebSocket.
+    std::string agentAddress;
     std::chrono::milliseconds timeout{10000};
 };
 
@@ -72,15 +89,17 @@ berth::Result<std::pair<std::string, int>> parseHostPort(const std::string& text
 // ("self::berthctl" -> "usp/controller/berthctl", as examples/berth.conf has it).
 std::string defaultControllerTopic(const std::string& controllerId);
 
-// Human description of the transport, e.g. "MQTT 5.0 broker 127.0.0.1:1883".
+// Human description of the transport, e.g. "MQTT 5.0 broker 127.0.0.1:1883",
+// "STOMP server 127.0.0.1:61613", "WebSocket server ws://127.0.0.1:8443/usp".
 std::string describeTransport(const TransportOptions& options);
 
 class Session {
 public:
     using NotifyHandler = std::function<void(const usp::Msg& notify)>;
 
-    // Connects and waits until the transport is up (subscribed). Throws Failure with
-    // kExitNoBroker when the broker refuses or does not answer within the timeout.
+    // Connects and waits until the transport is up (subscribed; for kWebSocketListen:
+    // until the agent opened a session). Throws Failure with kExitNoBroker when the
+    // broker or server refuses or does not answer (the agent does not dial) in time.
     static std::unique_ptr<Session> open(berth::EventLoop& loop, SessionOptions options);
     ~Session();
 
@@ -108,12 +127,16 @@ public:
 private:
     Session(berth::EventLoop& loop, SessionOptions options);
     void onRecord(berth::transports::InboundRecord record);
+    void makeTransport();
+    // Where records to the agent go on this transport.
+    std::string agentDestination() const;
 
     berth::EventLoop& loop_;
     SessionOptions options_;
     berth::agent::RecordCodec codec_;
     std::unique_ptr<berth::transports::Mtp> mtp_;
     std::optional<std::pair<berth::transports::MtpStatus, std::string>> lastStatus_;
+    std::string agentSession_;  // kWebSocketListen: the key of the agent's session ("" when none)
     NotifyHandler notifyHandler_;
     std::string awaitedMsgId_;
     std::optional<usp::Msg> answer_;
