@@ -133,6 +133,8 @@ private:
     bool reloadPending_ = false;
     bool stopping_ = false;
     bool restartRequested_ = false;
+    // Asynchronous calls still running, by their Device.LocalAgent.Request.{i}. row.
+    std::map<std::string, dm::CommandCall> running_;
     std::filesystem::path stateDir_;
     BootInfo boot_;
 };
@@ -540,6 +542,21 @@ Status AgentImpl::registerDeviceCommands() {
         requestRestart();
         return dm::ArgMap{};
     }));
+    // Request.{i}.Cancel(): the command's owner undoes what it can and completes the call
+    // with 7023 (OperationComplete carries it); a command that cannot be canceled any
+    // more says so and keeps running.
+    BERTH_TRY(engine_->registerCommand("Device.LocalAgent.Request.{i}.Cancel()", [this](const dm::CommandCall& call) -> Result<dm::ArgMap> {
+        auto it = running_.find(call.objPath);
+        if (it == running_.end())
+            return Error(ErrorCode::kCommandFailure, call.objPath + " has no operation in progress");
+        (void)engine_->setValue(call.objPath + "Status", "Canceling");
+        dm::CommandCall target = it->second;
+        if (auto st = engine_->cancelCommand(target); !st) {
+            (void)engine_->setValue(call.objPath + "Status", "Active");
+            return std::move(st).error();
+        }
+        return dm::ArgMap{};
+    }));
     BERTH_TRY(engine_->registerCommand("Device.FactoryReset()", [this, inputOr](const dm::CommandCall& call) -> Result<dm::ArgMap> {
         BootInfo next{inputOr(call, "Cause", "RemoteFactoryReset"), call.commandKey, inputOr(call, "Reason", ""), false};
         // Reset after this message's own transaction: the engine is mid-operation now.
@@ -558,14 +575,22 @@ Status AgentImpl::registerDeviceCommands() {
 }
 
 Result<std::string> AgentImpl::createRequest(const dm::CommandCall& call, const std::string& originator) {
-    return engine_->addInstance("Device.LocalAgent.Request.", {{"Originator", originator},
-                                                               {"Command", call.commandPath},
-                                                               {"CommandKey", call.commandKey},
-                                                               {"Status", "Active"}});
+    auto path = engine_->addInstance("Device.LocalAgent.Request.", {{"Originator", originator},
+                                                                    {"Command", call.commandPath},
+                                                                    {"CommandKey", call.commandKey},
+                                                                    {"Status", "Active"}});
+    if (path) {
+        dm::CommandCall tracked = call;
+        tracked.requestPath = *path;
+        running_[*path] = std::move(tracked);
+    }
+    return path;
 }
 
 void AgentImpl::completeRequest(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result) {
-    (void)engine_->setValue(requestPath + "Status", result ? "Success" : "Error");
+    running_.erase(requestPath);
+    const bool canceled = !result && result.error().code == ErrorCode::kCommandCanceled;
+    (void)engine_->setValue(requestPath + "Status", result ? "Success" : (canceled ? "Canceled" : "Error"));
     notifier_->operationComplete(call.objPath, call.command, call.commandKey, result);
     if (result) {
         BERTH_LOG_INFO(kTag) << call.commandPath << " (" << requestPath << ") completed";

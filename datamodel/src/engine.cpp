@@ -1032,12 +1032,26 @@ Status Engine::registerCommand(std::string_view path, SyncCommandHandler handler
     return okStatus();
 }
 
-Status Engine::registerAsyncCommand(std::string_view path, AsyncCommandHandler handler) {
+Status Engine::registerAsyncCommand(std::string_view path, AsyncCommandHandler handler, CancelHandler cancel) {
     auto k = commandKey(*impl_->schema, path);
     if (!k) return k.error();
     impl_->syncCommands.erase(*k);
     impl_->asyncCommands[*k] = std::move(handler);
+    if (cancel) {
+        impl_->cancelHandlers[*k] = std::move(cancel);
+    } else {
+        impl_->cancelHandlers.erase(*k);
+    }
     return okStatus();
+}
+
+Status Engine::cancelCommand(const CommandCall& call) {
+    auto k = commandKey(*impl_->schema, call.commandPath);
+    if (!k) return k.error();
+    auto it = impl_->cancelHandlers.find(*k);
+    if (it == impl_->cancelHandlers.end())
+        return Error(ErrorCode::kRequestDenied, call.commandPath + " cannot be canceled once it has started");
+    return it->second(call);
 }
 
 void Engine::addListener(ChangeListener* l) { impl_->listeners.push_back(l); }

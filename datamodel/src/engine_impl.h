@@ -102,6 +102,7 @@ struct Engine::Impl {
     std::vector<bool> hasStrongRefs;                 // by schema id
     std::map<std::string, SyncCommandHandler, std::less<>> syncCommands;
     std::map<std::string, AsyncCommandHandler, std::less<>> asyncCommands;
+    std::map<std::string, CancelHandler, std::less<>> cancelHandlers;
     std::vector<ChangeListener*> listeners;
 
     // ---- tree ----

@@ -931,7 +931,8 @@ OperateResponse Engine::operate(const OperateRequest& req, const Permissions& pe
         auto completed = hooks.completed;
         std::string rp = *reqPath;
         CommandCall copy = call;
-        ait->second(call, [completed, rp, copy](Result<ArgMap> result) {
+        copy.requestPath = rp;
+        ait->second(copy, [completed, rp, copy](Result<ArgMap> result) {
             if (completed) completed(copy, rp, std::move(result));
         });
     }

@@ -256,6 +256,7 @@ DuOp* SoftwareModulesImpl::newOp(const dm::CommandCall& call, dm::CommandDone do
     op->entry.kind = kind;
     op->entry.commandPath = call.commandPath;
     op->entry.commandKey = call.commandKey;
+    op->requestPath = call.requestPath;
     op->entry.startedAt = std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch()).count();
     op->startTime = now();
     op->done = std::move(done);
@@ -357,6 +358,23 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
             return rec;
         },
         [this, op, then = std::move(then)](oci::RunnerResult<oci::ImageRecord> r) { then(op, std::move(r)); });
+}
+
+Status SoftwareModulesImpl::cancelDuOp(const dm::CommandCall& call) {
+    for (auto& [raw, op] : ops_) {
+        if (op->requestPath != call.requestPath || call.requestPath.empty()) continue;
+        if (!op->job || op->entry.phase != kPhaseStarted)
+            return Error(ErrorCode::kRequestDenied, call.commandPath +
+                                                        " has passed the point where it can be canceled (the image is "
+                                                        "already being put in place)");
+        op->job.reset();  // the fetch sees the cancellation; its result is never delivered
+        // Fail after the Cancel() command has returned: failing ends the Request row.
+        post([this, raw = raw] {
+            if (ops_.count(raw)) failOp(raw, Error(ErrorCode::kCommandCanceled, "canceled by the controller"));
+        });
+        return okStatus();
+    }
+    return Error(ErrorCode::kCommandFailure, call.commandPath + " is not running");
 }
 
 // ---- InstallDU() ------------------------------------------------------------------------

@@ -97,6 +97,7 @@ struct DuArgs {
 
 struct DuOp {
     JournalEntry entry;
+    std::string requestPath;  // the Request.{i}. row, for Cancel()
     std::string duPath;   // Update/Uninstall (and Install once committed)
     Ee* ee = nullptr;
     DuArgs args;
@@ -160,6 +161,9 @@ private:
 
     // ---- DU operations (du_ops.cpp) ----
     void installDu(const dm::CommandCall& call, dm::CommandDone done);
+    // Request.{i}.Cancel() of InstallDU()/Update(): possible while the image is still
+    // being fetched; the call then fails with 7023 and leaves nothing behind.
+    Status cancelDuOp(const dm::CommandCall& call);
     void updateDu(const dm::CommandCall& call, dm::CommandDone done);
     void uninstallDu(const dm::CommandCall& call, dm::CommandDone done);
     Result<DuArgs> parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee);

@@ -123,10 +123,13 @@ Status SoftwareModulesImpl::init() {
     if (!j) return j.error();
     journal_ = std::move(*j);
 
-    BERTH_TRY(engine_.registerAsyncCommand("Device.SoftwareModules.InstallDU()",
-                                           [this](const dm::CommandCall& c, dm::CommandDone d) { installDu(c, std::move(d)); }));
-    BERTH_TRY(engine_.registerAsyncCommand("Device.SoftwareModules.DeploymentUnit.{i}.Update()",
-                                           [this](const dm::CommandCall& c, dm::CommandDone d) { updateDu(c, std::move(d)); }));
+    auto cancel = [this](const dm::CommandCall& c) { return cancelDuOp(c); };
+    BERTH_TRY(engine_.registerAsyncCommand(
+        "Device.SoftwareModules.InstallDU()",
+        [this](const dm::CommandCall& c, dm::CommandDone d) { installDu(c, std::move(d)); }, cancel));
+    BERTH_TRY(engine_.registerAsyncCommand(
+        "Device.SoftwareModules.DeploymentUnit.{i}.Update()",
+        [this](const dm::CommandCall& c, dm::CommandDone d) { updateDu(c, std::move(d)); }, cancel));
     BERTH_TRY(engine_.registerAsyncCommand(
         "Device.SoftwareModules.DeploymentUnit.{i}.Uninstall()",
         [this](const dm::CommandCall& c, dm::CommandDone d) { uninstallDu(c, std::move(d)); }));

@@ -161,6 +161,67 @@ TEST_CASE("Operate validates input arguments: missing mandatory is 7027, unknown
     CHECK(completed == std::vector<std::string>{"test64@Device.LocalAgent.Request.1.=u"});
 }
 
+TEST_CASE("A running asynchronous call can be canceled through its cancel handler, found by its Request row", "[datamodel][operate]") {
+    Fixture f;
+    std::vector<std::pair<std::string, CommandDone>> running;  // request path -> done
+    std::vector<std::string> cancelAsked;
+    REQUIRE(f->registerAsyncCommand(
+        "Device.SoftwareModules.InstallDU()",
+        [&](const CommandCall& c, CommandDone done) { running.emplace_back(c.requestPath, std::move(done)); },
+        [&](const CommandCall& c) -> Status {
+            cancelAsked.push_back(c.requestPath);
+            for (auto& [path, done] : running)
+                if (path == c.requestPath && done) {
+                    auto d = std::move(done);
+                    d(Error(ErrorCode::kCommandCanceled, "canceled"));
+                    return okStatus();
+                }
+            return Error(ErrorCode::kRequestDenied, "too late");
+        }));
+    int created = 0;
+    std::vector<std::string> completed;
+    std::vector<CommandCall> calls;
+    AsyncHooks hooks;
+    hooks.createRequest = [&](const CommandCall&) -> Result<std::string> {
+        return "Device.LocalAgent.Request." + std::to_string(++created) + ".";
+    };
+    hooks.completed = [&](const CommandCall& c, const std::string& req, Result<ArgMap> r) {
+        calls.push_back(c);
+        completed.push_back(req + (r ? std::string("ok") : std::to_string(r.error().numeric())));
+    };
+    for (const char* key : {"a", "b"})
+        REQUIRE(f->operate({"Device.SoftwareModules.InstallDU()", key, {{"URL", "https://x/y"}}}, full(), hooks)
+                    .results.at(0).kind == OperationResult::Kind::kRequestPath);
+    REQUIRE(running.size() == 2);
+    CHECK(running[0].first == "Device.LocalAgent.Request.1.");
+    CHECK(running[1].first == "Device.LocalAgent.Request.2.");
+
+    CommandCall second{"Device.SoftwareModules.", "InstallDU()", "Device.SoftwareModules.InstallDU()", "b", {}};
+    second.requestPath = "Device.LocalAgent.Request.2.";
+    REQUIRE(f->cancelCommand(second));
+    CHECK(cancelAsked == std::vector<std::string>{"Device.LocalAgent.Request.2."});
+    CHECK(completed == std::vector<std::string>{"Device.LocalAgent.Request.2.7023"});
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].requestPath == "Device.LocalAgent.Request.2.");
+    // The first call is untouched and still completes normally.
+    running[0].second(ArgMap{});
+    CHECK(completed.back() == "Device.LocalAgent.Request.1.ok");
+    // Canceling again is up to the handler, which refuses.
+    auto again = f->cancelCommand(second);
+    REQUIRE_FALSE(again);
+    CHECK(again.error().code == ErrorCode::kRequestDenied);
+}
+
+TEST_CASE("A command registered without a cancel handler refuses Cancel with 7002", "[datamodel][operate]") {
+    Fixture f;
+    REQUIRE(f->registerAsyncCommand("Device.SoftwareModules.InstallDU()", [](const CommandCall&, CommandDone) {}));
+    CommandCall call{"Device.SoftwareModules.", "InstallDU()", "Device.SoftwareModules.InstallDU()", "k", {}};
+    call.requestPath = "Device.LocalAgent.Request.1.";
+    auto st = f->cancelCommand(call);
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code == ErrorCode::kRequestDenied);
+}
+
 TEST_CASE("Synchronous commands return output arguments per matched object", "[datamodel][operate]") {
     Fixture f;
     REQUIRE(f->addInstance("Device.SoftwareModules.ExecutionUnit.", {{"EUID", "e1"}}));

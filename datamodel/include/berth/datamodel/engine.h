@@ -123,6 +123,11 @@ using SyncCommandHandler = std::function<Result<ArgMap>(const CommandCall&)>;
 using CommandDone = std::function<void(Result<ArgMap>)>;
 // An async handler must call done exactly once, on the loop thread (post() from workers).
 using AsyncCommandHandler = std::function<void(const CommandCall&, CommandDone done)>;
+// Cancels a running asynchronous call (Device.LocalAgent.Request.{i}.Cancel()). On
+// success the handler's `done` must still be called, with a 7023 error, so the
+// OperationComplete goes out the usual way; return an error (e.g. 7002) when the call
+// is past the point where it can be undone.
+using CancelHandler = std::function<Status(const CommandCall&)>;
 
 struct EngineOptions {
     // SQLite database; empty = no persistence (tests, benchmarks). The directory must exist.
@@ -186,7 +191,11 @@ public:
     Status registerProvider(std::string_view supportedObjPath, Provider* provider,
                             std::vector<std::string> providedParams = {});
     Status registerCommand(std::string_view supportedCommandPath, SyncCommandHandler handler);
-    Status registerAsyncCommand(std::string_view supportedCommandPath, AsyncCommandHandler handler);
+    Status registerAsyncCommand(std::string_view supportedCommandPath, AsyncCommandHandler handler,
+                                CancelHandler cancel = {});
+    // Asks the owner of a running asynchronous call to cancel it (see CancelHandler).
+    // Errors: 7002 when the command has no cancel handler.
+    Status cancelCommand(const CommandCall& call);
     void addListener(ChangeListener* listener);
     void removeListener(ChangeListener* listener);
     // Announces an event ("Device.Boot!", "Device.SoftwareModules.DUStateChange!").

@@ -236,6 +236,10 @@ struct CommandCall {
     std::string commandPath;  // objPath + command
     std::string commandKey;
     ArgMap input;  // validated; unknown args dropped, defaults filled in
+    // Asynchronous commands: the Device.LocalAgent.Request.{i}. row of this call, set
+    // before the handler runs (empty for synchronous calls). Identifies the call to a
+    // cancel handler.
+    std::string requestPath;
 };
 
 // Hooks the agent gives for asynchronous commands: createRequest is called when an async
