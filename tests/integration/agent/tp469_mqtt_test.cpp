@@ -6,6 +6,7 @@
 
 #include "berth/agent/codec.h"
 #include "berth/core/process.h"
+#include "berth/testing/test_certs.h"
 #include "harness.h"
 
 using namespace berth::agenttest;
@@ -279,4 +280,93 @@ TEST_CASE("TP-469 11.17: MQTT - Use of Connect Record", "[agent][tp469]") {
         CHECK(d.connect->subscribedAddress == kAgentTopic);
     }
     CHECK(found);
+}
+
+// ---- 11.2 and 11.3: credentials and TLS towards the broker ---------------------------
+
+namespace {
+
+// A broker with a second listener on `port2` configured by `listenerConfig`, berthd's
+// MQTT client pointed at that listener, and berthctl on the plain listener.
+struct SecondListener {
+    berth::testing::TempDir tmp{"berth-tp469-11"};
+    int port2 = berth::testing::freeTcpPort();
+    std::unique_ptr<berth::testing::Mosquitto> broker;
+    std::unique_ptr<Berthd> agent;
+
+    void start(const std::string& brokerExtra, const std::function<std::string(std::string)>& adjust) {
+        ::chmod(tmp.path().c_str(), 0755);
+        broker = std::make_unique<berth::testing::Mosquitto>(tmp / "broker", 0, brokerExtra);
+        REQUIRE(berth::testing::waitUntil([&] { return berth::testing::tcpPortOpen(port2); }));
+        std::string conf = setConfigValue(exampleConfig(broker->port()), "Device.MQTT.Client.1.BrokerPort",
+                                          std::to_string(port2));
+        agent = std::make_unique<Berthd>(tmp / "agent", adjust(conf));
+    }
+    CtlResult ctl(std::vector<std::string> args, std::vector<std::string> global = {}) {
+        std::vector<std::string> argv{BERTHCTL_BIN, "--mqtt", broker->address(), "--timeout", "2", "--json"};
+        argv.insert(argv.end(), global.begin(), global.end());
+        argv.insert(argv.end(), args.begin(), args.end());
+        return runCtl(argv);
+    }
+    bool answers(std::vector<std::string> global = {}, std::chrono::milliseconds timeout = 20s) {
+        return berth::testing::waitUntil(
+            [&] { return ctl({"get", "Device.DeviceInfo.SerialNumber"}, global).exitCode == 0; }, timeout);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("TP-469 11.2: MQTT session establishment using a CONNECT packet", "[agent][tp469]") {
+    SecondListener s;
+    berth::testing::writeFile(s.tmp / "passwd", "");
+    fs::create_directories(s.tmp / "broker");
+    berth::SpawnOptions pwOpts;
+    pwOpts.argv = {"mosquitto_passwd", "-b", (s.tmp / "passwd").string(), "operator", "s3cret"};
+    auto pw = berth::runCommand(pwOpts, 10s);
+    REQUIRE(pw);
+    REQUIRE(pw->status.success());
+    ::chmod((s.tmp / "passwd").c_str(), 0644);
+    // The whole broker requires a user name and password (the later allow_anonymous wins).
+    s.start("listener " + std::to_string(s.port2) + " 127.0.0.1\nallow_anonymous false\npassword_file " +
+                (s.tmp / "passwd").string() + "\n",
+            [](std::string conf) {
+                conf = setConfigValue(conf, "Device.MQTT.Client.1.Username", "operator");
+                return setConfigValue(conf, "Device.MQTT.Client.1.Password", "s3cret");
+            });
+    INFO("berthd log:\n" << s.agent->log());
+    const std::vector<std::string> creds = {"--username", "operator", "--password", "s3cret"};
+    // Anonymous clients are refused: the broker really checks.
+    CHECK(s.ctl({"get", "Device.DeviceInfo.SerialNumber"}).exitCode == 4);
+    REQUIRE(s.answers(creds));
+    // The broker saw the agent authenticate as 'operator' on its listener.
+    std::string brokerLog = berth::testing::readFile(s.broker->logFile());
+    INFO("broker log:\n" << brokerLog);
+    CHECK(brokerLog.find("on port " + std::to_string(s.port2)) != std::string::npos);
+    CHECK(brokerLog.find("u'operator'") != std::string::npos);
+    // The password is readable by nobody through Get.
+    auto pass = s.ctl({"get", "Device.MQTT.Client.1.Password"}, creds);
+    CHECK(paramValue(pass.json, "Device.MQTT.Client.1.Password").value_or("?") == "");
+}
+
+TEST_CASE("TP-469 11.3: MQTT Use of TLS", "[agent][tp469]") {
+    SecondListener s;
+    berth::testing::TestCerts certs(s.tmp / "certs");
+    // mosquitto drops to its own user: let it read the server key of this throw-away CA.
+    ::chmod(certs("server.key").c_str(), 0644);
+    ::chmod(certs.dir().c_str(), 0755);
+    s.start("listener " + std::to_string(s.port2) + " 127.0.0.1\ncafile " + certs("ca.pem") + "\ncertfile " +
+                certs("server.pem") + "\nkeyfile " + certs("server.key") + "\ntls_version tlsv1.2\n",
+            [&](std::string conf) {
+                conf = setConfigValue(conf, "Device.MQTT.Client.1.TransportProtocol", "TLS");
+                return setConfigValue(conf, "Device.MQTT.Client.1.X_BERTH_CAFile", certs("ca.pem"));
+            });
+    INFO("berthd log:\n" << s.agent->log());
+    REQUIRE(s.answers());
+    auto got = s.ctl({"get", "Device.MQTT.Client.1.TransportProtocol", "Device.MQTT.Client.1.Status"});
+    CHECK(paramValue(got.json, "Device.MQTT.Client.1.TransportProtocol") == "TLS");
+    CHECK(paramValue(got.json, "Device.MQTT.Client.1.Status") == "Connected");
+    std::string brokerLog = berth::testing::readFile(s.broker->logFile());
+    INFO("broker log:\n" << brokerLog);
+    // The agent's connection is the one on the TLS-only listener.
+    CHECK(brokerLog.find("on port " + std::to_string(s.port2)) != std::string::npos);
 }
