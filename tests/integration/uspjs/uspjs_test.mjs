@@ -136,6 +136,43 @@ await step("subscribe and receive a ValueChange", async () => {
   check("unsubscribe deletes the subscription", text(left) === "[]" || text(left) === "{}" || !text(left).includes("uspjs-vc"), left);
 });
 
+// This controller's own row, e.g. Device.LocalAgent.Controller.9.
+const ownController = env("ONBOARD_COMMAND").replace("SendOnBoardRequest()", "");
+
+await step("subscribe and receive an ObjectCreation", async () => {
+  let resolveNotified;
+  const notified = new Promise((resolve) => (resolveNotified = resolve));
+  const clear = await usp.subscribe(
+    { id: "uspjs-oc", notif: "ObjectCreation", reference: ownController + "BootParameter." },
+    (msg) => resolveNotified(msg),
+  );
+  const row = await usp.add(ownController + "BootParameter.", {
+    Enable: "true",
+    ParameterName: "Device.DeviceInfo.SerialNumber",
+  });
+  const msg = await withTimeout(notified, 8000, "notification");
+  check(
+    "subscribe and receive an ObjectCreation",
+    text(msg).includes(String(row)) && text(msg).includes("Device.DeviceInfo.SerialNumber"),
+    { row, msg },
+  );
+  await clear();
+});
+
+await step("subscribe and receive an Event (Periodic!)", async () => {
+  let resolveNotified;
+  const notified = new Promise((resolve) => (resolveNotified = resolve));
+  const clear = await usp.subscribe(
+    { id: "uspjs-ev", notif: "Event", reference: "Device.LocalAgent.Periodic!" },
+    (msg) => resolveNotified(msg),
+  );
+  await usp.set(ownController + "PeriodicNotifInterval", "1");
+  const msg = await withTimeout(notified, 8000, "notification");
+  check("subscribe and receive an Event (Periodic!)", text(msg).includes("Periodic!"), msg);
+  await usp.set(ownController + "PeriodicNotifInterval", "86400");
+  await clear();
+});
+
 await usp.disconnect();
 console.log(failures === 0 ? "all usp-js steps passed" : `${failures} usp-js step(s) failed`);
 process.exit(failures === 0 ? 0 : 1);
