@@ -50,6 +50,7 @@ ctl() { "$berthctl" --mqtt "127.0.0.1:$port" "$@"; }
 port=$(free_port)
 cat > "$work/mosquitto.conf" <<CONF
 listener $port 127.0.0.1
+set_tcp_nodelay true
 allow_anonymous true
 log_dest stdout
 CONF
