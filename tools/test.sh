@@ -14,6 +14,7 @@ if [[ ${1:-} == --sanitize ]]; then
   export BUILD_DIR=$here/build-asan
   export BERTH_CMAKE_ARGS="${BERTH_CMAKE_ARGS:-} -DBERTH_SANITIZE=ON"
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/tests/lsan.supp}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 
