@@ -272,6 +272,7 @@ void SoftwareModulesImpl::journalPhase(DuOp* op, std::string_view phase) {
 }
 
 void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
+    endPull(op);
     BERTH_LOG_WARN(kTag) << opKindName(op->entry.kind) << " failed: " << error.describe();
     std::string duPath = op->duPath;
     if (op->entry.kind != OpKind::kInstall && !duPath.empty()) {
@@ -301,6 +302,7 @@ void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
 }
 
 void SoftwareModulesImpl::finishOp(DuOp* op, dm::ArgMap out) {
+    endPull(op);
     if (op->pinned && op->ee) {
         auto it = pins_.find(op->ee->path + hexOf(op->entry.newDigest));
         if (it != pins_.end()) pins_.erase(it);
@@ -313,6 +315,16 @@ void SoftwareModulesImpl::finishOp(DuOp* op, dm::ArgMap out) {
 }
 
 void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then) {
+    if (op->ee->removalsRunning > 0) {
+        // Wait for the ExecEnv's image removals (see cleanupImage). The placeholder job
+        // keeps the operation cancellable meanwhile; cancelling or ending it cancels the token.
+        op->job = std::make_unique<Job>(CancelToken{});
+        CancelToken token = op->job->token();
+        op->ee->afterRemovals.push_back([this, op, token, then = std::move(then)]() mutable {
+            if (!token.cancelled()) pullFor(op, std::move(then));
+        });
+        return;
+    }
     auto rt = op->ee->rt;
     oci::PullRequest req;
     req.fetch.url = op->args.url;
@@ -357,7 +369,28 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
             }
             return rec;
         },
-        [this, op, then = std::move(then)](oci::RunnerResult<oci::ImageRecord> r) { then(op, std::move(r)); });
+        [this, op, then = std::move(then)](oci::RunnerResult<oci::ImageRecord> r) {
+            endPull(op);
+            then(op, std::move(r));
+        });
+    op->pulling = true;
+    ++op->ee->pullsRunning;
+}
+
+void SoftwareModulesImpl::endPull(DuOp* op) {
+    if (!op->pulling || !op->ee) return;
+    op->pulling = false;
+    Ee& ee = *op->ee;
+    if (--ee.pullsRunning > 0 || ee.afterPulls.empty()) return;
+    // Decide on the deferred removals once whatever the pull leads to has run (pins, the
+    // DU commit): cleanupImage checks again whether a DU or an operation uses the image.
+    post([this, path = ee.path] {
+        Ee* e = findEe(path);
+        if (!e || e->pullsRunning > 0) return;
+        auto digests = std::move(e->afterPulls);
+        e->afterPulls.clear();
+        for (const auto& d : digests) cleanupImage(*e, d);
+    });
 }
 
 Status SoftwareModulesImpl::cancelDuOp(const dm::CommandCall& call) {
@@ -368,6 +401,7 @@ Status SoftwareModulesImpl::cancelDuOp(const dm::CommandCall& call) {
                                                         " has passed the point where it can be canceled (the image is "
                                                         "already being put in place)");
         op->job.reset();  // the fetch sees the cancellation; its result is never delivered
+        endPull(op.get());
         // Fail after the Cancel() command has returned: failing ends the Request row.
         post([this, raw = raw] {
             if (ops_.count(raw)) failOp(raw, Error(ErrorCode::kCommandCanceled, "canceled by the controller"));

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -56,6 +57,14 @@ struct Ee {
     std::shared_ptr<EeRuntime> rt;  // null until opened
     std::unique_ptr<oci::ContainerWatcher> watcher;
     std::uint64_t storeBytes = 0;  // unpacked bytes of the images in the store
+    // Image removals submitted to the workers and not yet finished, and the pulls that
+    // wait for them (a pull must not find an image that is about to be removed).
+    int removalsRunning = 0;
+    std::vector<std::function<void()>> afterRemovals;
+    // Pulls running on the workers, and the removals decided meanwhile: a running pull may
+    // return an image that is about to be removed, so those wait and are re-checked.
+    int pullsRunning = 0;
+    std::vector<std::string> afterPulls;
     bool restarting = false;
     bool usable() const { return rt && rt->containers && enabled && openError.empty() && !restarting; }
 };
@@ -107,6 +116,7 @@ struct DuOp {
     std::vector<std::string> stoppedEus;  // Update: EUs to start again
     oci::ImageRecord image;
     bool pinned = false;
+    bool pulling = false;  // counted in Ee::pullsRunning
 };
 
 class SoftwareModulesImpl final : public SoftwareModules, public dm::Provider, public dm::ChangeListener {
@@ -168,6 +178,7 @@ private:
     void uninstallDu(const dm::CommandCall& call, dm::CommandDone done);
     Result<DuArgs> parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee);
     void pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then);
+    void endPull(DuOp* op);
     void onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
     void onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
     void stopDuContainers(DuOp* op, const std::vector<std::string>& eus, std::function<void(DuOp*, oci::RunnerStatus)> then);
@@ -207,7 +218,8 @@ private:
     std::map<DuOp*, std::unique_ptr<DuOp>> ops_;
     std::set<std::string> busyDus_;                    // DU paths with an operation running
     std::multiset<std::string> pins_;                  // eePath + digest of images in use by operations
-    std::vector<std::unique_ptr<Job>> cleanupJobs_;
+    std::map<std::uint64_t, std::unique_ptr<Job>> cleanupJobs_;  // by cleanupSeq_; removed when done
+    std::uint64_t cleanupSeq_ = 0;
     std::unique_ptr<Job> startJob_;
     std::deque<std::string> autoStartQueue_;
     std::string autoStartInFlight_;

@@ -224,11 +224,19 @@ bool SoftwareModulesImpl::digestReferenced(const Ee& ee, const std::string& dige
 
 void SoftwareModulesImpl::cleanupImage(Ee& ee, const std::string& digest) {
     if (digest.empty() || !ee.rt || digestReferenced(ee, digest)) return;
+    if (ee.pullsRunning > 0) {
+        ee.afterPulls.push_back(digest);
+        return;
+    }
     auto rt = ee.rt;
     std::string path = ee.path;
-    // Fire and forget: a removal that does not happen (stop, crash) is redone by the
-    // start-up reconciliation, which removes every image no DU names.
-    cleanupJobs_.push_back(pool_.submit<std::uint64_t>(
+    // A removal that does not happen (stop, crash) is redone by the start-up
+    // reconciliation, which removes every image no DU names. Pulls into this ExecEnv wait
+    // until it is done: the same image installed again right away would otherwise be
+    // found in the store and then removed under the new DU.
+    ++ee.removalsRunning;
+    std::uint64_t seq = ++cleanupSeq_;
+    cleanupJobs_[seq] = pool_.submit<std::uint64_t>(
         [rt, digest](const CancelToken&) -> std::uint64_t {
             auto st = rt->images->remove(digest);
             if (!st && st.error().kind != oci::ErrorKind::kNotFound)
@@ -238,10 +246,16 @@ void SoftwareModulesImpl::cleanupImage(Ee& ee, const std::string& digest) {
                 for (const auto& r : *l) total += r.unpackedBytes;
             return total;
         },
-        [this, path](std::uint64_t total) {
-            if (Ee* e = findEe(path)) e->storeBytes = total;
-        }));
-    if (cleanupJobs_.size() > 64) cleanupJobs_.erase(cleanupJobs_.begin());  // long finished
+        [this, path, seq](std::uint64_t total) {
+            cleanupJobs_.erase(seq);
+            Ee* e = findEe(path);
+            if (!e) return;
+            e->storeBytes = total;
+            if (--e->removalsRunning > 0) return;
+            auto waiting = std::move(e->afterRemovals);
+            e->afterRemovals.clear();
+            for (auto& resume : waiting) resume();
+        });
 }
 
 void SoftwareModulesImpl::raiseDuStateChange(const std::string& uuid, const std::string& duPath,

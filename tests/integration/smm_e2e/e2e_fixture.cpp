@@ -393,6 +393,31 @@ std::size_t Fixture::filesIn(const fs::path& dir) const {
     return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir, ec), fs::directory_iterator()));
 }
 
+void Fixture::publishOperate(const std::string& command, const std::map<std::string, std::string>& args,
+                             const std::string& key) {
+    usp::Msg m;
+    m.mutable_header()->set_msg_id("e2e-" + key);
+    m.mutable_header()->set_msg_type(usp::Header::OPERATE);
+    auto* op = m.mutable_body()->mutable_request()->mutable_operate();
+    op->set_command(command);
+    op->set_command_key(key);
+    op->set_send_resp(false);
+    for (const auto& [k, v] : args) (*op->mutable_input_args())[k] = v;
+    agent::CodecConfig c;
+    c.endpointId = "self::berthctl";
+    auto rec = agent::RecordCodec(c).encodeMsg(m, "os::012345-0001");
+    REQUIRE(rec);
+    fs::path file = tmp / ("record-" + key);
+    testing::writeFile(file, *rec);
+    SpawnOptions o;
+    o.argv = {"mosquitto_pub", "-V", "5", "-h", "127.0.0.1", "-p", std::to_string(broker->port()), "-q", "1", "-t",
+              "usp/agent/os::012345-0001", "-f", file.string()};
+    auto r = runCommand(o, 30s);
+    REQUIRE(r);
+    INFO(r->err);
+    REQUIRE(r->status.success());
+}
+
 void Fixture::subscribeListener() {
     for (const auto& [id, type, ref] :
          std::vector<std::tuple<std::string, std::string, std::string>>{{"e2e-events", "Event", kDuStateChange},

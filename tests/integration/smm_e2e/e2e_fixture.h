@@ -135,6 +135,12 @@ public:
     std::vector<std::string> storeFiles() const;
     std::size_t filesIn(const fs::path& dir) const;
 
+    // Publishes an Operate from self::berthctl straight onto the agent's topic with
+    // mosquitto_pub (no response expected): for requests that must follow each other
+    // closer than a berthctl run allows.
+    void publishOperate(const std::string& command, const std::map<std::string, std::string>& args,
+                        const std::string& key);
+
     // Adds persistent Event (DUStateChange!) and OperationComplete (Device.SoftwareModules.)
     // subscriptions for self::e2e-listener.
     void subscribeListener();

@@ -314,3 +314,93 @@ TEST_CASE("An EU over its memory limit shows the OOM fault over MQTT while berth
     CHECK(f.containerPid(calmId) == calmPid);
     CHECK(f.runcList() == std::vector<std::string>{calmId});
 }
+
+TEST_CASE("A ValueChange subscription on ExecutionUnit.*.Status reports the Status of EUs installed after it",
+          "[smm_e2e]") {
+    Fixture f;
+    std::string a = buildApp(f.www, "vc", "1.0.0");
+    Watch status(f, "ValueChange", "Device.SoftwareModules.ExecutionUnit.*.Status");
+    Watch events(f, "Event", kDuStateChange);
+    auto sawActive = [&](const std::string& eu) {
+        return waitUntil(
+            [&] {
+                for (const auto& n : status.notifications())
+                    if (n["notify"].contains("value_change") && n["notify"]["value_change"]["param_path"] == eu + "Status" &&
+                        n["notify"]["value_change"]["param_value"] == "Active")
+                        return true;
+                return false;
+            },
+            30s);
+    };
+    for (int round = 1; round <= 2; ++round) {
+        INFO("round " << round);
+        auto r = operateWait(f, kInstallDu, {"URL=" + f.http->url(a), "ShutdownDelay=2"});
+        REQUIRE(r.errCode() == 0);
+        REQUIRE(events.waitCount(static_cast<std::size_t>(2 * round - 1)));
+        auto ev = eventArgs(events.notifications().back());
+        std::string du = ev["DeploymentUnitRef"] + ".";
+        std::string eu = ev["ExecutionUnitRefList"] + ".";
+        f.requestState(eu, "Active");
+        REQUIRE(f.waitValue(eu + "Status", "Active"));
+        CHECK(sawActive(eu));
+        auto u = operateWait(f, du + "Uninstall()", {});
+        REQUIRE(u.errCode() == 0);
+        REQUIRE(events.waitCount(static_cast<std::size_t>(2 * round)));
+    }
+}
+
+TEST_CASE("An image installed again right after its DU was uninstalled is complete and its EU runs", "[smm_e2e]") {
+    // The Uninstall's image removal runs on a worker after the Uninstall has completed; a
+    // pull of the same image must neither find it half removed nor have it removed under it.
+    // Uninstall and InstallDU are published back to back, closer than berthctl runs can be.
+    Fixture f;
+    std::string a = buildApp(f.www, "again", "1.0.0");
+    Watch events(f, "Event", kDuStateChange);
+    auto r = operateWait(f, kInstallDu, {"URL=" + f.http->url(a), "ShutdownDelay=2"});
+    INFO(r.run.describe());
+    REQUIRE(r.errCode() == 0);
+    std::size_t seen = 1;
+    REQUIRE(events.waitCount(seen));
+    std::string du = eventArgs(events.notifications().back())["DeploymentUnitRef"] + ".";
+    for (int round = 1; round <= 5; ++round) {
+        INFO("round " << round);
+        f.publishOperate(du + "Uninstall()", {}, "uninstall-" + std::to_string(round));
+        f.publishOperate(kInstallDu, {{"URL", f.http->url(a)}, {"ShutdownDelay", "2"}}, "install-" + std::to_string(round));
+        seen += 2;
+        REQUIRE(events.waitCount(seen));
+        auto evs = events.notifications();
+        std::string eu;
+        for (std::size_t i = seen - 2; i < seen; ++i) {
+            auto ev = eventArgs(evs[i]);
+            INFO(evs[i].dump());
+            if (ev["CurrentState"] == "Installed") {
+                du = ev["DeploymentUnitRef"] + ".";
+                eu = ev["ExecutionUnitRefList"] + ".";
+            } else if (ev["OperationPerformed"] == "Install") {
+                // The install may reach its commit while the old DU (same UUID and
+                // version) is still there: 7226, and nothing else may have changed.
+                CHECK(ev["Fault.FaultCode"] == "7226");
+            } else {
+                CHECK(ev["Fault.FaultCode"] == "0");
+            }
+        }
+        if (eu.empty()) {
+            auto again = operateWait(f, kInstallDu, {"URL=" + f.http->url(a), "ShutdownDelay=2"});
+            REQUIRE(again.errCode() == 0);
+            REQUIRE(events.waitCount(++seen));
+            auto ev = eventArgs(events.notifications().back());
+            du = ev["DeploymentUnitRef"] + ".";
+            eu = ev["ExecutionUnitRefList"] + ".";
+        }
+        f.requestState(eu, "Active");
+        bool active = f.waitValue(eu + "Status", "Active");
+        INFO(f.get(eu + "ExecutionFaultMessage"));
+        CHECK(active);
+        f.requestState(eu, "Idle");
+        REQUIRE(f.waitValue(eu + "Status", "Idle"));
+    }
+    auto u = operateWait(f, du + "Uninstall()", {});
+    REQUIRE(u.errCode() == 0);
+    CHECK(waitUntil([&] { return f.filesIn(f.eeStore / "images") == 0; }, 30s));
+    CHECK(f.runcList().empty());
+}
