@@ -92,7 +92,7 @@ std::pair<std::string, std::string> install(Fixture& f, const Listener& l, std::
 }  // namespace
 
 TEST_CASE("berthd killed mid-download of an InstallDU restarts with no DU, a clean staging area and an "
-          "OperationComplete 7003; killed right after DUStateChange! it keeps the DU",
+          "OperationComplete 7003, and killed right after DUStateChange! it keeps the DU",
           "[smm_e2e][crash]") {
     Fixture f;
     std::string archive = buildApp(f.www, "crashinst", "1.0.0");
@@ -135,7 +135,7 @@ TEST_CASE("berthd killed mid-download of an InstallDU restarts with no DU, a cle
         if (n.oper_complete().command_key() != "crash-install") CHECK_FALSE(n.oper_complete().has_cmd_failure());
 }
 
-TEST_CASE("An Active EU's container keeps running across kill -9 of berthd; an Update killed mid-download leaves the "
+TEST_CASE("An Active EU's container keeps running across kill -9 of berthd, and an Update killed mid-download leaves the "
           "DU at its old version with an OperationComplete 7003",
           "[smm_e2e][crash]") {
     Fixture f;

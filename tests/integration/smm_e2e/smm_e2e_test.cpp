@@ -116,8 +116,8 @@ TEST_CASE("InstallDU over MQTT announces DUStateChange! and OperationComplete, t
     checkStoreEmpty(f);
 }
 
-TEST_CASE("Update over MQTT swaps 1.0.0 for 1.1.0, keeps the EU's settings and restarts it; Uninstall of a DU whose "
-          "EU is Active stops the EU first",
+TEST_CASE("Update over MQTT swaps 1.0.0 for 1.1.0, keeps the EU's settings and restarts it, and Uninstall of a DU "
+          "whose EU is Active stops the EU first",
           "[smm_e2e]") {
     Fixture f;
     std::string v1 = buildApp(f.www, "upd", "1.0.0");
