@@ -32,10 +32,14 @@
 #include "berth/core/log.h"
 #include "berth/core/process.h"
 #include "berth/transports/mqtt.h"
+#include "berth/bench/support.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+using berth::bench::percentile;
+using berth::bench::readText;
 
 namespace {
 
@@ -45,31 +49,9 @@ namespace {
 }
 
 int freePort() {
-    berth::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
-        die("cannot find a free port");
-    return ntohs(a.sin_port);
-}
-
-bool portOpen(int port) {
-    berth::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    return fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-}
-
-std::string readText(const fs::path& p) {
-    std::ifstream f(p);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    int port = berth::bench::freeLoopbackPort();
+    if (port == 0) die("cannot find a free port");
+    return port;
 }
 
 // utime+stime of a process, in seconds.
@@ -100,13 +82,6 @@ std::string statusField(pid_t pid, const std::string& name) {
             return v;
         }
     return "?";
-}
-
-double percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    auto idx = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(idx, v.size() - 1)];
 }
 
 usp::Msg getMsg(const std::string& id, const std::string& path) {
@@ -379,8 +354,8 @@ int main(int argc, char** argv) {
         brokerArgv.insert(brokerArgv.end(), {"mosquitto", "-c", (owned.dir / "mosquitto.conf").string()});
         owned.broker = spawn(brokerArgv, owned.dir / "mosquitto.log");
         auto deadline = Clock::now() + 10s;
-        while (!portOpen(port) && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
-        if (!portOpen(port)) die("mosquitto did not start");
+        while (!berth::bench::loopbackPortOpen(port) && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+        if (!berth::bench::loopbackPortOpen(port)) die("mosquitto did not start");
 
         auto conf = readText(config);
         auto key = std::string("Device.MQTT.Client.1.BrokerPort \"");

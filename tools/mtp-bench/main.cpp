@@ -31,10 +31,14 @@
 #include "berth/transports/mqtt.h"
 #include "berth/transports/stomp.h"
 #include "berth/transports/websocket.h"
+#include "berth/bench/support.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+using berth::bench::percentile;
+using berth::bench::readText;
 
 namespace {
 
@@ -48,38 +52,9 @@ constexpr const char* kActiveMqHome = "/usr/share/activemq";
 }
 
 int freePort() {
-    berth::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
-        die("cannot find a free port");
-    return ntohs(a.sin_port);
-}
-
-bool portOpen(int port) {
-    berth::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    return fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-}
-
-std::string readText(const fs::path& p) {
-    std::ifstream f(p);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-double percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
+    int port = berth::bench::freeLoopbackPort();
+    if (port == 0) die("cannot find a free port");
+    return port;
 }
 
 usp::Msg getLocalAgent(const std::string& id) {
@@ -237,8 +212,8 @@ berth::ChildProcess& spawn(Owned& owned, std::vector<std::string> argv, const fs
 
 void waitPort(int port, const char* what, std::chrono::seconds timeout) {
     auto deadline = Clock::now() + timeout;
-    while (!portOpen(port) && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
-    if (!portOpen(port)) die(std::string(what) + " did not start on port " + std::to_string(port));
+    while (!berth::bench::loopbackPortOpen(port) && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
+    if (!berth::bench::loopbackPortOpen(port)) die(std::string(what) + " did not start on port " + std::to_string(port));
 }
 
 std::string setValue(std::string conf, const std::string& key, const std::string& value) {

@@ -39,11 +39,14 @@
 #include "berth/core/process.h"
 #include "berth/oci/layout_writer.h"
 #include "berth/transports/mqtt.h"
+#include "berth/bench/support.h"
 #include "oci_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+using berth::bench::readText;
 
 namespace {
 
@@ -67,31 +70,9 @@ double median(std::vector<double> v) {
 }
 
 int freePort() {
-    berth::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
-        die("cannot find a free port");
-    return ntohs(a.sin_port);
-}
-
-bool portOpen(int port) {
-    berth::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    return fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-}
-
-std::string readText(const fs::path& p) {
-    std::ifstream f(p);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    int port = berth::bench::freeLoopbackPort();
+    if (port == 0) die("cannot find a free port");
+    return port;
 }
 
 std::string setValue(std::string conf, const std::string& key, const std::string& value) {
@@ -116,8 +97,8 @@ std::unique_ptr<berth::ChildProcess> spawn(std::vector<std::string> argv, const 
 
 void waitPort(int port, const std::string& what) {
     auto deadline = Clock::now() + 15s;
-    while (!portOpen(port) && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
-    if (!portOpen(port)) die(what + " did not start");
+    while (!berth::bench::loopbackPortOpen(port) && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    if (!berth::bench::loopbackPortOpen(port)) die(what + " did not start");
 }
 
 usp::Msg operateMsg(const std::string& id, const std::string& command, const std::map<std::string, std::string>& args) {
