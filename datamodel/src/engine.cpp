@@ -52,6 +52,7 @@ Status ObjectEditor::set(std::string_view param, std::string_view value) {
     const ParamSchema* p = node_->schema->findParam(param);
     if (!p) return Error(ErrorCode::kUnsupportedParameter, "no parameter " + std::string(param), node_->path + std::string(param));
     auto v = p->validate(value);
+    if (v) v = engine_->impl_->canonicalRef(*p, *v);
     if (!v) return v.error();
     engine_->impl_->writeValue(*node_, p->index, std::move(*v));
     return okStatus();
@@ -674,24 +675,43 @@ void Engine::Impl::assignAlias(ObjNode& row) {
     writeValue(row, static_cast<std::uint16_t>(a), cand);
 }
 
+std::string Engine::Impl::canonicalRefForm(const ParamSchema& p, std::string_view value) {
+    if (!p.isList) return referenceValue(value);
+    std::vector<std::string_view> items;
+    splitList(value, items);
+    std::string out;
+    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + referenceValue(items[i]);
+    return out;
+}
+
+// References are stored in one form, "Device.MQTT.Client.1" (see path.h), whatever form
+// the writer used. A strong reference must name one existing row of the table its pathRef
+// names (R-ARC.12: 7012 otherwise); a weak one is never refused, only put in canonical form.
 Result<std::string> Engine::Impl::canonicalRef(const ParamSchema& p, const std::string& value) {
-    if (!p.strongRef || value.empty()) return value;
+    if ((!p.strongRef && !p.weakRef) || value.empty()) return value;
     std::vector<std::string_view> items;
     if (p.isList) splitList(value, items);
     else items.push_back(value);
     std::string out;
     for (std::size_t i = 0; i < items.size(); ++i) {
-        std::string item(items[i]);
-        bool dot = !item.empty() && item.back() == '.';
-        auto parsed = parsePath(dot ? item : item + ".");
-        if (!parsed || parsed->kind != PathKind::kObject)
-            return Error(ErrorCode::kInvalidValue, "'" + item + "' is not an object reference");
+        std::string item = referenceValue(items[i]);
+        if (i) out += ',';
+        if (!p.strongRef) {
+            out += item;
+            continue;
+        }
+        auto parsed = parsePath(item + ".");
+        if (item.empty() || !parsed || parsed->kind != PathKind::kObject)
+            return Error(ErrorCode::kInvalidValue, "'" + std::string(items[i]) + "' is not an object reference");
         auto r = resolve(*parsed);
         if (!r || r->tableEnd || r->positions.size() != 1)
-            return Error(ErrorCode::kInvalidValue, "reference '" + item + "' does not name one existing object");
-        std::string path = r->positions[0].node->path;
-        if (!dot) path.pop_back();
-        if (i) out += ',';
+            return Error(ErrorCode::kInvalidValue, "reference '" + std::string(items[i]) + "' does not name one existing object");
+        const ObjNode& target = *r->positions[0].node;
+        if (p.refTarget && target.schema != p.refTarget)
+            return Error(ErrorCode::kInvalidValue, "reference '" + std::string(items[i]) + "' must name a row of " +
+                                                       p.refTarget->path());
+        std::string path = target.path;
+        path.pop_back();
         out += path;
     }
     return out;
@@ -775,7 +795,10 @@ Status Engine::Impl::restore() {
             BERTH_LOG_WARN("dm") << "ignoring stored parameter not in the model: " << path;
             continue;
         }
-        n->values[static_cast<std::size_t>(idx)] = value;
+        const ParamSchema& p = n->schema->params()[static_cast<std::size_t>(idx)];
+        // Databases written before references had one form hold "Device.X.1."; read them
+        // as "Device.X.1" (rewritten in that form at the next write).
+        n->values[static_cast<std::size_t>(idx)] = (p.strongRef || p.weakRef) ? canonicalRefForm(p, value) : value;
     }
     for (const auto& [path, next] : c->counters) {
         std::string body = path.substr(0, path.size() - 1);
@@ -793,6 +816,12 @@ Status Engine::Impl::restore() {
 // Applies (path, value) pairs inside the open transaction, creating instances named by
 // number in the paths.
 Status Engine::Impl::applyPairs(const std::vector<std::pair<std::string, std::string>>& values) {
+    struct PendingRef {
+        std::string object;
+        std::uint16_t param;
+        std::string path;
+    };
+    std::vector<PendingRef> refs;
     for (const auto& [path, value] : values) {
         auto parsed = parsePath(path);
         if (!parsed) return parsed.error();
@@ -830,7 +859,17 @@ Status Engine::Impl::applyPairs(const std::vector<std::pair<std::string, std::st
         const ParamSchema& p = cur->schema->params()[static_cast<std::size_t>(idx)];
         auto v = p.validate(value);
         if (!v) return Error(v.error().code, v.error().message, path);
-        writeValue(*cur, p.index, std::move(*v));
+        // A reference may name a row created by a later line: check it once all are in.
+        if (p.strongRef && !v->empty()) refs.push_back({cur->path, p.index, path});
+        writeValue(*cur, p.index, (p.strongRef || p.weakRef) ? canonicalRefForm(p, *v) : std::move(*v));
+    }
+    for (const auto& ref : refs) {
+        ObjNode* n = findNode(ref.object);
+        if (!n) continue;
+        const ParamSchema& p = n->schema->params()[ref.param];
+        auto v = canonicalRef(p, n->values[ref.param]);
+        if (!v) return Error(v.error().code, v.error().message, ref.path);
+        writeValue(*n, ref.param, std::move(*v));
     }
     return okStatus();
 }
@@ -1100,6 +1139,25 @@ Status Engine::applyFactoryDefaults(const std::vector<std::pair<std::string, std
     impl_->fresh = false;
     if (impl_->store) BERTH_TRY(impl_->store->markInitialized());
     return okStatus();
+}
+
+std::vector<std::pair<std::string, std::string>> Engine::persistedValues() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::vector<const ObjNode*> stack{impl_->root.get()};
+    while (!stack.empty()) {
+        const ObjNode* n = stack.back();
+        stack.pop_back();
+        if (!n->schema->isVolatile())
+            for (const auto& p : n->schema->params())
+                if (impl_->persisted(*n, p.index)) out.emplace_back(n->path + p.name, n->values[p.index]);
+        // Pushed in reverse so the walk is in tree order.
+        for (auto t = n->tables.rbegin(); t != n->tables.rend(); ++t)
+            if (*t)
+                for (auto r = (*t)->rows.rbegin(); r != (*t)->rows.rend(); ++r) stack.push_back(r->second.get());
+        for (auto s = n->singles.rbegin(); s != n->singles.rend(); ++s)
+            if (*s) stack.push_back(s->get());
+    }
+    return out;
 }
 
 Status Engine::factoryReset() {

@@ -138,7 +138,10 @@ struct Engine::Impl {
     void removeRow(ObjNode& row);
     Status checkUniqueKeys(ObjNode& row) const;
     void assignAlias(ObjNode& row);
+    // Checks a reference value (strong: names one existing row of its target table) and
+    // returns it in canonical form; canonicalRefForm only rewrites the form, checks nothing.
     Result<std::string> canonicalRef(const ParamSchema& p, const std::string& value);
+    static std::string canonicalRefForm(const ParamSchema& p, std::string_view value);
     void clearReferencesTo(const std::string& deletedPath);
     std::vector<std::pair<std::string_view, std::string>> uniqueKeysOf(ObjNode& row, const Permissions* perms);
 

@@ -272,4 +272,25 @@ std::string supportedForm(const ParsedPath& path) {
     return out;
 }
 
+namespace {
+std::string_view trimBlanks(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+}  // namespace
+
+std::string referenceValue(std::string_view reference) {
+    std::string_view r = trimBlanks(reference);
+    // Only a dot after a name or an instance number; ".." or a lone "." is not a path.
+    if (r.size() >= 2 && r.back() == '.' && r[r.size() - 2] != '.') r.remove_suffix(1);
+    return std::string(r);
+}
+
+std::string referencedObject(std::string_view reference) {
+    std::string r = referenceValue(reference);
+    if (!r.empty()) r += '.';
+    return r;
+}
+
 }  // namespace berth::dm

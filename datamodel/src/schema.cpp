@@ -187,6 +187,33 @@ const Schema& Schema::builtin() {
             for (auto& e : raw->events_) e.owner = raw;
         }
         s->count_ = nextId;
+        // Resolve each parameter's pathRef (TR-106 A.2.3.4): "Device.X." absolute, ".X."
+        // from the root, "#.X." one object up per '#', "X." below the parameter's object.
+        std::vector<ObjectSchema*> stack{s->root_.get()};
+        while (!stack.empty()) {
+            ObjectSchema* o = stack.back();
+            stack.pop_back();
+            for (auto& p : o->params_) {
+                if (p.pathRef.empty()) continue;
+                std::string_view ref = p.pathRef;
+                std::string target;
+                if (ref.substr(0, 7) == "Device.") {
+                    target = std::string(ref);
+                } else if (ref.front() == '.') {
+                    target = "Device" + std::string(ref);
+                } else {
+                    const ObjectSchema* base = o;
+                    while (base && !ref.empty() && ref.front() == '#') {
+                        base = base->parent();
+                        ref.remove_prefix(1);
+                    }
+                    if (!ref.empty() && ref.front() == '.') ref.remove_prefix(1);
+                    if (base) target = base->path() + std::string(ref);
+                }
+                if (!target.empty()) p.refTarget = s->findObject(target);
+            }
+            for (auto& c : o->children_) stack.push_back(c.get());
+        }
         return s;
     }();
     return *kSchema;

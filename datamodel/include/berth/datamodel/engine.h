@@ -210,6 +210,10 @@ public:
     // Drops everything persisted and restores the factory configuration (one transaction).
     Status factoryReset();
 
+    // What the database holds for the data model: every persisted parameter (path,
+    // value), secured values in clear, in tree order. For the local CLI's `show database`.
+    std::vector<std::pair<std::string, std::string>> persistedValues() const;
+
     struct Impl;
 
 private:

@@ -68,4 +68,15 @@ Result<ParsedPath> parsePath(std::string_view path, PathOptions options = {});
 // "Device.X.1.Y" -> "Device.X.{i}.Y" style rendering of a parsed path's supported form.
 std::string supportedForm(const ParsedPath& path);
 
+// Reference parameters (TR-181 pathRef) hold a row path in one canonical form, the one
+// TR-181 and obuspa use: "Device.MQTT.Client.1", no trailing dot. Writers accept the
+// form with the dot too, and databases written by berth before 0.9 hold it.
+//
+// referenceValue: the canonical form of one reference item ("Device.MQTT.Client.1." ->
+// "Device.MQTT.Client.1"); anything else is returned trimmed but unchanged.
+// referencedObject: the object path of a reference in either form, ending in '.', for
+// building parameter paths ("Device.MQTT.Client.1" -> "Device.MQTT.Client.1."); "" stays "".
+std::string referenceValue(std::string_view reference);
+std::string referencedObject(std::string_view reference);
+
 }  // namespace berth::dm

@@ -66,7 +66,11 @@ struct ParamSchema {
     std::vector<Range> ranges;     // numeric types; empty = whole type range
     std::vector<std::string> enums;
     std::string defaultValue;
-    std::string pathRef;  // reference target as written in TR-181, informational
+    std::string pathRef;  // reference target as written in TR-181 ("#.ExecEnv.", ".MQTT.Client.")
+    // The table pathRef names, resolved against the schema (nullptr when pathRef is
+    // empty, the parameter is a command/event argument, or the table is not served).
+    // A strong reference must name a row of this table.
+    const ObjectSchema* refTarget = nullptr;
     // Set for "XNumberOfEntries": the table it counts (value computed, never stored).
     const ObjectSchema* counts = nullptr;
     std::uint16_t index = 0;  // position in the owner's params()
