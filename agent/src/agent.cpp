@@ -13,6 +13,8 @@
 #include "berth/core/log.h"
 #include "berth/core/worker_pool.h"
 #include "berth/datamodel/engine.h"
+#include "berth/agent/local_cli.h"
+#include "cli/local_cli_server.h"
 #include "controllers.h"
 #include "mtp_manager.h"
 #include "notify/notifier.h"
@@ -137,6 +139,8 @@ private:
     std::map<std::string, dm::CommandCall> running_;
     std::filesystem::path stateDir_;
     BootInfo boot_;
+    // Last member: gone before anything its commands use.
+    std::unique_ptr<LocalCliServer> cli_;
 };
 
 Status AgentImpl::init() {
@@ -256,6 +260,19 @@ Result<std::string> AgentImpl::get(const dm::ObjectView& obj, std::string_view p
 }
 
 Status AgentImpl::start() {
+    if (options_.cliSocketPath != "none") {
+        std::string path = options_.cliSocketPath.empty() ? defaultLocalCliSocket(stateDir_.string(), options_.dbFile)
+                                                          : options_.cliSocketPath;
+        // The local controller's asynchronous commands are tracked like a controller's.
+        LocalCliServer::Hooks hooks{dm::AsyncHooks{
+            [this](const dm::CommandCall& call) { return createRequest(call, "local-cli"); },
+            [this](const dm::CommandCall& call, const std::string& req, Result<dm::ArgMap> r) {
+                completeRequest(call, req, std::move(r));
+            }}};
+        auto cli = LocalCliServer::create(loop_, *engine_, path, std::move(hooks));
+        if (cli) cli_ = std::move(*cli);
+        else BERTH_LOG_WARN(kTag) << "no local CLI: " << cli.error().describe();
+    }
     mtps_->reload();
     // Boot! (per recipient ParameterMap) and due OnBoardRequests; queued until an MTP is up.
     notifier_->start();
@@ -278,6 +295,7 @@ Status AgentImpl::start() {
 
 void AgentImpl::stop(std::function<void()> done) {
     stopping_ = true;
+    cli_.reset();
 #ifdef BERTH_WITH_OCI
     // Containers keep running; they are adopted at the next start.
     if (smm_) smm_->stop();

@@ -13,6 +13,7 @@
 
 #include "berth/agent/agent.h"
 #include "berth/agent/codec.h"
+#include "berth/agent/local_cli.h"
 #include "berth/core/log.h"
 #include "berth/core/process.h"
 
@@ -31,6 +32,13 @@ constexpr int kExitConfig = 3;
 }  // namespace
 
 int main(int argc, char** argv) {
+    // obuspa's "-c": the words after "-c get|set|..." are a command for the running berthd
+    // (local CLI); the options before it still apply (--cli-socket, --db, --state-dir).
+    int cliAt = argc;
+    for (int i = 1; i + 1 < argc && cliAt == argc; ++i)
+        if ((std::strcmp(argv[i], "-c") == 0 || std::strcmp(argv[i], "--command") == 0) &&
+            berth::agent::isLocalCliCommand(argv[i + 1]))
+            cliAt = i;
     CLI::App app{"berthd - USP agent for home gateways with OCI software-module management"};
     berth::agent::AgentOptions options;
     std::string logLevel = "info";
@@ -50,8 +58,12 @@ int main(int argc, char** argv) {
     app.add_option("-l,--log-level", logLevel, "trace, debug, info, warn, error or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "off"}));
     app.add_flag("--syslog", syslog, "Also log to syslog (daemon facility)");
+    app.add_option("--cli-socket", options.cliSocketPath,
+                   "UNIX socket of the local CLI (default: <state-dir>/berthd.sock; 'none': no local CLI)");
+    app.footer("Local CLI: berthd [--cli-socket PATH] -c COMMAND [ARGS...] runs COMMAND in the running berthd\n" +
+               berth::agent::localCliUsage());
     try {
-        app.parse(argc, argv);
+        app.parse(cliAt, argv);
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return e.get_exit_code() == 0 ? rc : kExitUsage;
@@ -59,6 +71,13 @@ int main(int argc, char** argv) {
     if (version) {
         std::printf("berthd %s\n", BERTH_VERSION);
         return 0;
+    }
+    if (cliAt < argc) {
+        std::string socket = options.cliSocketPath.empty()
+                                 ? berth::agent::defaultLocalCliSocket(options.stateDir, options.dbFile)
+                                 : options.cliSocketPath;
+        return berth::agent::runLocalCli(socket, std::vector<std::string>(argv + cliAt + 1, argv + argc), std::cout,
+                                         std::cerr);
     }
 
     berth::log::Config logConfig;

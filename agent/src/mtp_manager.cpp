@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "berth/core/log.h"
+#include "berth/datamodel/path.h"
 
 namespace berth::agent {
 
@@ -105,15 +106,19 @@ const MtpManager::Binding* MtpManager::binding(const std::string& name) const {
 
 transports::Mtp* MtpManager::find(const std::string& path) {
     if (path.empty()) return nullptr;
+    // Binding keys and references are object paths ("Device.LocalAgent.MTP.1."); callers
+    // may hold a reference value in its stored form ("Device.MQTT.Client.1").
+    const std::string obj = dm::referencedObject(path);
     for (auto& [key, b] : bindings_)
-        if (key == path || b.reference == path) return b.mtp.get();
+        if (key == obj || b.reference == obj) return b.mtp.get();
     return nullptr;
 }
 
 std::string MtpManager::mtpPathFor(const std::string& reference) const {
     if (reference.empty()) return {};
+    const std::string obj = dm::referencedObject(reference);
     for (const auto& [key, b] : bindings_)
-        if (b.reference == reference || key == reference) return key;
+        if (b.reference == obj || key == obj) return key;
     return {};
 }
 
@@ -129,7 +134,8 @@ std::optional<MtpManager::Route> MtpManager::routeFor(const std::string& endpoin
         Kind kind = m.protocol == "MQTT" ? Kind::kMqtt : Kind::kStomp;
         for (const auto& [key, b] : bindings_) {
             if (b.kind != kind || !up(b)) continue;
-            if (!m.agentMtpRef.empty() && b.reference != m.agentMtpRef && key != m.agentMtpRef) continue;
+            const std::string ref = dm::referencedObject(m.agentMtpRef);
+            if (!ref.empty() && b.reference != ref && key != ref) continue;
             return Route{key, m.destination};
         }
         return std::nullopt;
@@ -189,6 +195,35 @@ void MtpManager::closeUndecodable(const std::string& mtpPath, const std::string&
     (void)sessionKey;
     (void)why;
 #endif
+}
+
+Status MtpManager::validateSet(const dm::ObjectView& obj, const std::vector<std::string_view>& changed) {
+    if (std::find(changed.begin(), changed.end(), "Reference") == changed.end()) return okStatus();
+    const std::string& path = obj.path();
+    if (!startsWith(path, "Device.LocalAgent.MTP.")) return okStatus();
+    // "Device.LocalAgent.MTP.1." or "Device.LocalAgent.MTP.1.MQTT." -> the MTP row.
+    auto end = path.find('.', std::string_view("Device.LocalAgent.MTP.").size());
+    if (end == std::string::npos) return okStatus();
+    const std::string row = path.substr(0, end + 1);
+    if (value(row + "Enable") != "true") return okStatus();
+    const std::string protocol = value(row + "Protocol");
+    std::string refParam, need;
+    if (protocol == "MQTT") refParam = row + "MQTT.Reference", need = "BrokerAddress";
+    else if (protocol == "STOMP") refParam = row + "STOMP.Reference", need = "Host";
+    else return okStatus();
+    const std::string ref = value(refParam);
+    if (ref.empty())
+        return Error(ErrorCode::kInvalidValue, "the enabled " + protocol + " MTP " + row + " needs a reference", refParam);
+    const std::string target = dm::referencedObject(ref);
+    // The same test reloadMtpRow() applies before it starts a binding.
+    const std::string enable = value(target + "Enable");
+    if (protocol == "MQTT" ? enable == "false" : enable != "true")
+        return Error(ErrorCode::kInvalidValue,
+                     ref + " is disabled: the enabled MTP " + row + " would lose its connection", refParam);
+    if (value(target + need).empty())
+        return Error(ErrorCode::kInvalidValue,
+                     ref + " has no " + need + ": the enabled MTP " + row + " would lose its connection", refParam);
+    return okStatus();
 }
 
 Result<std::string> MtpManager::get(const dm::ObjectView& obj, std::string_view param) {
@@ -411,7 +446,8 @@ void MtpManager::reloadMtpRow(const std::string& row, std::map<std::string, bool
     std::string protocol = value(row + "Protocol");
 #ifdef BERTH_WITH_MQTT
     if (protocol == "MQTT") {
-        std::string client = value(row + "MQTT.Reference");
+        // The stored reference is "Device.MQTT.Client.1"; parameters hang off "...1.".
+        std::string client = dm::referencedObject(value(row + "MQTT.Reference"));
         if (client.empty() || value(client + "Enable") == "false") return;
         auto cfg = mqttConfigFor(row, client);
         if (!cfg) return;
@@ -430,7 +466,7 @@ void MtpManager::reloadMtpRow(const std::string& row, std::map<std::string, bool
 #endif
 #ifdef BERTH_WITH_STOMP
     if (protocol == "STOMP") {
-        std::string conn = value(row + "STOMP.Reference");
+        std::string conn = dm::referencedObject(value(row + "STOMP.Reference"));
         if (conn.empty() || value(conn + "Enable") != "true") return;
         auto cfg = stompConfigFor(row, conn);
         wanted[row] = true;

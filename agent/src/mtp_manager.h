@@ -93,6 +93,10 @@ public:
 
     // dm::Provider: Status, ResponseTopicDiscovered, DestinationFromServer, CurrentRetryCount.
     Result<std::string> get(const dm::ObjectView& obj, std::string_view param) override;
+    // Refuses (7012) a Set of LocalAgent.MTP.{i}.MQTT.Reference / STOMP.Reference on an
+    // enabled MTP row when the new target could not carry a connection (disabled, or no
+    // BrokerAddress / Host): such a Set would cut the agent off (docs/transports.md).
+    Status validateSet(const dm::ObjectView& obj, const std::vector<std::string_view>& changed) override;
 
 private:
     enum class Kind { kMqtt, kStomp, kWsServer, kWsClient };

@@ -9,6 +9,7 @@
 
 #include "berth/core/clock.h"
 #include "berth/core/event_loop.h"
+#include "berth/agent/local_cli.h"
 #include "berth/core/log.h"
 #include "messages.h"
 #include "render.h"
@@ -24,6 +25,9 @@ using namespace berthctl;
 using namespace std::chrono_literals;
 
 constexpr const char* kFooter = R"(
+Local CLI (no broker): berthctl --local [SOCKET] COMMAND ... talks to berthd over its
+UNIX socket (default /var/lib/berth/berthd.sock); `berthctl --local help` lists the commands.
+
 Exit codes:
   0  success
   1  the agent answered with an error or a partial failure (per-path, per-object or
@@ -450,6 +454,14 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // berthctl --local [SOCKET] COMMAND ...: berthd's local CLI over its UNIX socket, no
+    // broker involved (berth/agent/local_cli.h); the words go to berthd as they are.
+    if (argc >= 2 && std::string(argv[1]) == "--local") {
+        int at = 2;
+        std::string socket = berth::agent::defaultLocalCliSocket("", "/var/lib/berth/berth.db");
+        if (at < argc && !berth::agent::isLocalCliCommand(argv[at])) socket = argv[at++];
+        return berth::agent::runLocalCli(socket, std::vector<std::string>(argv + at, argv + argc), std::cout, std::cerr);
+    }
     try {
         return run(argc, argv);
     } catch (const Failure& f) {

@@ -25,6 +25,9 @@ struct AgentOptions {
     // Device.Reboot(): a command that reboots the device (run with sh -c). Empty: the
     // agent restarts itself (berthd re-executes), which is what a desktop simulation wants.
     std::string rebootCommand;
+    // UNIX socket of the local CLI (berth/agent/local_cli.h); empty: <stateDir>/berthd.sock.
+    // "none" serves no local CLI. A socket that cannot be made is logged, not fatal.
+    std::string cliSocketPath;
 };
 
 // Why the agent (re)started, for Boot!: kept in the state directory across a Reboot()
