@@ -47,10 +47,23 @@ bool waitFor(int fd, short events, std::chrono::steady_clock::time_point deadlin
     }
 }
 
+// obuspa CLI commands berth does not have: recognised, so `berthd -c dump ...` gets a
+// clear answer from berthd instead of being taken for a configuration file.
+constexpr std::array<const char*, 14> kObuspaOnly{"version", "dump",    "role",       "perm",     "permsel",
+                                                   "dbget",   "dbset",   "dbdel",      "verbose",  "prototrace",
+                                                   "register", "deregister", "service", "stop"};
+
 }  // namespace
+
+bool isObuspaOnlyCliCommand(const std::string& word) {
+    for (const char* c : kObuspaOnly)
+        if (word == c) return true;
+    return false;
+}
 
 bool isLocalCliCommand(const std::string& word) {
     if (word == "delete") return true;  // berthctl's name for del
+    if (isObuspaOnlyCliCommand(word)) return true;
     for (const auto& c : kCommands)
         if (word == c.name) return true;
     return false;

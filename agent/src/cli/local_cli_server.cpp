@@ -456,6 +456,9 @@ void LocalCliServer::runRequest(std::uint64_t id, const std::string& payload) {
         for (const auto& [path, value] : engine_.persistedValues()) text += path + " => " + value + "\n";
         return answer(id, kOk, text);
     }
+    if (isObuspaOnlyCliCommand(cmd))
+        return usage("'" + cmd + "' is an obuspa CLI command berth does not have (stop berthd with SIGTERM; " +
+                     "'show database' lists what is stored)");
     usage("unknown command '" + cmd + "'");
 }
 

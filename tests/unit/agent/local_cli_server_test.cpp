@@ -185,3 +185,14 @@ TEST_CASE("operate and event parse obuspa's Name(Arg=value, ...) form", "[agent]
     CHECK(bad.code == 2);
     CHECK(bad.err.find("not Name=value") != std::string::npos);
 }
+
+TEST_CASE("obuspa CLI commands berth does not have get a usage error that says so", "[agent][local-cli]") {
+    CHECK(agent::isLocalCliCommand("dump"));
+    CHECK(agent::isLocalCliCommand("get"));
+    CHECK_FALSE(agent::isLocalCliCommand("berth.conf"));
+    Fixture f;
+    auto r = f.run({"dbset", "Device.LocalAgent.EndpointID", "x"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("'dbset' is an obuspa CLI command berth does not have") != std::string::npos);
+    CHECK(f.engine->getValue("Device.LocalAgent.EndpointID").valueOr(std::string("?")) != "x");
+}

@@ -33,8 +33,10 @@ inline constexpr std::size_t kLocalCliMaxConnections = 4;       // open connecti
 enum class LocalCliStatus : std::uint8_t { kOk = 0, kFailed = 1, kUsage = 2 };
 
 // The command words `berthd -c` accepts ("get", "set", ...), for telling a command apart
-// from an option value.
+// from an option value. Includes obuspa's commands berth does not have
+// (isObuspaOnlyCliCommand: "dump", "dbset", ...), which berthd answers with a usage error.
 bool isLocalCliCommand(const std::string& word);
+bool isObuspaOnlyCliCommand(const std::string& word);
 
 // Usage of every command, one line each (the `help` command prints it).
 std::string localCliUsage();
