@@ -105,7 +105,11 @@ struct LocalCliServer::Connection {
 };
 
 LocalCliServer::LocalCliServer(EventLoop& loop, dm::Engine& engine, std::string path, Hooks hooks)
-    : loop_(loop), engine_(engine), path_(std::move(path)), hooks_(std::move(hooks)) {}
+    : loop_(loop),
+      engine_(engine),
+      path_(std::move(path)),
+      hooks_(std::move(hooks)),
+      self_(std::make_shared<LocalCliServer*>(this)) {}
 
 Result<std::unique_ptr<LocalCliServer>> LocalCliServer::create(EventLoop& loop, dm::Engine& engine, std::string path,
                                                                Hooks hooks) {
@@ -151,6 +155,7 @@ Result<std::unique_ptr<LocalCliServer>> LocalCliServer::create(EventLoop& loop, 
 }
 
 LocalCliServer::~LocalCliServer() {
+    *self_ = nullptr;
     conns_.clear();
     listenWatch_.reset();
     listenFd_.reset();
@@ -423,8 +428,12 @@ void LocalCliServer::runRequest(std::uint64_t id, const std::string& payload) {
                                  }
                                  return req;
                              },
-                             [this](const dm::CommandCall& call, const std::string& reqPath, Result<dm::ArgMap> result) {
-                                 asyncCompleted(call, reqPath, std::move(result));
+                             // The command may end after this server is gone (the agent
+                             // stopped): the agent's bookkeeping must still run then.
+                             [self = self_, agentDone = hooks_.async.completed](
+                                 const dm::CommandCall& call, const std::string& reqPath, Result<dm::ArgMap> result) {
+                                 if (*self) (*self)->asyncCompleted(call, reqPath, std::move(result));
+                                 else if (agentDone) agentDone(call, reqPath, std::move(result));
                              }};
         auto r = engine_.operate(dm::OperateRequest{inv->first, "cli", inv->second}, perms, hooks);
         auto it = conns_.find(id);

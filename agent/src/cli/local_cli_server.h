@@ -63,6 +63,9 @@ private:
     std::uint64_t nextId_ = 1;
     // Asynchronous commands a CLI connection waits for: Request.{i} path -> connection.
     std::map<std::string, std::uint64_t> waiting_;
+    // Completion callbacks of asynchronous commands hold this, not the server: it reads
+    // nullptr once the server is destroyed (a shared lifetime token, nothing else shared).
+    std::shared_ptr<LocalCliServer*> self_;
 };
 
 }  // namespace berth::agent

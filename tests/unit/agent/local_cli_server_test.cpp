@@ -196,3 +196,17 @@ TEST_CASE("obuspa CLI commands berth does not have get a usage error that says s
     CHECK(r.err.find("'dbset' is an obuspa CLI command berth does not have") != std::string::npos);
     CHECK(f.engine->getValue("Device.LocalAgent.EndpointID").valueOr(std::string("?")) != "x");
 }
+
+TEST_CASE("An asynchronous command that ends after the CLI server is gone still completes its Request",
+          "[agent][local-cli]") {
+    Fixture f;
+    auto r = f.run({"operate", "Device.SoftwareModules.InstallDU(URL=https://example.net/a.tar)"}, [&] {
+        if (f.pendingDone && f.server) f.server.reset();  // the agent stopped its CLI
+    });
+    CHECK(r.code == 4);  // the connection closed without an answer
+    REQUIRE(f.pendingDone);
+    REQUIRE(f.requestsCreated.size() == 1);
+    auto done = std::move(f.pendingDone);
+    done(dm::ArgMap{});
+    CHECK(f.requestsCompleted == f.requestsCreated);
+}
