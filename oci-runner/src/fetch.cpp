@@ -22,7 +22,28 @@ struct Sink {
     bool tooBig = false;
     int writeErrno = 0;
     const CancelToken* cancel = nullptr;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    std::chrono::seconds deadline{0};
+    std::uint64_t minRate = 0;
+    std::chrono::seconds rateWindow{10};
+    const std::function<bool(std::uint64_t)>* reserve = nullptr;
+    std::uint64_t reserved = 0;
+    bool noRoom = false;
+    bool pastDeadline = false;
+    bool tooSlow = false;
 };
+
+constexpr std::uint64_t kReserveStep = 1 << 20;  // growth step when the size is not announced
+
+bool reserveFor(Sink* s, std::uint64_t total) {
+    if (!s->reserve || !*s->reserve || total <= s->reserved) return true;
+    if (!(*s->reserve)(total)) {
+        s->noRoom = true;
+        return false;
+    }
+    s->reserved = total;
+    return true;
+}
 
 size_t onData(char* data, size_t size, size_t n, void* ctx) {
     auto* s = static_cast<Sink*>(ctx);
@@ -31,6 +52,7 @@ size_t onData(char* data, size_t size, size_t n, void* ctx) {
         s->tooBig = true;
         return 0;
     }
+    if (s->bytes + len > s->reserved && !reserveFor(s, s->bytes + len + kReserveStep)) return 0;
     size_t done = 0;
     while (done < len) {
         ssize_t w = ::write(s->fd, data + done, len - done);
@@ -46,9 +68,24 @@ size_t onData(char* data, size_t size, size_t n, void* ctx) {
     return len;
 }
 
-int onProgress(void* ctx, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+int onProgress(void* ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t, curl_off_t) {
     auto* s = static_cast<Sink*>(ctx);
-    return (s->cancel && s->cancel->cancelled()) ? 1 : 0;
+    if (s->cancel && s->cancel->cancelled()) return 1;
+    // The announced size is reserved before the body arrives.
+    if (dltotal > 0 && !reserveFor(s, static_cast<std::uint64_t>(dltotal))) return 1;
+    auto elapsed = std::chrono::steady_clock::now() - s->start;
+    if (s->deadline.count() > 0 && elapsed > s->deadline) {
+        s->pastDeadline = true;
+        return 1;
+    }
+    if (s->minRate > 0 && elapsed > s->rateWindow) {
+        double secs = std::chrono::duration<double>(elapsed).count();
+        if (static_cast<double>(dlnow) / secs < static_cast<double>(s->minRate)) {
+            s->tooSlow = true;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 struct CurlDeleter {
@@ -100,6 +137,10 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     sink.fd = fd.get();
     sink.maxBytes = o.maxBytes;
     sink.cancel = cancel;
+    sink.deadline = o.deadline;
+    sink.minRate = o.minBytesPerSecond;
+    sink.rateWindow = o.rateWindow;
+    sink.reserve = &o.reserve;
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c, CURLOPT_URL, o.url.c_str());
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
@@ -135,6 +176,16 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
         return RunnerError(k, msg, o.url);
     };
     if (rc != CURLE_OK) {
+        if (sink.noRoom)
+            return fail(ErrorKind::kQuotaExceeded, "no room for the download in the disk budget (" +
+                                                       std::to_string(sink.reserved ? sink.reserved : sink.bytes) +
+                                                       " bytes held so far)");
+        if (sink.pastDeadline)
+            return fail(ErrorKind::kDownloadFailed, "download not finished within its deadline of " +
+                                                        std::to_string(o.deadline.count()) + " s");
+        if (sink.tooSlow)
+            return fail(ErrorKind::kDownloadFailed, "download slower than the minimum average rate of " +
+                                                        std::to_string(o.minBytesPerSecond) + " bytes/s");
         if (sink.tooBig || rc == CURLE_FILESIZE_EXCEEDED)
             return fail(ErrorKind::kQuotaExceeded, "download larger than " + std::to_string(o.maxBytes) + " bytes");
         if (sink.writeErrno == ENOSPC || sink.writeErrno == EDQUOT)
