@@ -117,6 +117,9 @@ Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool insta
     if (!a.url.empty()) {
         if (!startsWith(a.url, "http://") && !startsWith(a.url, "https://") && !startsWith(a.url, "file:"))
             return Error(ErrorCode::kInvalidArguments, "URL must be http://, https:// or file: (got '" + a.url + "')");
+        if (startsWith(a.url, "file:") && (!ee || ee->fileDirectories.empty()))
+            return Error(ErrorCode::kInvalidArguments, "file: URLs are not enabled in this ExecEnv (an operator enables them "
+                                                       "for chosen directories with X_BERTH_FileURLDirectories)");
         std::string authority = a.url.substr(a.url.find("://") == std::string::npos ? 0 : a.url.find("://") + 3);
         authority = authority.substr(0, authority.find('/'));
         if (authority.find('@') != std::string::npos)
