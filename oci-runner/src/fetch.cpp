@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -28,6 +29,7 @@ struct Sink {
     std::chrono::seconds rateWindow{10};
     const std::function<bool(std::uint64_t)>* reserve = nullptr;
     std::uint64_t reserved = 0;
+    CURL* curl = nullptr;
     bool noRoom = false;
     bool pastDeadline = false;
     bool tooSlow = false;
@@ -52,7 +54,16 @@ size_t onData(char* data, size_t size, size_t n, void* ctx) {
         s->tooBig = true;
         return 0;
     }
-    if (s->bytes + len > s->reserved && !reserveFor(s, s->bytes + len + kReserveStep)) return 0;
+    if (s->bytes + len > s->reserved) {
+        // The announced size when there is one (the body may start before the progress
+        // callback has seen it), else the size so far plus a step, never past the cap.
+        curl_off_t announced = -1;
+        if (s->curl) curl_easy_getinfo(s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+        std::uint64_t want = announced > 0 && static_cast<std::uint64_t>(announced) >= s->bytes + len
+                                 ? static_cast<std::uint64_t>(announced)
+                                 : std::min<std::uint64_t>(s->bytes + len + kReserveStep, s->maxBytes);
+        if (!reserveFor(s, want)) return 0;
+    }
     size_t done = 0;
     while (done < len) {
         ssize_t w = ::write(s->fd, data + done, len - done);
@@ -137,6 +148,7 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     sink.fd = fd.get();
     sink.maxBytes = o.maxBytes;
     sink.cancel = cancel;
+    sink.curl = c;
     sink.deadline = o.deadline;
     sink.minRate = o.minBytesPerSecond;
     sink.rateWindow = o.rateWindow;
