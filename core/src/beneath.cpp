@@ -13,7 +13,8 @@ namespace berth {
 namespace {
 
 std::string trimSlash(std::string p) {
-    while (p.size() > 1 && p.back() == '/') p.pop_back();
+    while (p.size() > 1 && p.back() == '/')
+        p.pop_back();
     return p;
 }
 
@@ -36,8 +37,9 @@ BeneathResult openBeneath(const std::string& dir, const std::string& path, int f
     };
     if (!pathIsBelow(dir, path)) return fail(BeneathFailure::kNotBelow, EXDEV, path + " is not below " + dir);
     UniqueFd root(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!root) return fail(errno == ENOENT ? BeneathFailure::kMissing : BeneathFailure::kOther, errno,
-                           "cannot open " + dir + ": " + std::strerror(errno));
+    if (!root)
+        return fail(errno == ENOENT ? BeneathFailure::kMissing : BeneathFailure::kOther, errno,
+                    "cannot open " + dir + ": " + std::strerror(errno));
     std::string d = trimSlash(dir), p = trimSlash(path);
     std::string rel = p == d ? "." : p.substr(d == "/" ? 1 : d.size() + 1);
     open_how how{};
@@ -58,11 +60,15 @@ BeneathResult openBeneath(const std::string& dir, const std::string& path, int f
         case ELOOP:
             return fail(BeneathFailure::kSymlink, e,
                         path + " holds a symbolic link (in it or in a directory on the way); links are never followed");
-        case EXDEV: return fail(BeneathFailure::kNotBelow, e, path + " leads outside " + dir);
+        case EXDEV:
+            return fail(BeneathFailure::kNotBelow, e, path + " leads outside " + dir);
         case ENOENT:
-        case ENOTDIR: return fail(BeneathFailure::kMissing, e, path + " does not exist");
-        case ENOSYS: return fail(BeneathFailure::kOther, e, "the kernel has no openat2 (Linux 5.6 or later is needed)");
-        default: return fail(BeneathFailure::kOther, e, "cannot open " + path + ": " + std::strerror(e));
+        case ENOTDIR:
+            return fail(BeneathFailure::kMissing, e, path + " does not exist");
+        case ENOSYS:
+            return fail(BeneathFailure::kOther, e, "the kernel has no openat2 (Linux 5.6 or later is needed)");
+        default:
+            return fail(BeneathFailure::kOther, e, "cannot open " + path + ": " + std::strerror(e));
     }
 }
 

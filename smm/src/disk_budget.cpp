@@ -7,7 +7,8 @@ bool DiskBudget::hold(std::uint64_t id, std::uint64_t bytes, std::uint64_t usedB
     std::uint64_t others = 0;
     for (const auto& [k, v] : holds_)
         if (k != id) others += v;
-    if (usedBytes > budgetBytes || others > budgetBytes - usedBytes || bytes > budgetBytes - usedBytes - others) return false;
+    if (usedBytes > budgetBytes || others > budgetBytes - usedBytes || bytes > budgetBytes - usedBytes - others)
+        return false;
     holds_[id] = bytes;
     return true;
 }
@@ -20,7 +21,8 @@ void DiskBudget::release(std::uint64_t id) {
 std::uint64_t DiskBudget::held() const {
     std::lock_guard<std::mutex> g(mu_);
     std::uint64_t sum = 0;
-    for (const auto& [k, v] : holds_) sum += v;
+    for (const auto& [k, v] : holds_)
+        sum += v;
     return sum;
 }
 

@@ -19,13 +19,20 @@ Result<HostObjectOptions> parseHostObjectOptions(std::string_view options) {
     std::size_t pos = 0;
     while (pos <= options.size()) {
         std::size_t comma = options.find(',', pos);
-        std::string_view opt = options.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-        while (!opt.empty() && opt.front() == ' ') opt.remove_prefix(1);
-        while (!opt.empty() && opt.back() == ' ') opt.remove_suffix(1);
-        if (opt == "ro") sawRo = true;
-        else if (opt == "rw") sawRw = true;
-        else if (opt == "rbind") o.recursive = true;
-        else if (opt == "bind" || opt == "nosuid" || opt == "nodev" || opt == "private" || opt == "rprivate" || opt.empty()) {
+        std::string_view opt =
+            options.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+        while (!opt.empty() && opt.front() == ' ')
+            opt.remove_prefix(1);
+        while (!opt.empty() && opt.back() == ' ')
+            opt.remove_suffix(1);
+        if (opt == "ro")
+            sawRo = true;
+        else if (opt == "rw")
+            sawRw = true;
+        else if (opt == "rbind")
+            o.recursive = true;
+        else if (opt == "bind" || opt == "nosuid" || opt == "nodev" || opt == "private" || opt == "rprivate" ||
+                 opt.empty()) {
         } else if (opt == "noexec" || opt == "shared" || opt == "rshared" || opt == "slave" || opt == "rslave" ||
                    opt == "unbindable" || opt == "runbindable") {
             return Error(ErrorCode::kInvalidArguments,
@@ -33,13 +40,15 @@ Result<HostObjectOptions> parseHostObjectOptions(std::string_view options) {
                              "' is not supported: the mount is always private, nosuid and nodev (allowed: bind, rbind, "
                              "ro, rw, nosuid, nodev, private, rprivate)");
         } else {
-            return Error(ErrorCode::kInvalidArguments, "unknown HostObject option '" + std::string(opt) +
-                                                           "' (allowed: bind, rbind, ro, rw, nosuid, nodev, private, rprivate)");
+            return Error(ErrorCode::kInvalidArguments,
+                         "unknown HostObject option '" + std::string(opt) +
+                             "' (allowed: bind, rbind, ro, rw, nosuid, nodev, private, rprivate)");
         }
         if (comma == std::string_view::npos) break;
         pos = comma + 1;
     }
-    if (sawRo && sawRw) return Error(ErrorCode::kInvalidArguments, "HostObject options 'ro' and 'rw' contradict each other");
+    if (sawRo && sawRw)
+        return Error(ErrorCode::kInvalidArguments, "HostObject options 'ro' and 'rw' contradict each other");
     o.readOnly = !sawRw;
     return o;
 }
@@ -57,8 +66,10 @@ Result<UniqueFd> resolveHostObject(const std::vector<std::string>& prefixes, con
     switch (r.error.kind) {
         case BeneathFailure::kSymlink:
         case BeneathFailure::kMissing:
-        case BeneathFailure::kNotBelow: return Error(ErrorCode::kInvalidArguments, r.error.message);
-        case BeneathFailure::kOther: break;
+        case BeneathFailure::kNotBelow:
+            return Error(ErrorCode::kInvalidArguments, r.error.message);
+        case BeneathFailure::kOther:
+            break;
     }
     return Error(ErrorCode::kInternalError, r.error.message);
 }
@@ -102,7 +113,8 @@ void clearHostObjectStaging(const std::string& dir) {
     // Never descends: below a staged mount lies the host's data. remove() is not
     // recursive, and a path that is still a mount point cannot be removed (EBUSY).
     std::vector<std::string> entries;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path().string());
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+        entries.push_back(it->path().string());
     for (const auto& p : entries) {
         unmountAll(p);
         (void)::remove(p.c_str());
@@ -115,7 +127,8 @@ void sweepHostObjectStaging(const std::string& root) {
     std::error_code ec;
     if (!fs::is_directory(fs::symlink_status(root, ec))) return;
     std::vector<std::string> dirs;
-    for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) dirs.push_back(it->path().string());
+    for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec))
+        dirs.push_back(it->path().string());
     for (const auto& d : dirs) {
         unmountAll(d);
         clearHostObjectStaging(d);

@@ -64,7 +64,8 @@ struct ThrottledServer {
     std::size_t bodiesStarted() const {
         std::string text = berth::testing::readFile(log);
         std::size_t n = 0;
-        for (std::size_t p = text.find("sending"); p != std::string::npos; p = text.find("sending", p + 1)) ++n;
+        for (std::size_t p = text.find("sending"); p != std::string::npos; p = text.find("sending", p + 1))
+            ++n;
         return n;
     }
 };
@@ -76,7 +77,8 @@ std::string buildBigApp(const fs::path& dir, const std::string& name, std::size_
     berth::oci::testing::makeBusyboxRootfs(rootfs);
     std::mt19937_64 rng(std::hash<std::string>{}(name));
     std::string data(extraBytes, '\0');
-    for (auto& c : data) c = static_cast<char>(rng());
+    for (auto& c : data)
+        c = static_cast<char>(rng());
     std::ofstream(rootfs / "payload", std::ios::binary) << data;
     return buildApp(dir, name, "1.0.0");
 }
@@ -97,13 +99,16 @@ void checkStillAnswering(Harness& h, HttpServer& http, const std::string& archiv
     if (!r) FAIL(r.error().describe());
 }
 
-std::string idleCmd() { return "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"; }
+std::string idleCmd() {
+    return "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done";
+}
 
 }  // namespace
 
-TEST_CASE("A symbolic link made by a container cannot give another app the host's root: InstallDU is refused with 7004 "
-          "and a link swapped in after install fails the start",
-          "[smm][integration][hardening]") {
+TEST_CASE(
+    "A symbolic link made by a container cannot give another app the host's root: InstallDU is refused with 7004 "
+    "and a link swapped in after install fails the start",
+    "[smm][integration][hardening]") {
     Site site;
     std::string attacker = buildApp(site.images, "attacker", "1.0.0");
     std::string victim = buildApp(site.images, "second", "1.0.0");
@@ -115,13 +120,14 @@ TEST_CASE("A symbolic link made by a container cannot give another app the host'
     // App 1 may write its own directory under the prefix, and plants links there.
     fs::path data = site.host / "app1";
     fs::create_directories(data);
-    auto [du1, eu1] = h.install({{"URL", http.url(attacker)},
-                                 {"HostObject.1.Source", data.string()},
-                                 {"HostObject.1.Destination", "/data"},
-                                 {"HostObject.1.Options", "rw"},
-                                 {"EnvVariable.1.Key", "APP_CMD"},
-                                 {"EnvVariable.1.Value", "ln -sfn / /data/hostroot; mkdir -p /data/swap; touch /data/planted; " + idleCmd()},
-                                 {"ShutdownDelay", "2"}});
+    auto [du1, eu1] = h.install(
+        {{"URL", http.url(attacker)},
+         {"HostObject.1.Source", data.string()},
+         {"HostObject.1.Destination", "/data"},
+         {"HostObject.1.Options", "rw"},
+         {"EnvVariable.1.Key", "APP_CMD"},
+         {"EnvVariable.1.Value", "ln -sfn / /data/hostroot; mkdir -p /data/swap; touch /data/planted; " + idleCmd()},
+         {"ShutdownDelay", "2"}});
     REQUIRE(h.operate(eu1 + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
     REQUIRE(h.waitStatus(eu1, "Active"));
     REQUIRE(h.waitFor([&] { return fs::exists(data / "planted"); }));
@@ -150,13 +156,14 @@ TEST_CASE("A symbolic link made by a container cannot give another app the host'
     }
     SECTION("a directory swapped for a link after install -> the EU does not start and sees nothing of the host") {
         REQUIRE(fs::is_directory(data / "swap"));
-        auto [du2, eu2] = h.install({{"URL", http.url(victim)},
-                                     {"HostObject.1.Source", (data / "swap").string()},
-                                     {"HostObject.1.Destination", "/host"},
-                                     {"HostObject.1.Options", "rw"},
-                                     {"EnvVariable.1.Key", "APP_CMD"},
-                                     {"EnvVariable.1.Value", "ls /host > /host/listing; touch /host" + marker + "; " + idleCmd()},
-                                     {"ShutdownDelay", "2"}});
+        auto [du2, eu2] =
+            h.install({{"URL", http.url(victim)},
+                       {"HostObject.1.Source", (data / "swap").string()},
+                       {"HostObject.1.Destination", "/host"},
+                       {"HostObject.1.Options", "rw"},
+                       {"EnvVariable.1.Key", "APP_CMD"},
+                       {"EnvVariable.1.Value", "ls /host > /host/listing; touch /host" + marker + "; " + idleCmd()},
+                       {"ShutdownDelay", "2"}});
         // The swap, as app 1 could do it through its rw HostObject.
         fs::remove(data / "swap");
         fs::create_directory_symlink("/", data / "swap");
@@ -193,14 +200,18 @@ TEST_CASE("A symbolic link already under the HostObject prefix is refused with 7
     Harness h(site);
     for (const fs::path& source : {site.host / "etc-link", site.host / "etc-link" / "ssl", site.host / "inner-link"}) {
         INFO(source);
-        auto r = h.run(kInstall, {{"URL", http.url(app)}, {"HostObject.1.Source", source.string()}, {"HostObject.1.Destination", "/x"}});
+        auto r = h.run(
+            kInstall,
+            {{"URL", http.url(app)}, {"HostObject.1.Source", source.string()}, {"HostObject.1.Destination", "/x"}});
         REQUIRE_FALSE(r);
         CHECK(r.error().code == ErrorCode::kInvalidArguments);
         CHECK(r.error().message.find("symbolic link") != std::string::npos);
         checkNothingLeft(h, site);
     }
     // A Source that does not exist is refused too, naming it.
-    auto r = h.run(kInstall, {{"URL", http.url(app)}, {"HostObject.1.Source", (site.host / "nope").string()}, {"HostObject.1.Destination", "/x"}});
+    auto r = h.run(kInstall, {{"URL", http.url(app)},
+                              {"HostObject.1.Source", (site.host / "nope").string()},
+                              {"HostObject.1.Destination", "/x"}});
     REQUIRE_FALSE(r);
     CHECK(r.error().code == ErrorCode::kInvalidArguments);
     CHECK(r.error().message.find("does not exist") != std::string::npos);
@@ -208,15 +219,17 @@ TEST_CASE("A symbolic link already under the HostObject prefix is refused with 7
     checkStillAnswering(h, http, app);
 }
 
-TEST_CASE("HostObject Options: rw and bind,rw mount writable, the default is ro,nosuid,nodev, and an unknown option is "
-          "refused with 7004 naming it",
-          "[smm][integration][hardening]") {
+TEST_CASE(
+    "HostObject Options: rw and bind,rw mount writable, the default is ro,nosuid,nodev, and an unknown option is "
+    "refused with 7004 naming it",
+    "[smm][integration][hardening]") {
     Site site;
     std::string app = buildApp(site.images, "opts", "1.0.0");
     HttpServer http(site.images);
     Harness h(site);
 
-    for (const std::string& options : {std::string("rw"), std::string("bind,rw"), std::string("rbind,rw,nosuid,nodev,rprivate")}) {
+    for (const std::string& options :
+         {std::string("rw"), std::string("bind,rw"), std::string("rbind,rw,nosuid,nodev,rprivate")}) {
         INFO(options);
         fs::path out = site.host / ("out-" + std::to_string(std::hash<std::string>{}(options)));
         fs::create_directories(out);
@@ -235,15 +248,17 @@ TEST_CASE("HostObject Options: rw and bind,rw mount writable, the default is ro,
     fs::path ro = site.host / "ro", probe = site.host / "probe";
     fs::create_directories(ro);
     fs::create_directories(probe);
-    auto [du, eu] = h.install({{"URL", http.url(app)},
-                               {"HostObject.1.Source", ro.string()},
-                               {"HostObject.1.Destination", "/out"},
-                               {"HostObject.2.Source", probe.string()},
-                               {"HostObject.2.Destination", "/probe"},
-                               {"HostObject.2.Options", "rw"},
-                               {"EnvVariable.1.Key", "APP_CMD"},
-                               {"EnvVariable.1.Value", "if touch /out/try 2>/dev/null; then echo writable; else echo refused; fi > /probe/r; " + idleCmd()},
-                               {"ShutdownDelay", "2"}});
+    auto [du, eu] = h.install(
+        {{"URL", http.url(app)},
+         {"HostObject.1.Source", ro.string()},
+         {"HostObject.1.Destination", "/out"},
+         {"HostObject.2.Source", probe.string()},
+         {"HostObject.2.Destination", "/probe"},
+         {"HostObject.2.Options", "rw"},
+         {"EnvVariable.1.Key", "APP_CMD"},
+         {"EnvVariable.1.Value",
+          "if touch /out/try 2>/dev/null; then echo writable; else echo refused; fi > /probe/r; " + idleCmd()},
+         {"ShutdownDelay", "2"}});
     CHECK(h.get(eu + "HostObject.1.Options") == "ro,nosuid,nodev");
     REQUIRE(h.operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
     REQUIRE(h.waitStatus(eu, "Active"));
@@ -266,9 +281,10 @@ TEST_CASE("HostObject Options: rw and bind,rw mount writable, the default is ro,
     }
 }
 
-TEST_CASE("file: URLs are off unless the ExecEnv names directories, and then only regular files there are read: a FIFO, "
-          "a link, a directory and a file elsewhere all get one error at once",
-          "[smm][integration][hardening]") {
+TEST_CASE(
+    "file: URLs are off unless the ExecEnv names directories, and then only regular files there are read: a FIFO, "
+    "a link, a directory and a file elsewhere all get one error at once",
+    "[smm][integration][hardening]") {
     Site site;
     std::string app = buildApp(site.images, "local", "1.0.0");
     fs::path allowed = site.tmp / "local";
@@ -295,8 +311,8 @@ TEST_CASE("file: URLs are off unless the ExecEnv names directories, and then onl
         site.config.push_back({"Device.SoftwareModules.ExecEnv.1.X_BERTH_FileURLDirectories", allowed.string()});
         Harness h(site);
         std::string text;
-        for (const fs::path& p : {allowed / "fifo.tar", allowed / "link.tar", allowed / "dir.tar", allowed / "missing.tar",
-                                  site.images / app}) {
+        for (const fs::path& p : {allowed / "fifo.tar", allowed / "link.tar", allowed / "dir.tar",
+                                  allowed / "missing.tar", site.images / app}) {
             INFO(p);
             auto t0 = std::chrono::steady_clock::now();
             auto r = h.run(kInstall, {{"URL", "file://" + p.string()}}, 20s);
@@ -315,9 +331,10 @@ TEST_CASE("file: URLs are off unless the ExecEnv names directories, and then onl
     }
 }
 
-TEST_CASE("A download slower than the ExecEnv's minimum average rate or past its deadline fails with 7033 naming the "
-          "limit and leaves nothing behind",
-          "[smm][integration][hardening]") {
+TEST_CASE(
+    "A download slower than the ExecEnv's minimum average rate or past its deadline fails with 7033 naming the "
+    "limit and leaves nothing behind",
+    "[smm][integration][hardening]") {
     Site site;
     std::string app = buildBigApp(site.images, "slowapp", 256 * 1024);
     ThrottledServer slow(site.images, site.tmp / "slow.log", 2048);  // 2 KiB/s
@@ -364,7 +381,8 @@ TEST_CASE("Ten stalled downloads do not delay an EU start, and canceling one fre
     auto [du, eu] = h.install({{"URL", http.url(app)}, {"ShutdownDelay", "2"}});
 
     std::vector<std::shared_ptr<Completion>> installs;
-    for (int i = 0; i < 10; ++i) installs.push_back(h.operate(kInstall, {{"URL", stall.url(stuck)}}, "stuck-" + std::to_string(i)));
+    for (int i = 0; i < 10; ++i)
+        installs.push_back(h.operate(kInstall, {{"URL", stall.url(stuck)}}, "stuck-" + std::to_string(i)));
     REQUIRE(h.waitFor([&] { return stall.bodiesStarted() >= 2; }));
 
     auto t0 = std::chrono::steady_clock::now();
@@ -372,7 +390,8 @@ TEST_CASE("Ten stalled downloads do not delay an EU start, and canceling one fre
     REQUIRE(h.waitStatus(eu, "Active", 15s));
     auto startTook = std::chrono::steady_clock::now() - t0;
     CHECK(startTook < 5s);
-    for (const auto& c : installs) CHECK_FALSE(c->done);  // still downloading or queued
+    for (const auto& c : installs)
+        CHECK_FALSE(c->done);  // still downloading or queued
 
     // The harness gives every call the same Request row: each Cancel() ends the oldest.
     berth::dm::CommandCall call;
@@ -381,7 +400,8 @@ TEST_CASE("Ten stalled downloads do not delay an EU start, and canceling one fre
     call.commandPath = kInstall;
     call.requestPath = "Device.LocalAgent.Request.1";
     auto doneCount = [&] {
-        return static_cast<std::size_t>(std::count_if(installs.begin(), installs.end(), [](auto& c) { return c->done; }));
+        return static_cast<std::size_t>(
+            std::count_if(installs.begin(), installs.end(), [](auto& c) { return c->done; }));
     };
     for (std::size_t i = 0; i < installs.size(); ++i) {
         auto c0 = std::chrono::steady_clock::now();
@@ -400,12 +420,14 @@ TEST_CASE("Ten stalled downloads do not delay an EU start, and canceling one fre
     CHECK(h.get(eu + "Status") == "Active");
 }
 
-TEST_CASE("Five parallel installs over the ExecEnv's disk budget: those that fit install, the others get 7227, and "
-          "nothing of them is left on disk",
-          "[smm][integration][hardening]") {
+TEST_CASE(
+    "Five parallel installs over the ExecEnv's disk budget: those that fit install, the others get 7227, and "
+    "nothing of them is left on disk",
+    "[smm][integration][hardening]") {
     Site site;
     std::vector<std::string> apps;
-    for (int i = 0; i < 5; ++i) apps.push_back(buildBigApp(site.images, "big" + std::to_string(i), 1024 * 1024));
+    for (int i = 0; i < 5; ++i)
+        apps.push_back(buildBigApp(site.images, "big" + std::to_string(i), 1024 * 1024));
     // Room for two of them, not three (each is its busybox rootfs plus 1 MiB of its own).
     std::uintmax_t one = fs::file_size(site.images / "big0-1.0.0-layer.tar");
     std::uintmax_t budgetKiB = one * 5 / 2 / 1024;
@@ -414,7 +436,8 @@ TEST_CASE("Five parallel installs over the ExecEnv's disk budget: those that fit
     Harness h(site);
 
     std::vector<std::shared_ptr<Completion>> calls;
-    for (int i = 0; i < 5; ++i) calls.push_back(h.operate(kInstall, {{"URL", http.url(apps[i])}}, "big-" + std::to_string(i)));
+    for (int i = 0; i < 5; ++i)
+        calls.push_back(h.operate(kInstall, {{"URL", http.url(apps[i])}}, "big-" + std::to_string(i)));
     REQUIRE(h.waitFor([&] { return std::all_of(calls.begin(), calls.end(), [](auto& c) { return c->done; }); }, 120s));
     std::size_t ok = 0, refused = 0;
     for (const auto& c : calls) {

@@ -2,7 +2,6 @@
 // (they run on their own pool), and Request.{i}.Cancel() from the controller ends a
 // stalled one at once with OperationComplete 7023, leaving nothing in staging.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 
 #include "e2e_fixture.h"
@@ -37,9 +36,10 @@ std::string requestRow(Fixture& f, const std::string& key) {
 
 }  // namespace
 
-TEST_CASE("Ten InstallDUs stalled mid-download over MQTT do not delay an EU start, and Request Cancel() ends each at "
-          "once with 7023 and an empty staging area",
-          "[smm_e2e][hardening]") {
+TEST_CASE(
+    "Ten InstallDUs stalled mid-download over MQTT do not delay an EU start, and Request Cancel() ends each at "
+    "once with 7023 and an empty staging area",
+    "[smm_e2e][hardening]") {
     Fixture f;
     std::string quick = buildApp(f.www, "quick", "1.0.0");
     std::string stuck = buildApp(f.www, "stuck", "1.0.0");
@@ -53,14 +53,16 @@ TEST_CASE("Ten InstallDUs stalled mid-download over MQTT do not delay an EU star
     REQUIRE(eus.size() == 1);
     const std::string eu = eus[0];
 
-    for (int i = 0; i < 10; ++i) operateAsync(f, kInstallDu, {"URL=" + slow.url(stuck)}, "stuck-" + std::to_string(i));
+    for (int i = 0; i < 10; ++i)
+        operateAsync(f, kInstallDu, {"URL=" + slow.url(stuck)}, "stuck-" + std::to_string(i));
     REQUIRE(waitUntil([&] { return slow.stalled(); }, 30s));
 
     auto t0 = std::chrono::steady_clock::now();
     f.requestState(eu, "Active");
     REQUIRE(f.waitValue(eu + "Status", "Active", 20s));
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);
-    for (int i = 0; i < 10; ++i) CHECK_FALSE(completionFor(l, "stuck-" + std::to_string(i)));
+    for (int i = 0; i < 10; ++i)
+        CHECK_FALSE(completionFor(l, "stuck-" + std::to_string(i)));
 
     for (int i = 0; i < 10; ++i) {
         std::string key = "stuck-" + std::to_string(i);

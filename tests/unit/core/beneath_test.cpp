@@ -1,13 +1,13 @@
 // openBeneath: paths resolved below a directory without following any symbolic link.
-#include <catch2/catch.hpp>
+#include "berth/core/beneath.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 
-#include "berth/core/beneath.h"
 #include "berth/testing/support.h"
 
 namespace fs = std::filesystem;
