@@ -461,3 +461,44 @@ TEST_CASE(
     CHECK(std::stoll(h.get(kEe + "AvailableDiskSpace")) >= 0);
     CHECK(h.get(kEe + "Status") == "Up");
 }
+
+TEST_CASE(
+    "Under crun a HostObject is staged the same way: a link swapped in fails the start and the real directory "
+    "is written through",
+    "[smm][integration][hardening]") {
+    if (berth::testing::findProgram("crun").empty()) {
+        WARN("crun not installed");
+        return;
+    }
+    Site site;
+    site.config.push_back({"Device.SoftwareModules.ExecEnv.2.Name", "crunapps"});
+    site.config.push_back({"Device.SoftwareModules.ExecEnv.2.Enable", "true"});
+    site.config.push_back({"Device.SoftwareModules.ExecEnv.2.X_BERTH_Runtime", "crun"});
+    site.config.push_back({"Device.SoftwareModules.ExecEnv.2.X_BERTH_CgroupParent", site.cgroupParent + "/crunapps"});
+    site.config.push_back({"Device.SoftwareModules.ExecEnv.2.X_BERTH_HostObjectPrefixes", site.host.string()});
+    std::string app = buildApp(site.images, "crunho", "1.0.0");
+    HttpServer http(site.images);
+    Harness h(site);
+    fs::path out = site.host / "crun-out";
+    fs::create_directories(out);
+    auto [du, eu] = h.install({{"URL", http.url(app)},
+                               {"ExecutionEnvRef", "Device.SoftwareModules.ExecEnv.2"},
+                               {"HostObject.1.Source", out.string()},
+                               {"HostObject.1.Destination", "/out"},
+                               {"HostObject.1.Options", "rw"},
+                               {"ShutdownDelay", "2"}});
+    fs::remove(out);
+    fs::create_directory_symlink("/", out);
+    REQUIRE(h.operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
+    REQUIRE(h.waitFor([&] { return h.get(eu + "ExecutionFaultCode") != "NoFault"; }));
+    CHECK(h.get(eu + "Status") == "Idle");
+    CHECK(h.get(eu + "ExecutionFaultMessage").find("symbolic link") != std::string::npos);
+    CHECK_FALSE(fs::exists("/ran"));
+    fs::remove(out);
+    fs::create_directories(out);
+    REQUIRE(h.operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
+    REQUIRE(h.waitStatus(eu, "Active"));
+    REQUIRE(h.waitFor([&] { return berth::testing::readFile(out / "ran") == "1.0.0 \n"; }));
+    CHECK(fs::is_empty(site.state / "ee" / "crunapps" / "hostobjects"));
+    REQUIRE(h.run(du + "Uninstall()", {}));
+}
