@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -22,7 +23,29 @@ struct Sink {
     bool tooBig = false;
     int writeErrno = 0;
     const CancelToken* cancel = nullptr;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    std::chrono::seconds deadline{0};
+    std::uint64_t minRate = 0;
+    std::chrono::seconds rateWindow{10};
+    const std::function<bool(std::uint64_t)>* reserve = nullptr;
+    std::uint64_t reserved = 0;
+    CURL* curl = nullptr;
+    bool noRoom = false;
+    bool pastDeadline = false;
+    bool tooSlow = false;
 };
+
+constexpr std::uint64_t kReserveStep = 1 << 20;  // growth step when the size is not announced
+
+bool reserveFor(Sink* s, std::uint64_t total) {
+    if (!s->reserve || !*s->reserve || total <= s->reserved) return true;
+    if (!(*s->reserve)(total)) {
+        s->noRoom = true;
+        return false;
+    }
+    s->reserved = total;
+    return true;
+}
 
 size_t onData(char* data, size_t size, size_t n, void* ctx) {
     auto* s = static_cast<Sink*>(ctx);
@@ -30,6 +53,16 @@ size_t onData(char* data, size_t size, size_t n, void* ctx) {
     if (s->bytes + len > s->maxBytes) {
         s->tooBig = true;
         return 0;
+    }
+    if (s->bytes + len > s->reserved) {
+        // The announced size when there is one (the body may start before the progress
+        // callback has seen it), else the size so far plus a step, never past the cap.
+        curl_off_t announced = -1;
+        if (s->curl) curl_easy_getinfo(s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+        std::uint64_t want = announced > 0 && static_cast<std::uint64_t>(announced) >= s->bytes + len
+                                 ? static_cast<std::uint64_t>(announced)
+                                 : std::min<std::uint64_t>(s->bytes + len + kReserveStep, s->maxBytes);
+        if (!reserveFor(s, want)) return 0;
     }
     size_t done = 0;
     while (done < len) {
@@ -46,9 +79,24 @@ size_t onData(char* data, size_t size, size_t n, void* ctx) {
     return len;
 }
 
-int onProgress(void* ctx, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+int onProgress(void* ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t, curl_off_t) {
     auto* s = static_cast<Sink*>(ctx);
-    return (s->cancel && s->cancel->cancelled()) ? 1 : 0;
+    if (s->cancel && s->cancel->cancelled()) return 1;
+    // The announced size is reserved before the body arrives.
+    if (dltotal > 0 && !reserveFor(s, static_cast<std::uint64_t>(dltotal))) return 1;
+    auto elapsed = std::chrono::steady_clock::now() - s->start;
+    if (s->deadline.count() > 0 && elapsed > s->deadline) {
+        s->pastDeadline = true;
+        return 1;
+    }
+    if (s->minRate > 0 && elapsed > s->rateWindow) {
+        double secs = std::chrono::duration<double>(elapsed).count();
+        if (static_cast<double>(dlnow) / secs < static_cast<double>(s->minRate)) {
+            s->tooSlow = true;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 struct CurlDeleter {
@@ -100,6 +148,11 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     sink.fd = fd.get();
     sink.maxBytes = o.maxBytes;
     sink.cancel = cancel;
+    sink.curl = c;
+    sink.deadline = o.deadline;
+    sink.minRate = o.minBytesPerSecond;
+    sink.rateWindow = o.rateWindow;
+    sink.reserve = &o.reserve;
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c, CURLOPT_URL, o.url.c_str());
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
@@ -135,6 +188,16 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
         return RunnerError(k, msg, o.url);
     };
     if (rc != CURLE_OK) {
+        if (sink.noRoom)
+            return fail(ErrorKind::kQuotaExceeded, "no room for the download in the disk budget (" +
+                                                       std::to_string(sink.reserved ? sink.reserved : sink.bytes) +
+                                                       " bytes held so far)");
+        if (sink.pastDeadline)
+            return fail(ErrorKind::kDownloadFailed, "download not finished within its deadline of " +
+                                                        std::to_string(o.deadline.count()) + " s");
+        if (sink.tooSlow)
+            return fail(ErrorKind::kDownloadFailed, "download slower than the minimum average rate of " +
+                                                        std::to_string(o.minBytesPerSecond) + " bytes/s");
         if (sink.tooBig || rc == CURLE_FILESIZE_EXCEEDED)
             return fail(ErrorKind::kQuotaExceeded, "download larger than " + std::to_string(o.maxBytes) + " bytes");
         if (sink.writeErrno == ENOSPC || sink.writeErrno == EDQUOT)

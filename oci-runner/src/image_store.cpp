@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "berth/core/beneath.h"
+#include "berth/core/fd.h"
 #include "berth/core/log.h"
 #include "berth/oci/digest.h"
 #include "fs_util.h"
@@ -265,14 +267,42 @@ std::int64_t unixNow() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-RunnerResult<std::string> resolveArchive(const PullRequest& req, const std::string& staging, const CancelToken* cancel,
-                                         PullStats* stats) {
-    if (auto local = localPathOfUrl(req.fetch.url)) {
-        struct stat st {};
-        if (::stat(local->c_str(), &st) != 0) return errnoError("image archive", errno, *local);
-        if (stats) stats->downloadedBytes = static_cast<std::uint64_t>(st.st_size);
-        return *local;
+// A local archive is opened once, O_NOFOLLOW | O_NONBLOCK (a FIFO or device must not
+// block the worker), checked to be a regular file through the fd, and read through
+// /proc/self/fd/N of that fd, so what was checked is what is read. One error text
+// whether the file is missing, unreadable, a link or not a regular file: a caller
+// learns nothing about the host's files from the difference.
+RunnerResult<std::string> openLocalArchive(const PullRequest& req, const std::string& path, UniqueFd* keep,
+                                           PullStats* stats) {
+    RunnerError refused(ErrorKind::kNotFound,
+                        "not a readable regular file in a directory allowed for file: URLs", req.fetch.url);
+    const auto& dirs = req.fetch.fileDirectories;
+    if (dirs && dirs->empty())
+        return RunnerError(ErrorKind::kInvalidArgument, "file: URLs and local paths are not enabled here", req.fetch.url);
+    UniqueFd fd;
+    constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+    if (dirs) {
+        const std::string* best = nullptr;
+        for (const auto& d : *dirs)
+            if (pathIsBelow(d, path) && (!best || d.size() > best->size())) best = &d;
+        if (!best) return refused;
+        BeneathResult r = openBeneath(*best, path, kFlags);
+        if (!r) return refused;
+        fd = std::move(r.fd);
+    } else {
+        fd = UniqueFd(::open(path.c_str(), kFlags | O_CLOEXEC));
+        if (!fd) return refused;
     }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return refused;
+    if (stats) stats->downloadedBytes = static_cast<std::uint64_t>(st.st_size);
+    *keep = std::move(fd);
+    return "/proc/self/fd/" + std::to_string(keep->get());
+}
+
+RunnerResult<std::string> resolveArchive(const PullRequest& req, const std::string& staging, const CancelToken* cancel,
+                                         PullStats* stats, UniqueFd* keep) {
+    if (auto local = localPathOfUrl(req.fetch.url)) return openLocalArchive(req, *local, keep, stats);
     std::string path = staging + "/archive";
     auto r = fetchToFile(req.fetch, path, cancel);
     if (!r) return std::move(r).error();
@@ -347,7 +377,8 @@ RunnerResult<ImageRecord> ImageStore::pull(const PullRequest& req, const CancelT
     if (!stats) stats = &localStats;
     Staging staging(root_ + "/tmp/pull-" + detail::randomToken());
     BERTH_OCI_TRY(detail::makeDirs(staging.path(), true));
-    auto archivePath = resolveArchive(req, staging.path(), cancel, stats);
+    UniqueFd localArchive;  // a local archive, read through /proc/self/fd while open
+    auto archivePath = resolveArchive(req, staging.path(), cancel, stats, &localArchive);
     if (!archivePath) return std::move(archivePath).error();
     auto v = openVerified(*archivePath, staging.path(), req.platform, limits_, cancel);
     if (!v) return std::move(v).error();
@@ -394,6 +425,7 @@ RunnerResult<ImageRecord> ImageStore::pull(const PullRequest& req, const CancelT
     std::lock_guard<std::mutex> g(storeMutex());
     StoreLock lock(root_);
     if (!lock.ok()) return errnoError("lock store", errno, root_);
+    if (req.admit) BERTH_OCI_TRY(req.admit(rec));  // commits are serialised: one decision at a time
     for (const auto& hex : staged) {
         std::string from = stagedLayers + "/" + hex, to = root_ + "/layers/" + hex;
         if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOTEMPTY && errno != EEXIST)

@@ -117,6 +117,9 @@ Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool insta
     if (!a.url.empty()) {
         if (!startsWith(a.url, "http://") && !startsWith(a.url, "https://") && !startsWith(a.url, "file:"))
             return Error(ErrorCode::kInvalidArguments, "URL must be http://, https:// or file: (got '" + a.url + "')");
+        if (startsWith(a.url, "file:") && (!ee || ee->fileDirectories.empty()))
+            return Error(ErrorCode::kInvalidArguments, "file: URLs are not enabled in this ExecEnv (an operator enables them "
+                                                       "for chosen directories with X_BERTH_FileURLDirectories)");
         std::string authority = a.url.substr(a.url.find("://") == std::string::npos ? 0 : a.url.find("://") + 3);
         authority = authority.substr(0, authority.find('/'));
         if (authority.find('@') != std::string::npos)
@@ -181,20 +184,13 @@ Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool insta
         if (!cleanAbsolute(h.source) || !cleanAbsolute(h.destination))
             return Error(ErrorCode::kInvalidArguments,
                          "HostObject." + n + ": Source and Destination must be absolute paths without '..'");
-        std::stringstream os(h.options);
-        std::string opt;
-        while (std::getline(os, opt, ','))
-            if (!opt.empty() && opt != "ro" && opt != "rw")
-                return Error(ErrorCode::kInvalidArguments, "HostObject." + n + ".Options: only 'ro' or 'rw' are understood");
-        bool allowed = false;
-        if (ee)
-            for (const auto& p : ee->hostPrefixes) {
-                std::string pre = p.back() == '/' ? p : p + "/";
-                if (h.source == p || startsWith(h.source, pre)) allowed = true;
-            }
-        if (!allowed)
-            return Error(ErrorCode::kRequestDenied, "HostObject." + n + ": " + h.source +
-                                                        " is not below a path the ExecEnv allows (X_BERTH_HostObjectPrefixes)");
+        if (h.options.empty()) h.options = "ro,nosuid,nodev";
+        if (auto o = parseHostObjectOptions(h.options); !o)
+            return Error(o.error().code, "HostObject." + n + ".Options: " + o.error().message);
+        // Resolved now to refuse what cannot work; resolved again at every start, and only
+        // what is resolved then is mounted.
+        auto fd = resolveHostObject(ee ? ee->hostPrefixes : std::vector<std::string>{}, h.source);
+        if (!fd) return Error(fd.error().code, "HostObject." + n + ": " + fd.error().message);
         a.hostObjects.push_back(std::move(h));
     }
     a.hasHostObjects = !host.empty();
@@ -326,6 +322,7 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
         return;
     }
     auto rt = op->ee->rt;
+    const Ee& ee = *op->ee;
     oci::PullRequest req;
     req.fetch.url = op->args.url;
     req.fetch.username = op->args.username;
@@ -333,40 +330,64 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
     req.fetch.caFile = options_.caFile;
     req.fetch.maxBytes = options_.maxDownloadBytes;
     req.fetch.connectTimeout = options_.connectTimeout;
+    req.fetch.deadline = ee.downloadDeadline;
+    req.fetch.minBytesPerSecond = ee.downloadMinRate;
+    req.fetch.rateWindow = ee.downloadRateWindow;
+    req.fetch.fileDirectories = ee.fileDirectories;  // empty: file: URLs are off
     std::int64_t budgetKiB = intVal(op->ee->path + "AllocatedDiskSpace", -1);
-    std::string keep = op->entry.oldDigest;  // Update: the image being replaced counts until it is gone
-    op->job = pool_.submit<oci::RunnerResult<oci::ImageRecord>>(
-        [rt, req, budgetKiB](const CancelToken& cancel) mutable -> oci::RunnerResult<oci::ImageRecord> {
+    std::uint64_t holdId = ++pullSeq_;
+    if (budgetKiB >= 0) {
+        std::uint64_t budget = static_cast<std::uint64_t>(budgetKiB) * 1024;
+        EeRuntime* r = rt.get();  // the job holds rt
+        auto usedNow = [r] {
             std::uint64_t used = 0;
-            std::set<std::string> before;
-            if (auto l = rt->images->list())
-                for (const auto& r : *l) {
-                    used += r.unpackedBytes;
-                    before.insert(r.manifestDigest);
+            if (auto l = r->images->list())
+                for (const auto& rec : *l) used += rec.unpackedBytes;
+            return used;
+        };
+        // Staging: the download holds its announced size before its body arrives.
+        req.fetch.reserve = [r, holdId, budget, usedNow](std::uint64_t bytes) {
+            return r->budget.hold(holdId, bytes, usedNow(), budget);
+        };
+        // Commit: decided under the store's commit lock, against the stored images and
+        // what the other pulls in flight hold.
+        req.admit = [r, holdId, budget, budgetKiB](const oci::ImageRecord& rec) -> oci::RunnerStatus {
+            std::uint64_t used = 0;
+            if (auto l = r->images->list())
+                for (const auto& stored : *l) {
+                    if (stored.manifestDigest == rec.manifestDigest) return {};  // already stored: no new space
+                    used += stored.unpackedBytes;
                 }
+            if (r->budget.hold(holdId, rec.unpackedBytes, used, budget)) return {};
+            std::uint64_t others = r->budget.held();
+            std::uint64_t left = budget > used + others ? budget - used - others : 0;
+            return oci::RunnerError(oci::ErrorKind::kQuotaExceeded,
+                                    "the unpacked image needs " + std::to_string(rec.unpackedBytes / 1024) + " KiB but only " +
+                                        std::to_string(left / 1024) + " KiB are left of the ExecEnv's disk budget (" +
+                                        std::to_string(budgetKiB) + " KiB, counting other installs in progress)");
+        };
+    }
+    op->job = downloads_->submit<oci::RunnerResult<oci::ImageRecord>>(
+        [rt, req, budgetKiB, holdId](const CancelToken& cancel) mutable -> oci::RunnerResult<oci::ImageRecord> {
+            std::uint64_t used = 0;
+            if (auto l = rt->images->list())
+                for (const auto& r : *l) used += r.unpackedBytes;
             std::uint64_t budget = budgetKiB >= 0 ? static_cast<std::uint64_t>(budgetKiB) * 1024 : 0;
             if (budgetKiB >= 0) {
-                if (used >= budget)
+                if (used + rt->budget.held() >= budget)
                     return oci::RunnerError(oci::ErrorKind::kQuotaExceeded,
-                                            "the ExecEnv's disk budget of " + std::to_string(budgetKiB) + " KiB is used up");
+                                            "the ExecEnv's disk budget of " + std::to_string(budgetKiB) +
+                                                " KiB is used up (counting other installs in progress)");
                 req.fetch.maxBytes = std::min<std::uint64_t>(req.fetch.maxBytes, budget - used);
             }
             auto rec = rt->images->pull(req, &cancel);
-            if (!rec) {
-                if (rec.error().kind == oci::ErrorKind::kQuotaExceeded && budgetKiB >= 0)
-                    return oci::RunnerError(oci::ErrorKind::kQuotaExceeded,
-                                            "the download is larger than the " + std::to_string((budget - used) / 1024) +
-                                                " KiB left of the ExecEnv's disk budget (" + std::to_string(budgetKiB) +
-                                                " KiB)");
-                return rec;
-            }
-            if (budgetKiB >= 0 && !before.count(rec->manifestDigest) && used + rec->unpackedBytes > budget) {
-                (void)rt->images->remove(rec->manifestDigest);
+            rt->budget.release(holdId);  // committed (now counted as stored) or failed
+            if (!rec && rec.error().kind == oci::ErrorKind::kQuotaExceeded && budgetKiB >= 0 &&
+                rec.error().message.find("disk budget") == std::string::npos)
                 return oci::RunnerError(oci::ErrorKind::kQuotaExceeded,
-                                        "the unpacked image needs " + std::to_string(rec->unpackedBytes / 1024) +
-                                            " KiB but only " + std::to_string((budget - used) / 1024) +
-                                            " KiB are left of the ExecEnv's disk budget");
-            }
+                                        "the download is larger than the " +
+                                            std::to_string((budget > used ? budget - used : 0) / 1024) +
+                                            " KiB left of the ExecEnv's disk budget (" + std::to_string(budgetKiB) + " KiB)");
             return rec;
         },
         [this, op, then = std::move(then)](oci::RunnerResult<oci::ImageRecord> r) {

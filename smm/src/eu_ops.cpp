@@ -1,6 +1,7 @@
 // SoftwareModules: the ExecutionUnit lifecycle (start, stop, exits, AutoRestart,
 // AutoStart). Decisions come from eu_state.h; this file carries them out. One
 // runtime call per EU at a time (Eu::busy); requests meanwhile are deferred.
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,7 +68,8 @@ AutoRestartPolicy SoftwareModulesImpl::policyOf(const Eu& eu) const {
     return p;
 }
 
-Result<oci::ContainerSettings> SoftwareModulesImpl::settingsFor(const Eu& eu, const Ee& ee, EuFault* fault) {
+Result<oci::ContainerSettings> SoftwareModulesImpl::settingsFor(const Eu& eu, const Ee& ee, EuFault* fault,
+                                                                std::vector<ResolvedHostObject>* hosts) {
     oci::ContainerSettings s;
     *fault = EuFault::kUnstartable;
     if (auto rows = engine_.resolveObjects(eu.path + "EnvVariable."))
@@ -75,14 +77,18 @@ Result<oci::ContainerSettings> SoftwareModulesImpl::settingsFor(const Eu& eu, co
     if (auto rows = engine_.resolveObjects(eu.path + "HostObject."))
         for (const auto& r : *rows) {
             oci::BindMount m;
-            m.source = val(r + "Source");
+            std::string source = val(r + "Source");
             m.destination = val(r + "Destination");
-            m.readOnly = val(r + "Options").find("rw") == std::string::npos;
-            std::error_code ec;
-            if (!std::filesystem::exists(m.source, ec)) {
-                *fault = EuFault::kDependencyFailure;
-                return Error(ErrorCode::kInternalError, "HostObject source " + m.source + " does not exist on the device");
+            auto options = parseHostObjectOptions(val(r + "Options"));
+            if (!options) return Error(options.error().code, "HostObject " + source + ": " + options.error().message);
+            m.readOnly = options->readOnly;
+            // The source is staged by the start job (the staging path is set there).
+            auto fd = resolveHostObject(ee.hostPrefixes, source);
+            if (!fd) {
+                if (fd.error().message.find("does not exist") != std::string::npos) *fault = EuFault::kDependencyFailure;
+                return Error(fd.error().code, "HostObject " + fd.error().message);
             }
+            hosts->push_back(ResolvedHostObject{std::move(*fd), *options});
             s.mounts.push_back(std::move(m));
         }
     std::int64_t euMem = intVal(eu.path + "AllocatedMemory", -1);
@@ -160,7 +166,8 @@ void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
         return;
     }
     EuFault fault = EuFault::kUnstartable;
-    auto settings = settingsFor(eu, *ee, &fault);
+    auto hosts = std::make_shared<std::vector<ResolvedHostObject>>();
+    auto settings = settingsFor(eu, *ee, &fault, hosts.get());
     if (!settings) {
         setFault(eu, fault, settings.error().message);
         setStatus(eu, EuStatus::kIdle);
@@ -181,11 +188,34 @@ void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
     std::string id = eu.euid, path = eu.path;
     oci::ContainerSettings s = std::move(*settings);
     eu.job = pool_.submit<oci::RunnerResult<oci::ContainerInfo>>(
-        [rt, id, digest, s](const CancelToken&) -> oci::RunnerResult<oci::ContainerInfo> {
+        [rt, id, digest, s, hosts](const CancelToken&) mutable -> oci::RunnerResult<oci::ContainerInfo> {
+            // HostObjects: mount what was resolved on private staging mount points and let
+            // the runtime bind those; once it has made the container they are not needed.
+            std::string staging;
+            if (!hosts->empty()) {
+                staging = rt->hostObjectDir + "/" + id;
+                clearHostObjectStaging(staging);
+                std::error_code ec;
+                std::filesystem::create_directories(rt->hostObjectDir, ec);
+                if (::mkdir(staging.c_str(), 0700) != 0)
+                    return oci::RunnerError(oci::ErrorKind::kIoError, "cannot make the HostObject staging directory", staging);
+                for (std::size_t i = 0; i < hosts->size(); ++i) {
+                    std::string target = staging + "/" + std::to_string(i + 1);
+                    if (auto st = stageHostObject((*hosts)[i].fd.get(), target, (*hosts)[i].options); !st) {
+                        clearHostObjectStaging(staging);
+                        return oci::RunnerError(oci::ErrorKind::kIoError, "HostObject: " + st.error().message, target);
+                    }
+                    s.mounts[i].source = target;
+                }
+                hosts->clear();  // the fds are not needed any more
+            }
             auto r = rt->containers->run(id, digest, s);
-            if (r || r.error().kind != oci::ErrorKind::kConflict) return r;
-            (void)rt->containers->remove(id, true);  // left over from an interrupted stop
-            return rt->containers->run(id, digest, s);
+            if (!r && r.error().kind == oci::ErrorKind::kConflict) {
+                (void)rt->containers->remove(id, true);  // left over from an interrupted stop
+                r = rt->containers->run(id, digest, s);
+            }
+            if (!staging.empty()) clearHostObjectStaging(staging);
+            return r;
         },
         [this, path](oci::RunnerResult<oci::ContainerInfo> r) { onStarted(path, std::move(r)); });
 }

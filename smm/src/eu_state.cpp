@@ -24,7 +24,7 @@ std::string_view euFaultName(EuFault fault) {
         case EuFault::kFailureOnStop: return "FailureOnStop";
         case EuFault::kFailureWhileActive: return "FailureWhileActive";
         case EuFault::kDependencyFailure: return "DependencyFailure";
-        case EuFault::kUnstartable: return "Unstartable";
+        case EuFault::kUnstartable: return "UnStartable";  // TR-181 spelling
     }
     return "NoFault";
 }

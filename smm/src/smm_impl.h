@@ -17,7 +17,10 @@
 
 #include "berth/oci/container.h"
 #include "berth/oci/image_store.h"
+#include "berth/core/fd.h"
+#include "berth/smm/disk_budget.h"
 #include "berth/smm/eu_state.h"
+#include "berth/smm/host_objects.h"
 #include "berth/smm/journal.h"
 #include "berth/smm/software_modules.h"
 
@@ -41,6 +44,8 @@ struct EeRuntime {
     std::string storageDir;
     std::string stateDir;
     std::string cgroupParent;
+    DiskBudget budget;          // AllocatedDiskSpace held by pulls in flight
+    std::string hostObjectDir;  // staging mount points of HostObjects, <state>/ee/<Name>/hostobjects
     std::chrono::milliseconds runtimeTimeout{30000};
     std::unique_ptr<oci::ImageStore> images;
     std::unique_ptr<oci::ContainerManager> containers;
@@ -54,6 +59,10 @@ struct Ee {
     bool enabled = true;
     std::string openError;  // why the runtime could not be opened
     std::vector<std::string> hostPrefixes;
+    std::vector<std::string> fileDirectories;  // X_BERTH_FileURLDirectories; empty: file: URLs off
+    std::chrono::seconds downloadDeadline{1800};
+    std::uint64_t downloadMinRate = 1024;      // bytes/s, average since the start
+    std::chrono::seconds downloadRateWindow{60};
     std::shared_ptr<EeRuntime> rt;  // null until opened
     std::unique_ptr<oci::ContainerWatcher> watcher;
     std::uint64_t storeBytes = 0;  // unpacked bytes of the images in the store
@@ -87,6 +96,12 @@ struct Eu {
     std::unique_ptr<Timer> backoff;   // AutoRestart
     std::unique_ptr<Timer> healthy;   // AutoRestart.ResetPeriod
     std::unique_ptr<Job> job;
+};
+
+// A HostObject resolved for one EU start: the fd of what the Source named at that moment.
+struct ResolvedHostObject {
+    UniqueFd fd;
+    HostObjectOptions options;
 };
 
 // Parsed InstallDU()/Update() arguments.
@@ -201,7 +216,10 @@ private:
     void setStatus(Eu& eu, EuStatus s);
     void setFault(Eu& eu, EuFault f, const std::string& message);
     AutoRestartPolicy policyOf(const Eu& eu) const;
-    Result<oci::ContainerSettings> settingsFor(const Eu& eu, const Ee& ee, EuFault* fault);
+    // The container settings of an EU. Resolves its HostObjects again (see host_objects.h):
+    // their fds go to `hosts`, in the order of settings.mounts.
+    Result<oci::ContainerSettings> settingsFor(const Eu& eu, const Ee& ee, EuFault* fault,
+                                               std::vector<ResolvedHostObject>* hosts);
     void scheduleAutoStart(const std::string& eePath);
     void pumpAutoStart();
     Eu* euAt(const std::string& path);
@@ -211,6 +229,10 @@ private:
     dm::Engine& engine_;
     WorkerPool& pool_;
     SmmOptions options_;
+    // InstallDU()/Update() pulls run here, never on pool_: slow downloads cannot delay
+    // EU starts and stops. Declared before ops_ so their jobs are canceled before it joins.
+    std::unique_ptr<WorkerPool> downloads_;
+    std::uint64_t pullSeq_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     std::unique_ptr<Journal> journal_;
     std::map<std::string, std::unique_ptr<Ee>> ees_;  // by path

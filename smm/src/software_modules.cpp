@@ -88,7 +88,12 @@ Result<std::unique_ptr<SoftwareModules>> SoftwareModules::create(EventLoop& loop
 
 SoftwareModulesImpl::SoftwareModulesImpl(EventLoop& loop, Clock& clock, dm::Engine& engine, WorkerPool& pool,
                                          SmmOptions options)
-    : loop_(loop), clock_(clock), engine_(engine), pool_(pool), options_(std::move(options)) {}
+    : loop_(loop),
+      clock_(clock),
+      engine_(engine),
+      pool_(pool),
+      options_(std::move(options)),
+      downloads_(std::make_unique<WorkerPool>(loop, std::max<std::size_t>(1, options_.downloadThreads))) {}
 
 SoftwareModulesImpl::~SoftwareModulesImpl() {
     stop();
@@ -300,6 +305,10 @@ void SoftwareModulesImpl::loadEes() {
         }
         ee->enabled = val(path + "Enable") == "true";
         ee->hostPrefixes = splitList(val(path + "X_BERTH_HostObjectPrefixes"));
+        ee->fileDirectories = splitList(val(path + "X_BERTH_FileURLDirectories"));
+        ee->downloadDeadline = std::chrono::seconds(intVal(path + "X_BERTH_DownloadDeadline", 1800));
+        ee->downloadMinRate = static_cast<std::uint64_t>(std::max<std::int64_t>(0, intVal(path + "X_BERTH_DownloadMinRate", 1024)));
+        ee->downloadRateWindow = std::chrono::seconds(std::max<std::int64_t>(1, intVal(path + "X_BERTH_DownloadRateWindow", 60)));
         auto rt = std::make_shared<EeRuntime>();
         rt->name = ee->name;
         rt->kind = val(path + "X_BERTH_Runtime") == "crun" ? oci::RuntimeKind::kCrun : oci::RuntimeKind::kRunc;
@@ -309,6 +318,7 @@ void SoftwareModulesImpl::loadEes() {
         if (rt->storageDir.empty()) rt->storageDir = (base / "store").string();
         rt->stateDir = val(path + "X_BERTH_StateDir");
         if (rt->stateDir.empty()) rt->stateDir = (base / "state").string();
+        rt->hostObjectDir = (base / "hostobjects").string();
         rt->cgroupParent = val(path + "X_BERTH_CgroupParent");
         if (rt->cgroupParent.empty()) rt->cgroupParent = "/berth/" + ee->name;
         rt->runtimeTimeout = options_.runtimeTimeout;
@@ -664,6 +674,8 @@ Status SoftwareModulesImpl::start(std::function<void()> ready) {
                 res.rt = in.rt;
                 if (in.skip || cancel.cancelled()) continue;
                 EeRuntime& rt = *in.rt;
+                // HostObject staging mounts left by a crash during a start: nothing uses them.
+                sweepHostObjectStaging(rt.hostObjectDir);
                 auto store = oci::ImageStore::open(rt.storageDir);
                 if (!store) {
                     res.error = "cannot open the image store: " + store.error().describe();

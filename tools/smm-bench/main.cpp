@@ -1,6 +1,9 @@
 // berth-smm-bench: what SoftwareModules adds on top of the OCI runner.
 //
-//   berth-smm-bench [iterations]      (root, runc, python3, /bin/busybox)
+//   berth-smm-bench [iterations] [--hostobject]      (root, runc, python3, /bin/busybox)
+//
+// --hostobject: the DU gets one rw HostObject, so the Active figure includes resolving it
+// beneath its prefix (openat2) and staging it as a private mount for the runtime.
 //
 // Builds a busybox image offline, serves it over loopback HTTP and measures, as
 // medians over the iterations:
@@ -76,6 +79,7 @@ struct Watch : berth::dm::ChangeListener {
 
 int main(int argc, char** argv) {
     int iterations = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
+    bool hostObject = argc > 2 && std::string(argv[2]) == "--hostobject";
     berth::log::configure({berth::log::Level::kWarn, true, false, "berth"});
     fs::path tmp = fs::temp_directory_path() / ("berth-smm-bench-" + std::to_string(::getpid()));
     fs::create_directories(tmp / "www");
@@ -138,9 +142,12 @@ int main(int argc, char** argv) {
         eo.dbPath = sdir / "dm.db";
         auto engine = berth::dm::Engine::open(eo);
         if (!engine) die(engine.error().describe());
+        fs::path hostDir = sdir / "host";
+        fs::create_directories(hostDir / "data");
         if (!(*engine)->applyFactoryDefaults({{"Device.SoftwareModules.ExecEnv.1.Name", "bench"},
                                               {"Device.SoftwareModules.ExecEnv.1.Enable", "true"},
-                                              {"Device.SoftwareModules.ExecEnv.1.X_BERTH_CgroupParent", cgroup + "/smm"}}))
+                                              {"Device.SoftwareModules.ExecEnv.1.X_BERTH_CgroupParent", cgroup + "/smm"},
+                                              {"Device.SoftwareModules.ExecEnv.1.X_BERTH_HostObjectPrefixes", hostDir.string()}}))
             die("factory defaults");
         Watch watch;
         (*engine)->addListener(&watch);
@@ -156,6 +163,11 @@ int main(int argc, char** argv) {
         berth::dm::AsyncHooks hooks;
         hooks.createRequest = [](const berth::dm::CommandCall&) -> berth::Result<std::string> { return std::string("r"); };
         berth::dm::OperateRequest req{"Device.SoftwareModules.InstallDU()", "k", {{"URL", url}}};
+        if (hostObject) {
+            req.inputArgs["HostObject.1.Source"] = (hostDir / "data").string();
+            req.inputArgs["HostObject.1.Destination"] = "/data";
+            req.inputArgs["HostObject.1.Options"] = "rw";
+        }
         auto s0 = Clock::now();
         (*engine)->operate(req, berth::dm::Permissions::fullAccess(), hooks);
         if (!runUntil(loop, [&] { return watch.duEvent; }, std::chrono::seconds(60))) die("install");
@@ -191,8 +203,8 @@ int main(int argc, char** argv) {
     for (const char* ctl : {"memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio", "systemd", ""})
         fs::remove(fs::path("/sys/fs/cgroup") / ctl / cgroup.substr(1), ec);
 
-    std::printf("berth-smm-bench: busybox image %.0f KiB, %d iterations, medians\n",
-                archiveKiB, iterations);
+    std::printf("berth-smm-bench: busybox image %.0f KiB, %d iterations, medians%s\n", archiveKiB, iterations,
+                hostObject ? ", the EU with one rw HostObject" : "");
     std::printf("  bare   ImageStore::pull                               %8.1f ms\n", median(barePull));
     std::printf("  bare   ContainerManager::create+start                 %8.1f ms\n", median(bareStart));
     std::printf("  bare   total                                          %8.1f ms\n", median(barePull) + median(bareStart));

@@ -144,6 +144,9 @@ TEST_CASE("Update swaps the image, keeps the EU's settings and restarts the EU t
     std::string oldDuid = h.get(du + "DUID");
     REQUIRE(h.operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
     REQUIRE(h.waitFor([&] { return berth::testing::readFile(out / "ran") == "1.0.0 kept\n"; }));
+    // The app writes /out/ran before the start call has returned; Update() refuses an EU
+    // that is still Starting (7229).
+    REQUIRE(h.waitStatus(eu, "Active"));
 
     auto r = h.run(du + "Update()", {{"URL", http.url(v2)}});
     if (!r) FAIL(r.error().describe());

@@ -7,13 +7,16 @@
 //
 // Errors: kInvalidArgument (unsupported scheme), kServerUnreachable (DNS, connect,
 // timeout, HTTP 5xx), kTlsFailure, kAuthFailed (401/403), kNotFound (404, missing
-// file), kQuotaExceeded (larger than maxBytes), kNoSpace, kCancelled,
-// kDownloadFailed (anything else).
+// file), kQuotaExceeded (larger than maxBytes, or `reserve` refused), kNoSpace,
+// kCancelled (seen by the progress callback, at least once a second even on a
+// stalled connection), kDownloadFailed (deadline, minimum rate, anything else).
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "berth/core/worker_pool.h"
 #include "berth/oci/error.h"
@@ -29,6 +32,20 @@ struct FetchOptions {
     std::uint64_t maxBytes = 4ull << 30;
     std::chrono::seconds connectTimeout{30};
     std::chrono::seconds lowSpeedTime{60};  // give up below 1 KiB/s for this long
+    // Whole-transfer limits (http/https): give up after `deadline` (0: none), and once
+    // `rateWindow` has passed, whenever the average since the start is below
+    // `minBytesPerSecond` (0: no minimum). Error kDownloadFailed naming the limit.
+    std::chrono::seconds deadline{0};
+    std::uint64_t minBytesPerSecond = 0;
+    std::chrono::seconds rateWindow{10};
+    // Disk reservation, called on the downloading thread with the total bytes the
+    // download will hold on disk: once the size is announced (Content-Length), else as
+    // it grows. false: no room; the download stops with kQuotaExceeded. Empty: none.
+    std::function<bool(std::uint64_t bytes)> reserve;
+    // file: URLs and plain paths (ImageStore::pull). nullopt: any local regular file;
+    // otherwise only regular files beneath one of these directories, resolved without
+    // following symbolic links (an empty list turns local files off).
+    std::optional<std::vector<std::string>> fileDirectories;
 };
 
 struct FetchResult {

@@ -24,6 +24,7 @@
 // from several threads at once; commits and GC are serialised by the lock.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,8 +49,13 @@ struct ImageRecord {
 };
 
 struct PullRequest {
-    FetchOptions fetch;                // url, credentials, TLS, download cap
+    FetchOptions fetch;                // url, credentials, TLS, download cap, local-file policy
     Platform platform = hostPlatform();
+    // Called once the image is verified and unpacked in staging, under the store's
+    // commit lock (so calls never overlap, within one process), with the record about
+    // to be committed (unpackedBytes counts only layers new to the store). An error
+    // stops the pull and removes everything staged. Empty: always admitted.
+    std::function<RunnerStatus(const ImageRecord&)> admit;
 };
 
 struct PullStats {

@@ -54,6 +54,9 @@ struct SmmOptions {
     std::string caFile;                        // extra CA bundle for https; empty: system store
     std::uint64_t maxDownloadBytes = 4ull << 30;
     std::chrono::seconds connectTimeout{30};
+    // Threads of the download pool (pulls only; EU starts and stops use the pool given
+    // to create()). Per-ExecEnv limits (deadline, rate, file: URLs) are ExecEnv parameters.
+    std::size_t downloadThreads = 2;
     // An EU whose process ends within this time after start counts as a start failure
     // (FailureOnStart / FailureOnAutoStart) rather than FailureWhileActive.
     std::chrono::milliseconds startGrace{1000};
