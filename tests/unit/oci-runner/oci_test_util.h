@@ -141,7 +141,7 @@ inline void makeBusyboxRootfs(const std::filesystem::path& root) {
     fs::create_directories(root / "bin");
     for (const char* d : {"etc", "tmp", "proc", "sys", "dev", "data", "var"}) fs::create_directories(root / d);
     fs::copy_file("/bin/busybox", root / "bin/busybox", fs::copy_options::overwrite_existing);
-    for (const char* app : {"sh", "cat", "echo", "sleep", "ls", "dd", "head", "true", "id", "env", "touch", "mkdir"})
+    for (const char* app : {"sh", "cat", "echo", "sleep", "ls", "dd", "head", "true", "id", "env", "touch", "mkdir", "unshare", "grep"})
         fs::create_symlink("busybox", root / "bin" / app);
     std::FILE* f = std::fopen((root / "etc/passwd").c_str(), "w");
     std::fputs("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", f);
