@@ -213,8 +213,13 @@ RunnerResult<ContainerInfo> ContainerManager::create(const std::string& id, cons
     }
     auto config = makeRuntimeConfig(image->config, settings, id, params);
     if (!config) return std::move(config).error();
-    BERTH_OCI_TRY(detail::writeFileAtomic(dir + "/config.json", config->dump(2)));
-    BERTH_OCI_TRY(detail::writeFileAtomic(dir + "/record.json", containerRecordToJson(rec)));
+    // No fsync: these files matter only while the container lives, and a power loss
+    // that could lose them ends the container too (its directory is then removed at
+    // the next start). Each fsync costs ~8 ms of the start on a gateway's flash.
+    // Mode 0600: the directory is searchable by others when there is an id map, and
+    // config.json holds the EU's environment.
+    BERTH_OCI_TRY(detail::writeFileAtomic(dir + "/config.json", config->dump(), false, 0600));
+    BERTH_OCI_TRY(detail::writeFileAtomic(dir + "/record.json", containerRecordToJson(rec), false, 0600));
 
     UniqueFd console(::open((dir + "/console.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
     if (!console) return errnoError("open", errno, dir + "/console.log");

@@ -47,6 +47,7 @@ double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
 }
+double best(const std::vector<double>& v) { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
 [[noreturn]] void die(const std::string& what) {
     std::cerr << "berth-sec-bench: " << what << "\n";
     std::exit(1);
@@ -216,18 +217,19 @@ int main(int argc, char** argv) {
         fs::remove(base, ec);
     }
 
-    double bare = median(runc);
-    std::printf("berth-sec-bench: busybox container start, %d iterations, medians\n", iterations);
-    std::printf("  runc        runc create + runc start (runc spec bundle)        %7.1f ms\n", bare);
-    std::printf("  oci open    ContainerManager::run, no userns, unconfined      %7.1f ms  (%+.1f ms over runc)\n",
-                median(ociOpen), median(ociOpen) - bare);
-    std::printf("  oci secure  ContainerManager::run, userns + seccomp           %7.1f ms  (%+.1f ms over runc)\n",
-                median(ociSecure), median(ociSecure) - bare);
-    std::printf("  smm open    SetRequestedState(Active) -> Active, unprotected  %7.1f ms  (%+.1f ms over runc)\n",
-                median(smmOpen), median(smmOpen) - bare);
-    std::printf("  smm secure  SetRequestedState(Active) -> Active, userns+secc. %7.1f ms  (%+.1f ms over runc)\n",
-                median(smmSecure), median(smmSecure) - bare);
-    std::printf("  protections cost: oci %+.1f ms, smm %+.1f ms\n", median(ociSecure) - median(ociOpen),
-                median(smmSecure) - median(smmOpen));
+    double bare = median(runc), bareBest = best(runc);
+    std::printf("berth-sec-bench: busybox container start, %d iterations; median (min), and over bare runc\n", iterations);
+    auto row = [&](const char* name, const std::vector<double>& v) {
+        std::printf("  %-60s %6.1f ms (%5.1f)  %+6.1f ms (%+5.1f)\n", name, median(v), best(v), median(v) - bare,
+                    best(v) - bareBest);
+    };
+    row("runc        runc create + runc start (runc spec bundle)", runc);
+    row("oci open    ContainerManager::run, no userns, unconfined", ociOpen);
+    row("oci secure  ContainerManager::run, userns + seccomp", ociSecure);
+    row("smm open    SetRequestedState(Active) -> Active, unprotected", smmOpen);
+    row("smm secure  SetRequestedState(Active) -> Active, userns+seccomp", smmSecure);
+    std::printf("  protections cost (secure - open): oci %+.1f ms (%+.1f), smm %+.1f ms (%+.1f)\n",
+                median(ociSecure) - median(ociOpen), best(ociSecure) - best(ociOpen),
+                median(smmSecure) - median(smmOpen), best(smmSecure) - best(smmOpen));
     return 0;
 }

@@ -150,6 +150,8 @@ TEST_CASE("Update swaps the image, keeps the EU's settings and restarts the EU t
     std::string oldDuid = h.get(du + "DUID");
     REQUIRE(h.operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
     REQUIRE(h.waitFor([&] { return berth::testing::readFile(out / "ran") == "1.0.0 kept\n"; }));
+    // The file can appear before `runc start` has returned, while the EU is still Starting.
+    REQUIRE(h.waitStatus(eu, "Active"));
 
     auto r = h.run(du + "Update()", {{"URL", http.url(v2)}});
     if (!r) FAIL(r.error().describe());
