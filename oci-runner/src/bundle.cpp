@@ -15,14 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-const std::vector<std::string>& defaultCapabilities() {
-    static const std::vector<std::string> caps = {
-        "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",       "CAP_FOWNER", "CAP_MKNOD",
-        "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",       "CAP_SETFCAP", "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"};
-    return caps;
-}
-
 bool isNumber(const std::string& s) {
     if (s.empty() || s.size() > 10) return false;
     for (char c : s)
@@ -144,7 +136,19 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
         user = *u;
     }
 
-    json caps = defaultCapabilities();
+    const SecurityPolicy& sec = params.security;
+    if (sec.idMap.enabled()) {
+        for (const char* k : {"uid", "gid"}) {
+            auto id = user[k].get<std::uint32_t>();
+            if (!sec.idMap.toHost(id))
+                return RunnerError(ErrorKind::kInvalidArgument,
+                                   std::string("the container's ") + k + " " + std::to_string(id) +
+                                       " is outside the execution environment's id map of " +
+                                       std::to_string(sec.idMap.size) + " ids");
+        }
+    }
+
+    json caps = sec.capabilities;
     json process = {
         {"terminal", s.terminal},
         {"user", user},
@@ -152,7 +156,8 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
         {"env", env},
         {"cwd", image.workingDir.value_or("/")},
         {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
-        {"rlimits", json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}})},
+        {"rlimits", json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}},
+                                 {{"type", "RLIMIT_CORE"}, {"hard", 0}, {"soft", 0}}})},
         {"noNewPrivileges", true},
     };
 
@@ -165,8 +170,13 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
         {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
          {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
         {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"}, {"options", {"nosuid", "noexec", "nodev"}}},
-        {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"}, {"options", {"nosuid", "noexec", "nodev", "ro"}}},
     });
+    if (sec.idMap.enabled() && s.hostNetwork)
+        mounts.push_back({{"destination", "/sys"}, {"type", "none"}, {"source", "/sys"},
+                          {"options", {"rbind", "nosuid", "noexec", "nodev", "ro"}}});
+    else
+        mounts.push_back({{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
+                          {"options", {"nosuid", "noexec", "nodev", "ro"}}});
     for (const auto& m : s.mounts) {
         if (!validContainerPath(m.destination))
             return RunnerError(ErrorKind::kInvalidArgument, "mount destination must be an absolute path", m.destination);
@@ -180,6 +190,7 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
     json namespaces = json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
     if (!s.hostNetwork) namespaces.push_back({{"type", "network"}});
     namespaces.push_back({{"type", "cgroup"}});
+    if (sec.idMap.enabled()) namespaces.push_back({{"type", "user"}});
 
     json resources = json::object();
     resources["devices"] = json::array({{{"allow", false}, {"access", "rwm"}}});
@@ -200,15 +211,21 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
         {"resources", resources},
         {"maskedPaths", {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                         "/sys/firmware"}},
+                         "/proc/interrupts", "/sys/firmware", "/sys/devices/virtual/powercap"}},
         {"readonlyPaths", {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}},
     };
     if (!params.cgroupsPath.empty()) linux["cgroupsPath"] = params.cgroupsPath;
+    if (sec.idMap.enabled()) {
+        json map = json::array({{{"containerID", 0}, {"hostID", sec.idMap.hostBase}, {"size", sec.idMap.size}}});
+        linux["uidMappings"] = map;
+        linux["gidMappings"] = map;
+    }
+    if (!sec.seccomp.is_null()) linux["seccomp"] = sec.seccomp;
 
     json config = {
         {"ociVersion", "1.0.2"},
         {"process", process},
-        {"root", {{"path", params.rootfsPath}, {"readonly", s.readOnlyRootfs}}},
+        {"root", {{"path", params.rootfsPath}, {"readonly", s.readOnlyRootfs || sec.readOnlyRootfs}}},
         {"hostname", s.hostname.empty() ? id : s.hostname},
         {"mounts", mounts},
         {"linux", linux},

@@ -79,9 +79,9 @@ RunnerStatus removeAt(int dirfd, const std::string& name) {
     return {};
 }
 
-RunnerStatus writeFileAtomic(const std::string& path, const std::string& content) {
+RunnerStatus writeFileAtomic(const std::string& path, const std::string& content, bool durable, unsigned mode) {
     std::string tmp = path + ".tmp-" + randomToken(4);
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode)));
     if (!fd) return errnoError("create", errno, tmp);
     std::size_t off = 0;
     while (off < content.size()) {
@@ -94,7 +94,7 @@ RunnerStatus writeFileAtomic(const std::string& path, const std::string& content
         }
         off += static_cast<std::size_t>(n);
     }
-    if (::fsync(fd.get()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if ((durable && ::fsync(fd.get()) != 0) || ::rename(tmp.c_str(), path.c_str()) != 0) {
         int err = errno;
         ::unlink(tmp.c_str());
         return errnoError("commit", err, path);

@@ -19,8 +19,9 @@ RunnerStatus removeAt(int dirfd, const std::string& name);
 // Removes every entry of the directory `dirfd` whose name is not in `keep`.
 RunnerStatus clearDirectory(int dirfd, const std::vector<std::string>& keep = {});
 
-// Writes a file atomically (temp file in the same directory, fsync, rename).
-RunnerStatus writeFileAtomic(const std::string& path, const std::string& content);
+// Writes a file atomically (temp file in the same directory, fsync unless !durable, rename).
+RunnerStatus writeFileAtomic(const std::string& path, const std::string& content, bool durable = true,
+                             unsigned mode = 0644);
 RunnerResult<std::string> readSmallFile(const std::string& path, std::size_t maxBytes = 16 << 20);
 
 // Sum of allocated bytes of a tree (st_blocks * 512), hardlinks counted once.

@@ -3,12 +3,14 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -358,18 +360,80 @@ RunnerResult<ImageRecord> imageRecordFromJson(std::string_view text) {
     return r;
 }
 
+namespace {
+
+std::string idMapText(const IdMapping& m) { return std::to_string(m.hostBase) + " " + std::to_string(m.size) + "\n"; }
+
+// Owners of the tree under `dir` from mapping `from` to mapping `to` (nftw keeps
+// no per-call state, hence the statics; callers hold storeMutex()).
+IdMapping gShiftFrom, gShiftTo;
+int gShiftErrno = 0;
+
+int shiftOne(const char* path, const struct stat* st, int, FTW*) {
+    auto shift = [](std::uint32_t id) -> std::uint32_t {
+        std::uint32_t c = id;
+        if (gShiftFrom.enabled()) {
+            if (id < gShiftFrom.hostBase || id - gShiftFrom.hostBase >= gShiftFrom.size) return id;
+            c = id - gShiftFrom.hostBase;
+        }
+        auto h = gShiftTo.toHost(c);
+        return h ? *h : id;
+    };
+    std::uint32_t u = shift(st->st_uid), g = shift(st->st_gid);
+    if ((u != st->st_uid || g != st->st_gid) && ::lchown(path, u, g) != 0) {
+        gShiftErrno = errno;
+        return 1;
+    }
+    // chown drops setuid/setgid bits of regular files: put them back.
+    if (S_ISREG(st->st_mode) && (st->st_mode & (S_ISUID | S_ISGID))) ::chmod(path, st->st_mode & 07777);
+    return 0;
+}
+
+RunnerStatus shiftOwners(const std::string& dir, const IdMapping& from, const IdMapping& to) {
+    gShiftFrom = from;
+    gShiftTo = to;
+    gShiftErrno = 0;
+    if (::nftw(dir.c_str(), shiftOne, 32, FTW_PHYS) != 0)
+        return errnoError("chown", gShiftErrno ? gShiftErrno : errno, dir);
+    return {};
+}
+
+}  // namespace
+
 RunnerResult<std::unique_ptr<ImageStore>> ImageStore::open(const std::string& root, UnpackLimits limits) {
     for (const char* sub : {"/blobs/sha256", "/layers", "/images", "/tmp"})
         BERTH_OCI_TRY(detail::makeDirs(root + sub));
-    std::unique_ptr<ImageStore> s(new ImageStore(root, limits));
     {
         std::lock_guard<std::mutex> g(storeMutex());
         StoreLock lock(root);
         // Staging left by a crash: nothing in it was committed.
         UniqueFd tmp(::open((root + "/tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (tmp) (void)detail::clearDirectory(tmp.get());
+        // The owner mapping the stored layers were unpacked with ("<hostBase> <size>";
+        // missing: a store from before mappings, unshifted). When the execution
+        // environment's mapping changed, the layers are re-owned to match.
+        IdMapping stored;
+        auto text = detail::readSmallFile(root + "/idmap", 64);
+        if (text) {
+            unsigned long long base = 0, size = 0;
+            if (std::sscanf(text->c_str(), "%llu %llu", &base, &size) == 2 && base <= 0xFFFFFFFFull &&
+                size <= 0xFFFFFFFFull) {
+                stored.hostBase = static_cast<std::uint32_t>(base);
+                stored.size = static_cast<std::uint32_t>(size);
+            }
+        }
+        if (!limits.owners) {
+            limits.owners = stored;
+        } else if (!text || stored.hostBase != limits.owners->hostBase || stored.size != limits.owners->size) {
+            if (text || limits.owners->enabled()) {
+                BERTH_LOG_INFO("oci") << "re-owning the layers of " << root << " for id map "
+                                      << limits.owners->hostBase << "+" << limits.owners->size;
+                BERTH_OCI_TRY(shiftOwners(root + "/layers", stored, *limits.owners));
+            }
+            BERTH_OCI_TRY(detail::writeFileAtomic(root + "/idmap", idMapText(*limits.owners)));
+        }
     }
-    return s;
+    return std::unique_ptr<ImageStore>(new ImageStore(root, limits));
 }
 
 RunnerResult<ImageRecord> ImageStore::pull(const PullRequest& req, const CancelToken* cancel, PullStats* stats) {
@@ -410,6 +474,9 @@ RunnerResult<ImageRecord> ImageStore::pull(const PullRequest& req, const CancelT
         }
         std::string dir = stagedLayers + "/" + hex;
         if (::mkdir(dir.c_str(), 0755) != 0) return errnoError("mkdir", errno, dir);
+        if (limits_.ownerMap().enabled() && ::chown(dir.c_str(), limits_.ownerMap().hostBase, limits_.ownerMap().hostBase) != 0 &&
+            errno != EPERM)
+            return errnoError("chown", errno, dir);
         auto comp = layerCompression(desc.mediaType);
         if (!comp) return std::move(comp).error();
         auto ls = applyLayer(LayerSource{blob, *comp, rec.diffIds[i]}, dir, WhiteoutMode::kOverlay, limits_, budget,
@@ -584,6 +651,9 @@ RunnerResult<ImageRecord> unpackArchive(const std::string& archivePath, const st
     if (!v) return std::move(v).error();
     std::string rootfs = staging.path() + "/rootfs";
     if (::mkdir(rootfs.c_str(), 0755) != 0) return errnoError("mkdir", errno, rootfs);
+    if (limits.ownerMap().enabled() && ::chown(rootfs.c_str(), limits.ownerMap().hostBase, limits.ownerMap().hostBase) != 0 &&
+        errno != EPERM)
+        return errnoError("chown", errno, rootfs);
     UnpackBudget budget;
     for (std::size_t i = 0; i < v->manifest.layers.size(); ++i) {
         const auto& desc = v->manifest.layers[i];

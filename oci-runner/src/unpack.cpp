@@ -143,6 +143,21 @@ private:
     RunnerStatus writeHardlink(archive_entry* e, int dirfd, const std::string& name, const std::string& path);
     RunnerStatus writeDirectory(archive_entry* e, int dirfd, const std::string& name, const std::string& path);
     RunnerStatus applyMetadata(int fd, archive_entry* e, const std::string& path, bool isDir);
+    // The entry's owner as stored on the host (shifted by limits_.owners).
+    RunnerResult<std::pair<uid_t, gid_t>> ownerOf(archive_entry* e, const std::string& path) const {
+        la_int64_t uid = archive_entry_uid(e), gid = archive_entry_gid(e);
+        if (uid < 0 || gid < 0 || uid > 0xFFFFFFFEll || gid > 0xFFFFFFFEll)
+            return RunnerError(ErrorKind::kUnsafeArchive, "entry with an invalid owner", path);
+        auto u = limits_.ownerMap().toHost(static_cast<std::uint32_t>(uid));
+        auto g = limits_.ownerMap().toHost(static_cast<std::uint32_t>(gid));
+        if (!u || !g)
+            return RunnerError(ErrorKind::kUnsafeArchive,
+                               "entry owned by " + std::to_string(uid) + ":" + std::to_string(gid) +
+                                   ", outside the " + std::to_string(limits_.ownerMap().size) +
+                                   " ids the execution environment maps",
+                               path);
+        return std::pair<uid_t, gid_t>{static_cast<uid_t>(*u), static_cast<gid_t>(*g)};
+    }
     // Removes whatever sits at dirfd/name; the cached parent may have been inside it.
     RunnerStatus clearSlot(int dirfd, const std::string& name) {
         struct stat st {};
@@ -203,6 +218,11 @@ RunnerResult<int> LayerWriter::parentDir(const std::vector<std::string>& comps, 
             if (!next && errno == ENOENT) {
                 if (::mkdirat(cur.get(), comps[i].c_str(), 0755) != 0 && errno != EEXIST)
                     return errnoError("mkdir", errno, prefix);
+                if (limits_.ownerMap().enabled() &&
+                    ::fchownat(cur.get(), comps[i].c_str(), limits_.ownerMap().hostBase, limits_.ownerMap().hostBase,
+                               AT_SYMLINK_NOFOLLOW) != 0 &&
+                    errno != EPERM)
+                    return errnoError("chown", errno, prefix);
                 BERTH_OCI_TRY(chargeFile(prefix));
                 if (mode_ == WhiteoutMode::kApply) written_.insert(prefix);
                 next.reset(openBeneath(rootFd_, prefix, O_RDONLY | O_DIRECTORY));
@@ -232,9 +252,9 @@ RunnerStatus LayerWriter::applyMetadata(int fd, archive_entry* e, const std::str
     auto mode = static_cast<mode_t>(archive_entry_perm(e));
     if (!isDir && (mode & (S_ISUID | S_ISGID)) && !limits_.allowSetuid)
         return RunnerError(ErrorKind::kUnsafeArchive, "setuid/setgid file refused", path);
-    if (::fchown(fd, static_cast<uid_t>(archive_entry_uid(e)), static_cast<gid_t>(archive_entry_gid(e))) != 0 &&
-        errno != EPERM)
-        return errnoError("chown", errno, path);
+    auto owner = ownerOf(e, path);
+    if (!owner) return std::move(owner).error();
+    if (::fchown(fd, owner->first, owner->second) != 0 && errno != EPERM) return errnoError("chown", errno, path);
     if (::fchmod(fd, mode & 07777) != 0) return errnoError("chmod", errno, path);
     // Only user.* attributes: trusted.overlay.* could forge whiteouts, security.* grants capabilities.
     const char* xname = nullptr;
@@ -325,9 +345,9 @@ RunnerStatus LayerWriter::writeSymlink(archive_entry* e, int dirfd, const std::s
     }
     BERTH_OCI_TRY(clearSlot(dirfd, name));
     if (::symlinkat(t.c_str(), dirfd, name.c_str()) != 0) return errnoError("symlink", errno, path);
-    if (::fchownat(dirfd, name.c_str(), static_cast<uid_t>(archive_entry_uid(e)),
-                   static_cast<gid_t>(archive_entry_gid(e)), AT_SYMLINK_NOFOLLOW) != 0 &&
-        errno != EPERM)
+    auto owner = ownerOf(e, path);
+    if (!owner) return std::move(owner).error();
+    if (::fchownat(dirfd, name.c_str(), owner->first, owner->second, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
         return errnoError("chown", errno, path);
     if (archive_entry_mtime_is_set(e)) {
         timespec ts[2];

@@ -177,13 +177,6 @@ void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
     eu.autoStarted = autoStart;
     eu.busy = true;
     eu.stopRequested = false;
-    {
-        dm::Engine::Batch batch(engine_);  // one database commit for the three changes
-        setFault(eu, EuFault::kNoFault, "");
-        if (!val(eu.path + "X_BERTH_ExitStatus").empty()) set(eu.path + "X_BERTH_ExitStatus", "");
-        setStatus(eu, EuStatus::kStarting);
-        (void)batch.commit();
-    }
     auto rt = ee->rt;
     std::string id = eu.euid, path = eu.path;
     oci::ContainerSettings s = std::move(*settings);
@@ -218,6 +211,15 @@ void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
             return r;
         },
         [this, path](oci::RunnerResult<oci::ContainerInfo> r) { onStarted(path, std::move(r)); });
+    // Committed while the runtime already works on the worker (the commit's fsync is not on
+    // the start's path); the result is posted to this thread, so it always comes after.
+    {
+        dm::Engine::Batch batch(engine_);  // one database commit for the three changes
+        setFault(eu, EuFault::kNoFault, "");
+        if (!val(eu.path + "X_BERTH_ExitStatus").empty()) set(eu.path + "X_BERTH_ExitStatus", "");
+        setStatus(eu, EuStatus::kStarting);
+        (void)batch.commit();
+    }
 }
 
 void SoftwareModulesImpl::onStarted(const std::string& path, oci::RunnerResult<oci::ContainerInfo> r) {

@@ -68,7 +68,8 @@ ExitDecision decideExit(const ExitFacts& facts, const AutoRestartPolicy& policy)
     if (facts.stopRequested) return d;
     bool clean = facts.status && facts.status->success() && !facts.oomKilled;
     if (clean) return d;
-    if (facts.withinStartGrace)
+    // An OOM kill means the process ran and allocated: it started, whatever the grace.
+    if (facts.withinStartGrace && !facts.oomKilled)
         d.fault = facts.autoStarted ? EuFault::kFailureOnAutoStart : EuFault::kFailureOnStart;
     else
         d.fault = EuFault::kFailureWhileActive;

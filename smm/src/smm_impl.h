@@ -47,6 +47,11 @@ struct EeRuntime {
     DiskBudget budget;          // AllocatedDiskSpace held by pulls in flight
     std::string hostObjectDir;  // staging mount points of HostObjects, <state>/ee/<Name>/hostobjects
     std::chrono::milliseconds runtimeTimeout{30000};
+    // From the ExecEnv's configuration only (read-only vendor parameters): the id map,
+    // capabilities, seccomp profile ("" built-in, "unconfined", or a file) and
+    // read-only rootfs. Nothing a controller sends can change them.
+    oci::SecurityPolicy security;
+    std::string seccompProfile;
     std::unique_ptr<oci::ImageStore> images;
     std::unique_ptr<oci::ContainerManager> containers;
     std::string runtimeVersion;  // "runc version 1.1.5+ds1"
@@ -175,6 +180,8 @@ private:
     void applyEeLimits(Ee& ee);
     std::int64_t eeMemoryInUseKiB(const Ee& ee) const;
     void loadEes();
+    // Reads the ExecEnv's security parameters into rt; returns why they are unusable, or "".
+    std::string loadEeSecurity(const std::string& path, EeRuntime& rt) const;
     void afterReconcile(ReconcileResult result);
     void recoverJournal();
     void refreshEeStatus(Ee& ee);

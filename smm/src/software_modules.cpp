@@ -292,6 +292,33 @@ void SoftwareModulesImpl::raiseDuStateChange(const std::string& uuid, const std:
 
 // ---- ExecEnvs -------------------------------------------------------------------------
 
+std::string SoftwareModulesImpl::loadEeSecurity(const std::string& path, EeRuntime& rt) const {
+    auto instance = static_cast<std::uint32_t>(
+        std::strtoul(path.substr(kEeTable.size(), path.size() - kEeTable.size() - 1).c_str(), nullptr, 10));
+    std::int64_t size = intVal(path + "X_BERTH_IdMapSize", oci::kDefaultIdMapSize);
+    std::int64_t base = intVal(path + "X_BERTH_IdMapBase", 0);
+    if (size < 0 || size > 0xFFFFFFFFll || base < 0 || base > 0xFFFFFFFFll)
+        return "X_BERTH_IdMapBase/X_BERTH_IdMapSize out of range";
+    if (size > 0) {
+        if (base == 0) {
+            if (size > oci::kDefaultIdMapSize)
+                return "X_BERTH_IdMapSize above 65536 needs an explicit X_BERTH_IdMapBase";
+            rt.security.idMap = oci::defaultIdMapping(instance);
+        } else {
+            rt.security.idMap.hostBase = static_cast<std::uint32_t>(base);
+        }
+        rt.security.idMap.size = static_cast<std::uint32_t>(size);
+        if (static_cast<std::uint64_t>(rt.security.idMap.hostBase) + rt.security.idMap.size > 0xFFFFFFFFull)
+            return "X_BERTH_IdMapBase + X_BERTH_IdMapSize passes the largest id";
+    }
+    auto caps = oci::parseCapabilities(val(path + "X_BERTH_Capabilities"));
+    if (!caps) return "X_BERTH_Capabilities: " + caps.error().message;
+    rt.security.capabilities = std::move(*caps);
+    rt.seccompProfile = val(path + "X_BERTH_SeccompProfile");
+    rt.security.readOnlyRootfs = val(path + "X_BERTH_ReadOnlyRootfs") == "true";
+    return {};
+}
+
 void SoftwareModulesImpl::loadEes() {
     auto rows = engine_.resolveObjects(std::string(kEeTable));
     if (!rows) return;
@@ -322,10 +349,22 @@ void SoftwareModulesImpl::loadEes() {
         rt->cgroupParent = val(path + "X_BERTH_CgroupParent");
         if (rt->cgroupParent.empty()) rt->cgroupParent = "/berth/" + ee->name;
         rt->runtimeTimeout = options_.runtimeTimeout;
+        if (auto err = loadEeSecurity(path, *rt); !err.empty()) ee->openError = err;
         if (!oci::isValidContainerId(ee->name + ".1"))
             ee->openError = "ExecEnv Name '" + ee->name + "' may only hold letters, digits and _+.- (it prefixes container IDs)";
         ee->rt = rt;  // handed to the start-up job; usable() stays false until it returns
         ees_[path] = std::move(ee);
+    }
+    // Two ExecEnvs sharing host ids could reach each other's files.
+    for (auto a = ees_.begin(); a != ees_.end(); ++a) {
+        for (auto b = std::next(a); b != ees_.end(); ++b) {
+            const auto& ma = a->second->rt->security.idMap;
+            const auto& mb = b->second->rt->security.idMap;
+            if (!ma.enabled() || !mb.enabled()) continue;
+            std::uint64_t a0 = ma.hostBase, a1 = a0 + ma.size, b0 = mb.hostBase, b1 = b0 + mb.size;
+            if (a0 < b1 && b0 < a1 && b->second->openError.empty())
+                b->second->openError = "its id map overlaps that of ExecEnv " + a->second->name;
+        }
     }
 }
 
@@ -676,7 +715,9 @@ Status SoftwareModulesImpl::start(std::function<void()> ready) {
                 EeRuntime& rt = *in.rt;
                 // HostObject staging mounts left by a crash during a start: nothing uses them.
                 sweepHostObjectStaging(rt.hostObjectDir);
-                auto store = oci::ImageStore::open(rt.storageDir);
+                oci::UnpackLimits limits;
+                limits.owners = rt.security.idMap;
+                auto store = oci::ImageStore::open(rt.storageDir, limits);
                 if (!store) {
                     res.error = "cannot open the image store: " + store.error().describe();
                     continue;
@@ -688,6 +729,8 @@ Status SoftwareModulesImpl::start(std::function<void()> ready) {
                 co.runtimeBinary = rt.runtimeBinary;
                 co.cgroupParent = rt.cgroupParent;
                 co.runtimeTimeout = rt.runtimeTimeout;
+                co.security = rt.security;
+                co.seccompProfile = rt.seccompProfile;
                 auto mgr = oci::ContainerManager::open(co, *rt.images);
                 if (!mgr) {
                     res.error = "cannot use the OCI runtime: " + mgr.error().describe();

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -71,8 +72,11 @@ struct Env {
     std::unique_ptr<ContainerManager> containers;
     std::set<std::string> ids;
 
-    explicit Env(RuntimeKind kind = RuntimeKind::kRunc) {
-        auto s = ImageStore::open((tmp / "store").string());
+    explicit Env(RuntimeKind kind = RuntimeKind::kRunc, std::optional<IdMapping> idMap = std::nullopt,
+                 bool allowOverlay = true) {
+        UnpackLimits limits;
+        limits.owners = idMap;
+        auto s = ImageStore::open((tmp / "store").string(), limits);
         REQUIRE(s);
         images = std::move(*s);
         ContainerManagerOptions o;
@@ -81,6 +85,8 @@ struct Env {
         o.cgroupParent = "/berth-test-" + uniqueSuffix();
         o.runtimeTimeout = std::chrono::seconds(30);
         o.logCapBytes = 64 << 10;
+        o.allowOverlay = allowOverlay;
+        if (idMap) o.security.idMap = *idMap;
         auto m = ContainerManager::open(o, *images);
         REQUIRE(m);
         containers = std::move(*m);
@@ -386,4 +392,43 @@ TEST_CASE("A chatty container's console log is capped by rotation", "[oci][integ
     CHECK(fs::file_size(env.containers->logPath(id)) == 0);
     CHECK(fs::file_size(env.containers->logPath(id) + ".1") <= 64u << 10);
     CHECK(berth::testing::readFile(env.containers->logPath(id) + ".1").find("line-3999") != std::string::npos);
+}
+
+TEST_CASE("With a user namespace a container runs as the mapped root over overlay and over a copied rootfs, "
+          "and what it writes in its writable layer belongs to the mapped root on the host",
+          "[oci][integration]") {
+    bool overlay = GENERATE(true, false);
+    INFO((overlay ? "overlay" : "copy"));
+    IdMapping map = defaultIdMapping(9);
+    Env env(RuntimeKind::kRunc, map, overlay);
+    auto img = busyboxImage(env.tmp.path(), "mapped",
+                                 {"/bin/sh", "-c",
+                                  "cat /proc/self/uid_map; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; "
+                                  "touch /made-here && echo wrote; ls -ln /bin/busybox"});
+    HttpServer http(env.tmp.path());
+    auto rec = env.pull(http.url(fs::path(img.archive).filename().string()));
+    std::string id = env.newId("mapped");
+    auto exit = env.runToExit(id, rec.manifestDigest, {});
+    REQUIRE(exit.status);
+    std::string log = berth::testing::readFile(env.containers->logPath(id));
+    INFO(log);
+    CHECK(exit.status->success());
+    std::istringstream uidMap(log);  // first line: "         0 1074266112      65536"
+    std::uint64_t inside = 99, outside = 0, size = 0;
+    uidMap >> inside >> outside >> size;
+    CHECK(inside == 0);
+    CHECK(outside == map.hostBase);
+    CHECK(size == 65536);
+    CHECK(log.find("Seccomp:\t2") != std::string::npos);
+    CHECK(log.find("NoNewPrivs:\t1") != std::string::npos);
+    CHECK(log.find("wrote") != std::string::npos);
+    // Inside, the image's files belong to root (0 0), not to the overflow id.
+    CHECK(log.find(" 0        0 ") != std::string::npos);
+    auto info = env.containers->info(id);
+    REQUIRE(info);
+    fs::path written = fs::path(env.containers->containerDir(id)) / (overlay ? "upper" : "rootfs") / "made-here";
+    struct stat st {};
+    REQUIRE(::lstat(written.c_str(), &st) == 0);
+    CHECK(st.st_uid == map.hostBase);
+    CHECK(info->record.rootfsMode == (overlay ? "overlay" : "copy"));
 }

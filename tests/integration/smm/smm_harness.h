@@ -66,6 +66,14 @@ inline std::string buildApp(const fs::path& dir, const std::string& name, const 
     return fs::path(img.archive).filename().string();
 }
 
+// Hands a host directory to the mapped root of the n-th ExecEnv (default id map), as
+// an operator does for a directory that EUs write through a rw HostObject.
+inline std::uint32_t giveToMappedRoot(const fs::path& dir, std::uint32_t eeInstance = 1) {
+    std::uint32_t root = berth::oci::defaultIdMapping(eeInstance).hostBase;
+    REQUIRE(::chown(dir.c_str(), root, root) == 0);
+    return root;
+}
+
 struct HttpServer {
     int port = berth::testing::freeTcpPort();
     std::unique_ptr<berth::testing::ProcessGuard> proc;

@@ -1,5 +1,6 @@
 // Device.SoftwareModules end to end: InstallDU/Update/Uninstall through
 // Engine::operate, EUs run by runc, faults, OOM, AutoRestart, adoption, AutoStart.
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "smm_harness.h"
@@ -42,6 +43,7 @@ TEST_CASE("InstallDU installs an image, its EU runs on request, stops on Idle, a
 
     fs::path out = site.host / "hello-out";
     fs::create_directories(out);
+    std::uint32_t mappedRoot = giveToMappedRoot(out);
     auto r = h.run(kInstall, {{"URL", http.url(archive)},
                               {"ExecutionEnvRef", "Device.SoftwareModules.ExecEnv.1"},
                               {"EnvVariable.1.Key", "GREETING"},
@@ -90,6 +92,9 @@ TEST_CASE("InstallDU installs an image, its EU runs on request, stops on Idle, a
     REQUIRE(s->result);
     REQUIRE(h.waitStatus(eu, "Active"));
     REQUIRE(h.waitFor([&] { return berth::testing::readFile(out / "ran") == "1.0.0 hi\n"; }));
+    struct stat ranStat {};
+    REQUIRE(::stat((out / "ran").c_str(), &ranStat) == 0);
+    CHECK(ranStat.st_uid == mappedRoot);  // written by the container's root, an unprivileged host id
     CHECK(std::stoll(h.get(eu + "MemoryInUse")) > 0);
     CHECK(h.get("Device.SoftwareModules.ExecEnv.1.ActiveExecutionUnits") == "Device.SoftwareModules.ExecutionUnit.1");
     auto statuses = h.rec.statusesOf(eu);
@@ -132,6 +137,7 @@ TEST_CASE("Update swaps the image, keeps the EU's settings and restarts the EU t
     Harness h(site);
     fs::path out = site.host / "upd";
     fs::create_directories(out);
+    giveToMappedRoot(out);
     auto [du, eu] = h.install({{"URL", http.url(v1)},
                                {"EnvVariable.1.Key", "GREETING"},
                                {"EnvVariable.1.Value", "kept"},
@@ -265,7 +271,7 @@ TEST_CASE("Failed installs report the TR-181 fault code and leave nothing behind
     }
 }
 
-TEST_CASE("An EU over its memory limit shows FailureWhileActive with an OOM message while another EU keeps running",
+TEST_CASE("An EU OOM-killed right after it started shows FailureWhileActive with an OOM message while another EU keeps running",
           "[smm][integration]") {
     Site site;
     std::string a = buildApp(site.images, "hog", "1.0.0");
@@ -275,7 +281,7 @@ TEST_CASE("An EU over its memory limit shows FailureWhileActive with an OOM mess
     auto [hogDu, hog] = h.install({{"URL", http.url(a)},
                                    {"Resources.AllocatedMemory", "32768"},
                                    {"EnvVariable.1.Key", "APP_CMD"},
-                                   {"EnvVariable.1.Value", "sleep 1; dd if=/dev/zero of=/dev/null bs=256M count=1"}});
+                                   {"EnvVariable.1.Value", "dd if=/dev/zero of=/dev/null bs=256M count=1"}});
     auto [calmDu, calm] = h.install({{"URL", http.url(b)}, {"ShutdownDelay", "2"}});
     REQUIRE(h.operate(calm + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
     REQUIRE(h.waitStatus(calm, "Active"));

@@ -13,6 +13,7 @@
 #include "berth/agent/codec.h"
 #include "berth/core/process.h"
 #include "berth/oci/layout_writer.h"
+#include "berth/oci/security.h"
 #include "berth/testing/mosquitto.h"
 #include "oci_test_util.h"
 
@@ -82,6 +83,12 @@ std::string uniqueSuffix() {
 }
 
 }  // namespace
+
+void makeEuWritableDir(const fs::path& dir, unsigned eeInstance) {
+    fs::create_directories(dir);
+    std::uint32_t root = berth::oci::defaultIdMapping(eeInstance).hostBase;
+    REQUIRE(::chown(dir.c_str(), root, root) == 0);
+}
 
 std::string buildApp(const fs::path& dir, const std::string& name, const std::string& version) {
     std::string tag = name + "-" + version;

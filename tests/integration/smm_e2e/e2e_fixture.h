@@ -48,6 +48,9 @@ extern const char* const kAppScript;
 // Builds `<name>-<version>.tar` (an OCI image-layout archive of a busybox rootfs) in dir
 // and returns its file name.
 std::string buildApp(const fs::path& dir, const std::string& name, const std::string& version);
+// Creates a host directory owned by the mapped root of the n-th ExecEnv (default id
+// map), as an operator does for a directory EUs write through a rw HostObject.
+void makeEuWritableDir(const fs::path& dir, unsigned eeInstance = 1);
 
 // python3 -m http.server on a free loopback port serving `dir`.
 class HttpServer {

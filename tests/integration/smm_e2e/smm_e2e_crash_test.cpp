@@ -145,7 +145,7 @@ TEST_CASE("An Active EU's container keeps running across kill -9 of berthd, and 
     Listener l(f.broker->port(), f.tmp / "listener.out");
     f.subscribeListener();
     fs::path out = f.host / "upd";
-    fs::create_directories(out);
+    makeEuWritableDir(out);
     auto [du, eu] = install(f, l,
                             {"URL=" + f.http->url(v1), "HostObject.1.Source=" + out.string(),
                              "HostObject.1.Destination=/out", "HostObject.1.Options=rw", "ShutdownDelay=2"});

@@ -42,7 +42,7 @@ TEST_CASE("InstallDU over MQTT announces DUStateChange! and OperationComplete, t
     Fixture f;
     std::string archive = buildApp(f.www, "hello", "1.0.0");
     fs::path out = f.host / "hello";
-    fs::create_directories(out);
+    makeEuWritableDir(out);
     Watch events(f, "Event", kDuStateChange);
 
     auto r = operateWait(f, kInstallDu,
@@ -123,7 +123,7 @@ TEST_CASE("Update over MQTT swaps 1.0.0 for 1.1.0, keeps the EU's settings and r
     std::string v1 = buildApp(f.www, "upd", "1.0.0");
     std::string v2 = buildApp(f.www, "upd", "1.1.0");
     fs::path out = f.host / "upd";
-    fs::create_directories(out);
+    makeEuWritableDir(out);
     Watch events(f, "Event", kDuStateChange);
     auto r = operateWait(f, kInstallDu,
                          {"URL=" + f.http->url(v1), "EnvVariable.1.Key=GREETING", "EnvVariable.1.Value=kept",

@@ -72,7 +72,7 @@ TEST_CASE("usp-js installs a DU with an async operate, sees DUStateChange!, star
     Fixture f([](std::string conf) { return conf + kUspJsController; });
     std::string archive = buildApp(f.www, "jsapp", "1.0.0");
     fs::path out = f.host / "jsapp";
-    fs::create_directories(out);
+    makeEuWritableDir(out);
 
     std::vector<std::string> env;
     for (char** e = environ; *e; ++e) env.emplace_back(*e);

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -22,6 +23,9 @@ TempDir::TempDir(const std::string& prefix) {
     buf.push_back('\0');
     if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
     path_ = buf.data();
+    // Searchable (not listable) by others: containers whose root is mapped to an
+    // unprivileged host id must reach their rootfs below it.
+    ::chmod(path_.c_str(), 0711);
 }
 
 TempDir::~TempDir() {

@@ -68,6 +68,12 @@ public:
         write(e, "");
         return *this;
     }
+    // Owner of the entries written after this call.
+    TarBuilder& owner(la_int64_t uid, la_int64_t gid) {
+        uid_ = uid;
+        gid_ = gid;
+        return *this;
+    }
     void close() {
         if (a_) {
             archive_write_close(a_);
@@ -83,6 +89,8 @@ private:
         archive_entry_set_filetype(e, type);
         archive_entry_set_perm(e, static_cast<mode_t>(mode));
         archive_entry_set_mtime(e, 0, 0);
+        archive_entry_set_uid(e, uid_);
+        archive_entry_set_gid(e, gid_);
         return e;
     }
     void write(archive_entry* e, const std::string& content) {
@@ -92,6 +100,8 @@ private:
         archive_entry_free(e);
     }
     archive* a_;
+    la_int64_t uid_ = 0;
+    la_int64_t gid_ = 0;
 };
 
 struct BuiltImage {
@@ -131,7 +141,7 @@ inline void makeBusyboxRootfs(const std::filesystem::path& root) {
     fs::create_directories(root / "bin");
     for (const char* d : {"etc", "tmp", "proc", "sys", "dev", "data", "var"}) fs::create_directories(root / d);
     fs::copy_file("/bin/busybox", root / "bin/busybox", fs::copy_options::overwrite_existing);
-    for (const char* app : {"sh", "cat", "echo", "sleep", "ls", "dd", "head", "true", "id", "env", "touch", "mkdir"})
+    for (const char* app : {"sh", "cat", "echo", "sleep", "ls", "dd", "head", "true", "id", "env", "touch", "mkdir", "unshare", "grep"})
         fs::create_symlink("busybox", root / "bin" / app);
     std::FILE* f = std::fopen((root / "etc/passwd").c_str(), "w");
     std::fputs("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", f);

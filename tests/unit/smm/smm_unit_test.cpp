@@ -71,7 +71,7 @@ TEST_CASE("EU requests follow TR-369's state machine", "[smm]") {
     CHECK(euFaultName(EuFault::kFailureWhileActive) == "FailureWhileActive");
 }
 
-TEST_CASE("Exits: a clean exit is no fault, a crash is FailureWhileActive, OOM says so, AutoRestart gives up at the maximum",
+TEST_CASE("Exits: a clean exit is no fault, a crash is FailureWhileActive, an OOM kill is FailureWhileActive even within the start grace, AutoRestart gives up at the maximum",
           "[smm]") {
     AutoRestartPolicy off;
     ExitFacts clean;
@@ -99,6 +99,10 @@ TEST_CASE("Exits: a clean exit is no fault, a crash is FailureWhileActive, OOM s
     CHECK(d.fault == EuFault::kFailureWhileActive);
     CHECK(d.message.find("OOM") != std::string::npos);
     CHECK(d.message.find("32768 KiB") != std::string::npos);
+    oom.withinStartGrace = true;  // killed right after it started: it did start
+    CHECK(decideExit(oom, off).fault == EuFault::kFailureWhileActive);
+    oom.autoStarted = true;
+    CHECK(decideExit(oom, off).fault == EuFault::kFailureWhileActive);
 
     ExitFacts stopped = crash;
     stopped.stopRequested = true;

@@ -6,9 +6,15 @@
 // Env, then settings.extraEnv (same key: the caller's value wins). Cwd =
 // WorkingDir or "/". User = settings.user or image User, as "uid[:gid]" or names
 // looked up in the image's /etc/passwd and /etc/group (resolved beneath the
-// rootfs). Hardened defaults: Docker's default capability set, noNewPrivileges,
-// masked and read-only /proc paths; namespaces pid, ipc, uts, mount, cgroup and
-// network (unless hostNetwork).
+// rootfs). Security from BundleParams::security (security.h): a user namespace
+// with uid/gid maps when idMap is set (the user must fall inside it), the policy's
+// capabilities (runc's default set unless widened), noNewPrivileges always,
+// the policy's seccomp object as linux.seccomp, runc's masked and read-only paths
+// plus /proc/interrupts and /sys/devices/virtual/powercap, rlimits (NOFILE 1024,
+// CORE 0), root.readonly when the settings or the policy ask for it; namespaces
+// pid, ipc, uts, mount, cgroup and network (unless hostNetwork: then /sys is a
+// read-only bind of the host's, as sysfs cannot be mounted from a user namespace
+// that does not own the network namespace).
 // Pure function apart from reading passwd/group; any thread.
 
 #include <cstdint>
@@ -21,6 +27,7 @@
 
 #include "berth/oci/error.h"
 #include "berth/oci/image_spec.h"
+#include "berth/oci/security.h"
 
 namespace berth::oci {
 
@@ -50,9 +57,11 @@ struct BundleParams {
     std::string rootfsDir;              // where the rootfs is on the host (for user lookup); may be empty
     std::string cgroupsPath;            // linux.cgroupsPath
     bool swapLimit = true;              // set memory.swap (needs swap accounting on cgroup v1)
+    SecurityPolicy security;            // the execution environment's policy (default: no seccomp)
 };
 
-// Errors: kInvalidArgument (no command, bad user, relative mount destination),
+// Errors: kInvalidArgument (no command, bad user, a user outside the id map,
+// relative mount destination),
 // kNotFound (a user or group name not in the image).
 RunnerResult<nlohmann::json> makeRuntimeConfig(const ImageConfig& image, const ContainerSettings& settings,
                                                const std::string& containerId, const BundleParams& params);

@@ -15,6 +15,10 @@
 // The writable layer is an overlayfs upper directory; when overlayfs is not
 // available (or refuses the layer list) the image is copied into rootfs/ instead
 // and rootfs/ itself is the writable layer (record.json says which).
+// With a user namespace (options.security.idMap), the store's layers are already
+// owned by the mapped ids (see UnpackLimits::owners); upper/ (or the copied
+// rootfs/) belongs to the mapped root, and the container directory is 0711 so
+// the mapped root can reach rootfs/ but read nothing else there.
 //
 // ContainerManager methods block (runtime calls, mounts, copying): call them from
 // a worker thread. They may be called from several threads for different
@@ -39,6 +43,7 @@
 #include "berth/oci/error.h"
 #include "berth/oci/image_store.h"
 #include "berth/oci/runtime.h"
+#include "berth/oci/security.h"
 
 namespace berth::oci {
 
@@ -51,6 +56,14 @@ struct ContainerManagerOptions {
     std::uint64_t logCapBytes = 1 << 20;  // console.log is rotated to console.log.1 past this
     bool allowOverlay = true;             // false: always copy the image into the rootfs
     std::string mountinfo = "/proc/self/mountinfo";
+    // What every container of this manager may do (security.h). With an id map,
+    // the image store must have been opened with the same mapping
+    // (UnpackLimits::owners), and stateDir with all its ancestors must be
+    // searchable by others, because the runtime mounts the rootfs as the mapped root.
+    SecurityPolicy security;
+    // Fills security.seccomp when it is null: "" the shipped default profile,
+    // "unconfined" none, anything else a profile file (loadSeccompProfile()).
+    std::string seccompProfile;
 };
 
 struct ContainerRecord {
@@ -80,7 +93,10 @@ struct StopResult {
 
 class ContainerManager {
 public:
-    // Creates the directories, detects the cgroup layout, checks the runtime.
+    // Creates the directories, detects the cgroup layout, checks the runtime, loads
+    // the seccomp profile. Errors: kInvalidArgument (a state directory the mapped
+    // root cannot reach, a store with another id map, a bad profile), kNotFound
+    // (profile file), kCorruptData (profile not JSON).
     static RunnerResult<std::unique_ptr<ContainerManager>> open(ContainerManagerOptions options, ImageStore& images);
 
     // Builds the bundle and runs `runtime create`: the container exists, its init
@@ -123,6 +139,8 @@ private:
     ContainerManager(ContainerManagerOptions o, ImageStore& images, CgroupLayout cg, Runtime rt)
         : options_(std::move(o)), images_(images), cgroups_(std::move(cg)), runtime_(std::move(rt)) {}
     RunnerStatus prepareRootfs(const ImageRecord& image, const std::string& dir, std::string& mode);
+    // chown to the mapped root when there is an id map; false with errno set on failure.
+    bool chownToMappedRoot(const std::string& path) const;
     RunnerResult<ContainerRecord> readRecord(const std::string& id) const;
 
     ContainerManagerOptions options_;

@@ -21,11 +21,13 @@
 // Blocking; call from a worker thread. Thread-safe for distinct roots.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "berth/core/worker_pool.h"
 #include "berth/oci/error.h"
 #include "berth/oci/image_spec.h"
+#include "berth/oci/security.h"
 
 namespace berth::oci {
 
@@ -34,6 +36,14 @@ struct UnpackLimits {
     std::uint64_t maxFiles = 1'000'000;   // entries over all layers of an image
     std::uint64_t reserveBytes = 16ull << 20;  // free space that must remain on the filesystem
     bool allowSetuid = false;             // keep setuid/setgid bits on regular files
+    // Owners as the host sees them: with a mapping, an entry owned by uid/gid n is
+    // stored as hostBase + n (directories the archive leaves out are owned by
+    // hostBase), so a container whose user namespace has the same mapping sees the
+    // archive's owners. An owner outside the mapping is refused (kUnsafeArchive).
+    // ImageStore::open(): nullopt keeps the mapping the store was made with; a
+    // value different from it re-owns the stored layers.
+    std::optional<IdMapping> owners;
+    IdMapping ownerMap() const { return owners.value_or(IdMapping{}); }
 };
 
 // Running totals for one image, shared by the layers applied one after another.
