@@ -33,9 +33,9 @@ export DEBIAN_FRONTEND=noninteractive
 host_packages=(g++-$triplet qemu-user-static cmake ninja-build pkg-config protobuf-compiler file)
 target_packages=(libc6-dev libstdc++-12-dev libprotobuf-dev libsqlite3-dev libssl-dev libpaho-mqttpp-dev
                  libpaho-mqtt-dev libcurl4-openssl-dev libarchive-dev libcgroup-dev zlib1g-dev
-                 libwebsockets-dev)
+                 libwebsockets-dev catch2)
 # Header-only and architecture-independent packages the build uses.
-all_packages=(catch2 nlohmann-json3-dev libcli11-dev)
+all_packages=(nlohmann-json3-dev libcli11-dev)
 
 # 1. Host packages, checked with a dry run first: nothing may be removed or upgraded.
 missing=()

@@ -76,6 +76,7 @@ mosquitto -c "$work/mosquitto.conf" >> "$work/mosquitto.log" 2>&1 &
 pids+=($!)
 wait_port "$port"
 
+unit_env=$(sed -n 's/^Environment=//p' "$here/packaging/systemd/berthd.service" | tr '\n' ' ')
 rows=()
 for p in "${profiles[@]}"; do
   dir=$(build_profile "$p")
@@ -92,7 +93,8 @@ for p in "${profiles[@]}"; do
       -e "s#/var/lib/berth/shared#$work/$p/shared#" \
       -e "s#\"/berth/apps\"#\"/berth-footprint-$$-$p\"#" "$here/examples/berth.conf" > "$conf"
   [[ $oci == ON ]] || sed -i '/^Device\.SoftwareModules\./d' "$conf"
-  "$work/$p/berthd" -c "$conf" -d "$work/$p/berth.db" --state-dir "$work/$p/state" \
+  # The environment the systemd unit gives berthd (as deployed).
+  env $unit_env "$work/$p/berthd" -c "$conf" -d "$work/$p/berth.db" --state-dir "$work/$p/state" \
     > "$work/$p/berthd.log" 2>&1 &
   pid=$!
   pids+=("$pid")
@@ -106,6 +108,7 @@ for p in "${profiles[@]}"; do
   anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status")
   file=$(awk '/^RssFile:/ {print $2}' "/proc/$pid/status")
   threads=$(awk '/^Threads:/ {print $2}' "/proc/$pid/status")
+  pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
   names=$(cat /proc/"$pid"/task/*/comm | sort | uniq -c | awk '{printf "%s%s", (NR>1?",":""), ($1>1? $2"x"$1 : $2)}')
   connected=no
   if grep -q "connected to mqtt://" "$work/$p/berthd.log"; then connected=yes; fi
@@ -113,13 +116,14 @@ for p in "${profiles[@]}"; do
   wait "$pid" 2>/dev/null || true
   # The next profile's client uses the same ID; start it on a clean broker log.
   : > "$work/mosquitto.log"
-  rows+=("$(printf '| %-14s | %-22s | %-3s | %8.2f MB | %7.1f MB | %7.1f MB | %7.1f MB | %2d | %-3s | %s |' \
-    "$p" "${mtps% }" "$oci" "$(echo "$size / 1048576" | bc -l)" "$(echo "$rss / 1024" | bc -l)" \
-    "$(echo "$anon / 1024" | bc -l)" "$(echo "$file / 1024" | bc -l)" "$threads" "$connected" "$names")")
+  rows+=("$(printf '| %-14s | %-22s | %-3s | %7.0f KB | %7.1f MB | %7.1f MB | %7.1f MB | %7.1f MB | %2d | %-4s | %s |' \
+    "$p" "${mtps% }" "$oci" "$(echo "$size / 1024" | bc -l)" "$(echo "$rss / 1024" | bc -l)" \
+    "$(echo "$anon / 1024" | bc -l)" "$(echo "$file / 1024" | bc -l)" "$(echo "$pss / 1024" | bc -l)" \
+    "$threads" "$connected" "$names")")
 done
 
 echo
-echo "berthd footprint, x86-64 ($(uname -m)), idle ${idle} s after start against mosquitto"
-echo "| profile        | MTPs                   | SMM | stripped    | VmRSS      | RssAnon    | RssFile    | th | MQTT | thread names |"
-echo "|----------------|------------------------|-----|-------------|------------|------------|------------|----|-----|--------------|"
+echo "berthd footprint on $(uname -m), idle ${idle} s after start against mosquitto; environment: ${unit_env:-none}"
+echo "| profile        | MTPs                   | SMM | stripped   | VmRSS      | RssAnon    | RssFile    | Pss        | th | MQTT | thread names |"
+echo "|----------------|------------------------|-----|------------|------------|------------|------------|------------|----|------|--------------|"
 printf '%s\n' "${rows[@]}"
