@@ -66,8 +66,7 @@ if [[ ! -f $sysroot/.complete ]]; then
   mkdir -p "$sysroot/debs"
   apt-get -s -o Dir::State::status=/dev/null install -y --no-install-recommends \
       "${target_packages[@]/%/:$arch}" "${all_packages[@]}" 2>/dev/null |
-    awk -v a="[$arch])" '/^Inst / && ($NF == a || $NF == "[all])") {
-        name = $2; ver = substr($3, 2); print (index(name, ":") ? name : name) "=" ver }' > "$sysroot/packages.txt"
+    awk -v a="[$arch])" '/^Inst / && (index($0, a) || index($0, "[all])")) { print $2 "=" substr($3, 2) }' > "$sysroot/packages.txt"
   (cd "$sysroot/debs" && xargs -a "$sysroot/packages.txt" apt-get download -q)
   for deb in "$sysroot"/debs/*.deb; do dpkg -x "$deb" "$sysroot"; done
   # Debian 12 is merged-/usr on real systems; dpkg -x leaves /lib and /usr/lib apart.
@@ -102,10 +101,10 @@ fi
 # 4. Unit tests and in-process benchmarks under qemu-user.
 cd "$build"
 if ((smoke)); then
-  ctest --output-on-failure -L unit -R '^(Event|Timer|Worker|A |SdNotifier|Result|Retry|Log)' --timeout 300
+  ctest --output-on-failure --no-tests=error -L unit --timeout 300
   exit 0
 fi
-ctest --output-on-failure -L unit -j "$(nproc)" --timeout 600
+ctest --output-on-failure --no-tests=error -L unit -j "$(nproc)" --timeout 600
 for bench in tools/dm-bench/berth-dm-bench tools/notify-bench/berth-notify-bench; do
   if [[ -x $bench ]]; then
     echo "cross-build: $bench under qemu-user"

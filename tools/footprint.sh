@@ -6,12 +6,13 @@
 #   tools/footprint.sh                       # every profile
 #   tools/footprint.sh gateway gateway-mqtt  # some of them
 #   IDLE_SECONDS=10 KEEP=1 tools/footprint.sh
+#   NO_BUILD=1 tools/footprint.sh             # measure what is built, build nothing
 #
 # Profiles:
 #   gateway         CMake preset "gateway": MinSizeRel, LTO, section GC, every MTP and
 #                   SoftwareModules (one ExecEnv on runc configured)
 #   gateway-mqtt    CMake preset "gateway-mqtt": the same with MQTT only, no SoftwareModules
-#   relwithdebinfo  the development build type with everything (no tests)
+#   relwithdebinfo  the development build (RelWithDebInfo, everything): $BUILD_DIR or ./build
 #
 # Settings comparable to obuspa's idle figures: one MQTT 5 client connected to the
 # broker, one agent MTP, two controllers, a fresh database, log level info to a file.
@@ -53,14 +54,18 @@ build_profile() {  # <profile> -> prints the build directory
   case $p in
     gateway|gateway-mqtt)
       dir=$here/build-$p
-      cmake --preset "$p" -S "$here" "${launcher[@]}" >/dev/null ;;
+      if [[ -z ${NO_BUILD:-} ]]; then cmake --preset "$p" -S "$here" "${launcher[@]}" >/dev/null; fi ;;
     relwithdebinfo)
-      dir=$here/build-fp-relwithdebinfo
-      cmake -S "$here" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBERTH_BUILD_TESTS=OFF \
-        "${launcher[@]}" >/dev/null ;;
+      # The development build (tools/setup.sh) when there is one: berthd is the same with
+      # or without the tests.
+      dir=${BUILD_DIR:-$here/build}
+      if [[ ! -f $dir/CMakeCache.txt ]]; then
+        cmake -S "$here" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBERTH_BUILD_TESTS=OFF \
+          "${launcher[@]}" >/dev/null
+      fi ;;
     *) echo "footprint: unknown profile $p" >&2; return 2 ;;
   esac
-  cmake --build "$dir" -j "$(nproc)" --target berthd >&2
+  if [[ -z ${NO_BUILD:-} ]]; then cmake --build "$dir" -j "$(nproc)" --target berthd >&2; fi
   echo "$dir"
 }
 

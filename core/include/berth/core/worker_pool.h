@@ -55,7 +55,7 @@ class WorkerPool {
 public:
     // At most maxThreads (at least 1) run at once; none before the first submit().
     WorkerPool(EventLoop& loop, std::size_t maxThreads,
-               std::chrono::milliseconds idleExit = std::chrono::seconds(10));
+               std::chrono::milliseconds idleExit = std::chrono::seconds(5));
     ~WorkerPool();  // cancels queued jobs, joins the threads
     WorkerPool(const WorkerPool&) = delete;
     WorkerPool& operator=(const WorkerPool&) = delete;
