@@ -99,12 +99,16 @@ if [[ -x $build/agent/berthd ]]; then
 fi
 
 # 4. Unit tests and in-process benchmarks under qemu-user.
+# What qemu-user 7.2 itself cannot do, so these tests are skipped there (they pass on
+# arm64 hardware and on x86-64): prctl(PR_SET_CHILD_SUBREAPER) fails with EINVAL, and a
+# failed execve in a spawned child is not reported back to the parent.
+qemu_limits='^(Spawning a missing program is a clear error|The subreaper reaps orphans reparented to it but never a ChildProcess it does not own|A claimed pid is left alone by the subreaper sweep until released)$'
 cd "$build"
 if ((smoke)); then
-  ctest --output-on-failure --no-tests=error -L unit --timeout 300
+  ctest --output-on-failure --no-tests=error -L unit -E "$qemu_limits" --timeout 300
   exit 0
 fi
-ctest --output-on-failure --no-tests=error -L unit -j "$(nproc)" --timeout 600
+ctest --output-on-failure --no-tests=error -L unit -E "$qemu_limits" -j "$(nproc)" --timeout 600
 for bench in tools/dm-bench/berth-dm-bench tools/notify-bench/berth-notify-bench; do
   if [[ -x $bench ]]; then
     echo "cross-build: $bench under qemu-user"
