@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
             return kExitRuntime;
         }
         BERTH_LOG_INFO("berthd") << "restarting";
+        sd.restoreEnvironment();  // the same PID goes on under systemd
         // Nothing of this process may leak into the next one but stdio.
         ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
         ::execv("/proc/self/exe", argv);

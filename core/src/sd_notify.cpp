@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace berth {
 namespace {
@@ -31,10 +32,23 @@ std::optional<std::chrono::microseconds> watchdogFromEnvironment() {
 
 SdNotifier SdNotifier::fromEnvironment() {
     const char* socket = std::getenv("NOTIFY_SOCKET");
-    if (!socket || !*socket) return SdNotifier{};
-    auto n = toSocket(socket, watchdogFromEnvironment());
-    if (!n) return SdNotifier{};
-    return std::move(*n);
+    SdNotifier result;
+    if (socket && *socket) {
+        if (auto n = toSocket(socket, watchdogFromEnvironment())) result = std::move(*n);
+    }
+    ::unsetenv("NOTIFY_SOCKET");
+    ::unsetenv("WATCHDOG_USEC");
+    ::unsetenv("WATCHDOG_PID");
+    return result;
+}
+
+void SdNotifier::restoreEnvironment() const {
+    if (!enabled()) return;
+    ::setenv("NOTIFY_SOCKET", address_.c_str(), 1);
+    if (watchdog_) {
+        ::setenv("WATCHDOG_USEC", std::to_string(watchdog_->count()).c_str(), 1);
+        ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+    }
 }
 
 Result<SdNotifier> SdNotifier::toSocket(std::string_view address,

@@ -78,14 +78,40 @@ TEST_CASE("SdNotifier takes WATCHDOG_USEC only when WATCHDOG_PID is unset or nam
     ::setenv("WATCHDOG_USEC", "3000000", 1);
     ::unsetenv("WATCHDOG_PID");
     CHECK(SdNotifier::fromEnvironment().watchdogInterval() == std::chrono::microseconds(3000000));
+    ::setenv("NOTIFY_SOCKET", s.name.c_str(), 1);
+    ::setenv("WATCHDOG_USEC", "3000000", 1);
     ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
     CHECK(SdNotifier::fromEnvironment().watchdogInterval() == std::chrono::microseconds(3000000));
+    ::setenv("NOTIFY_SOCKET", s.name.c_str(), 1);
+    ::setenv("WATCHDOG_USEC", "3000000", 1);
     ::setenv("WATCHDOG_PID", "1", 1);
     CHECK_FALSE(SdNotifier::fromEnvironment().watchdogInterval());
+    ::setenv("NOTIFY_SOCKET", s.name.c_str(), 1);
     ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
     ::setenv("WATCHDOG_USEC", "soon", 1);
     CHECK_FALSE(SdNotifier::fromEnvironment().watchdogInterval());
     ::unsetenv("NOTIFY_SOCKET");
     ::unsetenv("WATCHDOG_USEC");
     ::unsetenv("WATCHDOG_PID");
+}
+
+TEST_CASE("SdNotifier takes the notification variables out of the environment and can put them back",
+          "[core][sd_notify]") {
+    AbstractSocket s;
+    ::setenv("NOTIFY_SOCKET", s.name.c_str(), 1);
+    ::setenv("WATCHDOG_USEC", "2000000", 1);
+    ::unsetenv("WATCHDOG_PID");
+    auto n = SdNotifier::fromEnvironment();
+    REQUIRE(n.enabled());
+    // Children (runc) must not see them.
+    CHECK(std::getenv("NOTIFY_SOCKET") == nullptr);
+    CHECK(std::getenv("WATCHDOG_USEC") == nullptr);
+    n.restoreEnvironment();
+    REQUIRE(std::getenv("NOTIFY_SOCKET") != nullptr);
+    CHECK(std::string(std::getenv("NOTIFY_SOCKET")) == s.name);
+    CHECK(std::string(std::getenv("WATCHDOG_USEC")) == "2000000");
+    CHECK(std::string(std::getenv("WATCHDOG_PID")) == std::to_string(::getpid()));
+    auto again = SdNotifier::fromEnvironment();
+    CHECK(again.enabled());
+    CHECK(again.watchdogInterval() == std::chrono::microseconds(2000000));
 }

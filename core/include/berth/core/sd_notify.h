@@ -27,8 +27,13 @@ namespace berth {
 class SdNotifier {
 public:
     SdNotifier() = default;
-    // Reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID.
+    // Reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID and removes them from the
+    // environment, so programs berthd starts (runc would forward a container's
+    // notifications and wait for its READY) do not inherit them. Call before threads start.
     static SdNotifier fromEnvironment();
+    // Puts the variables back, for a process that re-executes itself. Not thread-safe
+    // (setenv).
+    void restoreEnvironment() const;
     // Notifies the given socket address ("/path" or "@abstract"); for tests.
     static Result<SdNotifier> toSocket(std::string_view address,
                                        std::optional<std::chrono::microseconds> watchdog = {});
