@@ -3,8 +3,11 @@
 #include <linux/close_range.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -16,6 +19,7 @@
 #include "berth/agent/local_cli.h"
 #include "berth/core/log.h"
 #include "berth/core/process.h"
+#include "berth/core/sd_notify.h"
 
 #ifndef BERTH_VERSION
 #define BERTH_VERSION "0.0.0"
@@ -90,6 +94,12 @@ int main(int argc, char** argv) {
     // could flood stderr that way. Route those lines to the log, before threads start.
     berth::agent::routeProtobufLogs();
 
+    // systemd (Type=notify): READY once the agent runs, WATCHDOG from the loop, STOPPING.
+    const berth::SdNotifier sd = berth::SdNotifier::fromEnvironment();
+    auto sdNotify = [&sd](const std::string& state) {
+        if (auto st = sd.notify(state); !st) BERTH_LOG_WARN("berthd") << st.error().describe();
+    };
+
     berth::SystemClock clock;
     berth::EventLoop loop(clock);
     // Block the signals before any thread starts, so every thread inherits the mask and
@@ -99,6 +109,7 @@ int main(int argc, char** argv) {
     auto signals = loop.watchSignals({SIGTERM, SIGINT}, [&](int sig) {
         if (stopping) return;
         stopping = true;
+        sdNotify("STOPPING=1\nSTATUS=stopping");
         BERTH_LOG_INFO("berthd") << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", shutting down";
         if (agent) {
             agent->stop([&] { loop.stop(); });
@@ -109,6 +120,16 @@ int main(int argc, char** argv) {
     if (!signals) {
         BERTH_LOG_ERROR("berthd") << signals.error().describe();
         return kExitRuntime;
+    }
+    // Test-only (documented in docs/packaging.md): with BERTH_TEST_WEDGE_SIGNAL=1 in the
+    // environment, SIGUSR2 blocks the loop thread for good, so a test can check that the
+    // watchdog pings stop when the loop is stuck.
+    berth::Result<std::unique_ptr<berth::SignalWatch>> wedge{std::unique_ptr<berth::SignalWatch>()};
+    if (const char* w = std::getenv("BERTH_TEST_WEDGE_SIGNAL"); w && std::string_view(w) == "1") {
+        wedge = loop.watchSignals({SIGUSR2}, [](int) {
+            BERTH_LOG_WARN("berthd") << "SIGUSR2 with BERTH_TEST_WEDGE_SIGNAL=1: wedging the event loop";
+            for (;;) ::pause();
+        });
     }
     auto reaper = berth::Subreaper::create(loop, [&agent](pid_t pid, berth::ExitStatus st) {
         BERTH_LOG_DEBUG("berthd") << "reaped process " << pid << " (" << st.describe() << ")";
@@ -128,7 +149,16 @@ int main(int argc, char** argv) {
     }
     BERTH_LOG_INFO("berthd") << "berthd " << BERTH_VERSION << " running as " << agent->endpointId() << " (pid "
                              << ::getpid() << ")";
+    sdNotify("READY=1\nSTATUS=running as " + agent->endpointId());
+    // Pinged from a loop timer: if the loop wedges, the pings stop and systemd acts.
+    std::unique_ptr<berth::Timer> watchdog;
+    if (auto interval = sd.watchdogInterval()) {
+        watchdog = loop.createTimer([&sdNotify] { sdNotify("WATCHDOG=1"); });
+        auto half = std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2);
+        watchdog->start(std::max(half, std::chrono::milliseconds(1)), true);
+    }
     loop.run();
+    watchdog.reset();
     bool restart = agent->restartRequested();
     agent.reset();
     if (restart) {
@@ -139,6 +169,7 @@ int main(int argc, char** argv) {
             return kExitRuntime;
         }
         BERTH_LOG_INFO("berthd") << "restarting";
+        sd.restoreEnvironment();  // the same PID goes on under systemd
         // Nothing of this process may leak into the next one but stdio.
         ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
         ::execv("/proc/self/exe", argv);

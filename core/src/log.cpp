@@ -1,10 +1,12 @@
 #include "berth/core/log.h"
 
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
 
@@ -17,6 +19,7 @@ Config gConfig;
 bool gSyslogOpen = false;
 Sink gSink = nullptr;
 void* gSinkCtx = nullptr;
+bool gJournal = false;
 
 int syslogPriority(Level l) {
     switch (l) {
@@ -26,6 +29,19 @@ int syslogPriority(Level l) {
         case Level::kWarn: return LOG_WARNING;
         default: return LOG_ERR;
     }
+}
+
+// systemd sets JOURNAL_STREAM to "<dev>:<inode>" of the stream it connected stdout and
+// stderr to. When stderr is still that stream, journald stamps the time itself and reads
+// the priority from a "<N>" prefix (sd-daemon(3)), so lines carry that instead.
+bool stderrIsJournal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (!stream || !*stream) return false;
+    unsigned long long dev = 0, ino = 0;
+    if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+    struct stat st {};
+    if (::fstat(STDERR_FILENO, &st) != 0) return false;
+    return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
 }
 
 }  // namespace
@@ -56,6 +72,7 @@ void configure(const Config& config) {
     std::lock_guard<std::mutex> lock(gMu);
     gConfig = config;
     gLevel.store(config.level);
+    gJournal = stderrIsJournal();
     if (config.toSyslog && !gSyslogOpen) {
         openlog(gConfig.syslogIdent.c_str(), LOG_PID | LOG_NDELAY, LOG_DAEMON);
         gSyslogOpen = true;
@@ -76,7 +93,10 @@ void setTestSink(Sink sink, void* ctx) {
 void write(Level lvl, std::string_view tag, std::string_view message) {
     std::lock_guard<std::mutex> lock(gMu);
     if (gSink) gSink(lvl, tag, message, gSinkCtx);
-    if (gConfig.toStderr) {
+    if (gConfig.toStderr && gJournal) {
+        std::fprintf(stderr, "<%d>[%.*s] %.*s\n", syslogPriority(lvl), static_cast<int>(tag.size()), tag.data(),
+                     static_cast<int>(message.size()), message.data());
+    } else if (gConfig.toStderr) {
         timeval tv{};
         gettimeofday(&tv, nullptr);
         std::tm tm{};

@@ -8,11 +8,15 @@
 //       [this](Result<Bytes> r) { onDownloaded(std::move(r)); });
 //   // destroying `job` (or job->cancel()) means the completion is never called
 //
+// Threads start on demand, up to the given maximum, and a thread idle for `idleExit`
+// ends, so an idle agent carries no worker threads.
+//
 // submit() and Job methods are called on the loop thread. The work function runs on
 // a worker thread and must not touch loop-owned state; it may poll the CancelToken to
 // stop early.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -49,7 +53,9 @@ private:
 
 class WorkerPool {
 public:
-    WorkerPool(EventLoop& loop, std::size_t threads);
+    // At most maxThreads (at least 1) run at once; none before the first submit().
+    WorkerPool(EventLoop& loop, std::size_t maxThreads,
+               std::chrono::milliseconds idleExit = std::chrono::seconds(5));
     ~WorkerPool();  // cancels queued jobs, joins the threads
     WorkerPool(const WorkerPool&) = delete;
     WorkerPool& operator=(const WorkerPool&) = delete;
@@ -69,18 +75,25 @@ public:
         return job;
     }
 
-    std::size_t threadCount() const { return threads_.size(); }
+    // Worker threads running now (busy or waiting for work). Thread-safe.
+    std::size_t threadCount() const;
 
 private:
     void enqueue(std::function<void()> task);
     void workerMain();
+    void joinFinished();
 
     EventLoop& loop_;
-    std::mutex mu_;
+    std::size_t maxThreads_;
+    std::chrono::milliseconds idleExit_;
+    mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::function<void()>> queue_;
     bool stopping_ = false;
+    std::size_t live_ = 0;  // threads not yet finished
+    std::size_t idle_ = 0;  // of those, waiting for work
     std::vector<std::thread> threads_;
+    std::vector<std::thread::id> finished_;  // ended after idleExit_, to be joined
 };
 
 }  // namespace berth
