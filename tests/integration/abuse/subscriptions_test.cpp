@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -226,7 +227,13 @@ TEST_CASE(
     const long idleRss = rssKb(f.agent->pid());
 
     auto figures = flood(flooder, other, *f.agent, 3000, 200, 50);
-    REQUIRE(flooder.waitReplies(3000, 120s));
+    if (!flooder.waitReplies(3000, 120s)) {
+        std::string warnings;
+        std::istringstream log(f.agent->log());
+        for (std::string line; std::getline(log, line);)
+            if (line.find(" WARN ") != std::string::npos || line.find(" ERROR ") != std::string::npos) warnings += line + "\n";
+        FAIL("only " << flooder.replies() << " of 3000 Adds answered; berthd warnings:\n" << warnings.substr(0, 4000));
+    }
     REQUIRE(other.waitReplies(figures.gets.size(), 30s));
     figures.maxRssKb = std::max(figures.maxRssKb, rssKb(f.agent->pid()));
 

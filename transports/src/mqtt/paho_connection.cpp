@@ -7,6 +7,7 @@
 // client drives reconnects with the TR-369 schedule.
 #include <mqtt/async_client.h>
 
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <mutex>
@@ -125,7 +126,11 @@ public:
     Status init() {
         const bool v5 = config_.protocolVersion == MqttVersion::kV5;
         try {
-            mqtt::create_options createOpts(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+            // Paho counts every publish still in its command queue against max buffered
+            // messages even while connected (default 100: a burst of replies hit it). Our
+            // own bound in publish() comes first; Paho's stays as the backstop.
+            const int buffered = static_cast<int>(std::min<std::size_t>(config_.maxUnsentMessages, 1 << 20)) + 16;
+            mqtt::create_options createOpts(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1, buffered);
             client_ = std::make_unique<mqtt::async_client>(uri_, clientId_, createOpts, nullptr);
         } catch (const std::exception& e) {
             return Error(ErrorCode::kInvalidConfiguration, "cannot make an MQTT client for " + uri_ + ": " + e.what(),
