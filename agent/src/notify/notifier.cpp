@@ -239,8 +239,9 @@ private:
                             const std::string& row);
     std::string generateId(const std::string& recipient, std::uint32_t instance) const;
     Status checkSubscriptionLimits(const std::string& recipient, const std::string& row);
-    // Rows of `type` whose ReferenceList may cover something at objPath (index lookup).
-    std::vector<Subscription*> candidates(NotifType type, std::string_view objPath);
+    // Rows of `type` whose ReferenceList may cover something at objPath (index lookup);
+    // paramsOnly: ValueChange rows with parameter-path entries only.
+    std::vector<Subscription*> candidates(NotifType type, std::string_view objPath, bool paramsOnly = false);
 
     // Matching and sending
     const dm::Permissions* permsFor(const std::string& recipient);
@@ -300,9 +301,17 @@ private:
 
     std::map<std::string, std::unique_ptr<Subscription>> subs_;  // by row path
     std::map<NotifType, SubscriptionIndex> index_;               // by NotifType, see candidates()
+    // ValueChange entries that name parameters are filed here instead of index_: a
+    // bookkeeping counter's change looks up only these (see notifyValueChange()).
+    SubscriptionIndex paramIndex_;
+    std::set<std::pair<std::string, std::string>> ids_;  // (Recipient, ID) of every row
     // Rows added by the controller message being handled but not yet committed (the cap
     // counts them); emptied around every controller message.
     std::map<std::string, std::string> pendingRows_;  // row path -> recipient
+    std::map<std::string, std::size_t> perRecipient_;  // rows per Recipient, for the cap
+    // ObjectDeletion rows with search or reference patterns: the only ones whose caches
+    // a change may have to refresh.
+    std::set<std::string> modelDeletionRows_;
     std::map<std::string, std::optional<dm::Permissions>> permCache_;
     std::string applyingConfigFor_;
 
@@ -444,10 +453,7 @@ std::string NotifierImpl::generateId(const std::string& recipient, std::uint32_t
     std::string base = "cpe-sub-" + std::to_string(instance);
     std::string cand = base;
     for (int n = 2;; ++n) {
-        bool clash = std::any_of(subs_.begin(), subs_.end(), [&](const auto& kv) {
-            return kv.second->recipient == recipient && kv.second->id == cand;
-        });
-        if (!clash) return cand;
+        if (!ids_.count({recipient, cand})) return cand;
         cand = base + "-" + std::to_string(n);
     }
 }
@@ -474,8 +480,7 @@ Status NotifierImpl::checkSubscriptionLimits(const std::string& recipient, const
     // Rows of this message not yet committed count as well; a row that is already known
     // (an instance number reused after a rollback) is not counted twice.
     std::size_t total = subs_.size(), mine = 0;
-    for (const auto& [path, s] : subs_)
-        if (s->recipient == recipient) ++mine;
+    if (auto it = perRecipient_.find(recipient); it != perRecipient_.end()) mine = it->second;
     for (const auto& [path, r] : pendingRows_) {
         if (path == row || subs_.count(path)) continue;
         ++total;
@@ -495,11 +500,17 @@ Status NotifierImpl::checkSubscriptionLimits(const std::string& recipient, const
     return okStatus();
 }
 
-std::vector<Subscription*> NotifierImpl::candidates(NotifType type, std::string_view objPath) {
+std::vector<Subscription*> NotifierImpl::candidates(NotifType type, std::string_view objPath, bool paramsOnly) {
     std::vector<Subscription*> out;
+    std::set<std::string> rows;
+    if (type == NotifType::kValueChange) rows = paramIndex_.candidates(objPath);
     auto idx = index_.find(type);
-    if (idx == index_.end()) return out;
-    for (const auto& row : idx->second.candidates(objPath)) {
+    if (idx != index_.end() && !paramsOnly) {
+        auto more = idx->second.candidates(objPath);
+        if (rows.empty()) rows = std::move(more);
+        else rows.insert(more.begin(), more.end());
+    }
+    for (const auto& row : rows) {
         auto it = subs_.find(row);
         if (it != subs_.end() && it->second->type == type) out.push_back(it->second.get());
     }
@@ -565,12 +576,24 @@ void NotifierImpl::loadSubscription(const std::string& row) {
     std::string recipient = s->recipient;
     for (auto& [type, idx] : index_)
         idx.remove(row);
+    if (auto it = subs_.find(row); it != subs_.end() && perRecipient_[it->second->recipient] > 0)
+        --perRecipient_[it->second->recipient];
+    ++perRecipient_[s->recipient];
+    modelDeletionRows_.erase(row);
+    if (s->type == NotifType::kObjectDeletion &&
+        std::any_of(s->refs.begin(), s->refs.end(), [](const RefPattern& r) { return r.usesModel(); }))
+        modelDeletionRows_.insert(row);
+    paramIndex_.remove(row);
     if (s->type != NotifType::kNone) {
-        std::vector<std::string> keys;
+        std::vector<std::string> keys, paramKeys;
         for (const auto& r : s->refs)
-            keys.push_back(r.indexKey());
-        index_[s->type].add(row, keys);
+            (s->type == NotifType::kValueChange && r.kind() == dm::PathKind::kParameter ? paramKeys : keys)
+                .push_back(r.indexKey());
+        if (!keys.empty()) index_[s->type].add(row, keys);
+        if (!paramKeys.empty()) paramIndex_.add(row, paramKeys);
     }
+    if (auto it = subs_.find(row); it != subs_.end()) ids_.erase({it->second->recipient, it->second->id});
+    ids_.insert({s->recipient, s->id});
     pendingRows_.erase(row);
     subs_[row] = std::move(s);
     if (started_) {
@@ -600,6 +623,10 @@ void NotifierImpl::dropSubscription(const std::string& row) {
     std::string recipient = it->second->recipient;
     for (auto& [type, idx] : index_)
         idx.remove(row);
+    paramIndex_.remove(row);
+    ids_.erase({recipient, it->second->id});
+    if (perRecipient_[recipient] > 0) --perRecipient_[recipient];
+    modelDeletionRows_.erase(row);
     subs_.erase(it);
     // Its undelivered and unacknowledged notifications go with it.
     std::vector<std::uint64_t> gone;
@@ -686,9 +713,11 @@ void NotifierImpl::onEvent(std::string_view eventPath, const dm::ArgMap& args) {
 }
 
 void NotifierImpl::refreshDeletionCaches(std::string_view changedPath) {
-    for (auto& [row, s] : subs_) {
-        if (s->type != NotifType::kObjectDeletion) continue;
-        for (auto& r : s->refs)
+    // Only patterns with searches or references keep a cache (RefPattern::refresh).
+    for (const auto& row : modelDeletionRows_) {
+        auto it = subs_.find(row);
+        if (it == subs_.end()) continue;
+        for (auto& r : it->second->refs)
             if (r.mayDependOn(changedPath)) r.refresh(engine_);
     }
 }
@@ -719,7 +748,7 @@ void NotifierImpl::notifyValueChange(std::string_view path, std::string_view val
     // say the same thing), only one that names the counter itself. Otherwise each new
     // Subscription row would notify every earlier `Device.` subscription.
     const bool bookkeeping = ps && ps->counts;
-    for (Subscription* s : candidates(NotifType::kValueChange, sp.objPath())) {
+    for (Subscription* s : candidates(NotifType::kValueChange, sp.objPath(), bookkeeping)) {
         if (!s->acts()) continue;
         if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) {
                 return !(bookkeeping && r.kind() == dm::PathKind::kObject) && r.coversParam(sp, engine_);
@@ -1292,11 +1321,15 @@ void NotifierImpl::sample() {
         if (!objs) continue;
         for (const auto& obj : *objs) {
             SplitPath sp(obj, tmpl.leaf());
-            auto subs = candidates(NotifType::kValueChange, sp.objPath());
-            bool wanted = std::any_of(subs.begin(), subs.end(), [&](const Subscription* s) {
+            auto covers = [&](const std::string& row) {
+                auto it = subs_.find(row);
+                if (it == subs_.end()) return false;
+                const Subscription* s = it->second.get();
                 return s->acts() && std::any_of(s->refs.begin(), s->refs.end(),
                                                 [&](const RefPattern& r) { return r.coversParam(sp, engine_); });
-            });
+            };
+            bool wanted = paramIndex_.anyCandidate(sp.objPath(), covers) ||
+                          index_[NotifType::kValueChange].anyCandidate(sp.objPath(), covers);
             if (!wanted) continue;
             std::string path = obj + tmpl.leaf();
             covered.insert(path);

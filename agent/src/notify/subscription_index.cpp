@@ -40,4 +40,19 @@ std::set<std::string> SubscriptionIndex::candidates(std::string_view objPath) co
     return out;
 }
 
+bool SubscriptionIndex::anyCandidate(std::string_view objPath,
+                                     const std::function<bool(const std::string& row)>& pred) const {
+    auto any = [&](std::string_view prefix) {
+        auto it = byPrefix_.find(std::string(prefix));
+        if (it == byPrefix_.end()) return false;
+        for (const auto& row : it->second)
+            if (pred(row)) return true;
+        return false;
+    };
+    if (any({})) return true;
+    for (std::size_t dot = objPath.find('.'); dot != std::string_view::npos; dot = objPath.find('.', dot + 1))
+        if (any(objPath.substr(0, dot + 1))) return true;
+    return false;
+}
+
 }  // namespace berth::agent::notify

@@ -12,6 +12,7 @@
 // Threading: loop thread only. Owns copies of the strings it is given.
 
 #include <cstddef>
+#include <functional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -29,6 +30,8 @@ public:
 
     // Rows filed under `objPath` or under any of its ancestor object paths.
     std::set<std::string> candidates(std::string_view objPath) const;
+    // True when pred holds for one of those rows; stops at the first (no copies made).
+    bool anyCandidate(std::string_view objPath, const std::function<bool(const std::string& row)>& pred) const;
 
     std::size_t rows() const { return byRow_.size(); }
 
