@@ -9,6 +9,7 @@
 // Usage: berth-notify-flood-bench [--quick]
 
 #include <fcntl.h>
+#include <mqtt/async_client.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,7 +22,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <mqtt/async_client.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -72,24 +72,31 @@ struct Setup {
         auto e = dm::Engine::open(eo);
         if (!e) die("engine: " + e.error().describe());
         engine = std::move(*e);
-        auto role = engine->addInstance("Device.LocalAgent.ControllerTrust.Role.", {{"Name", "Full"}, {"Enable", "true"}});
+        auto role =
+            engine->addInstance("Device.LocalAgent.ControllerTrust.Role.", {{"Name", "Full"}, {"Enable", "true"}});
         if (!role) die(role.error().describe());
-        if (!engine->addInstance(*role + "Permission.", {{"Enable", "true"}, {"Order", "1"}, {"Targets", "Device."},
-                                                         {"Param", "rwxn"}, {"Obj", "rwxn"}, {"InstantiatedObj", "rwxn"},
+        if (!engine->addInstance(*role + "Permission.", {{"Enable", "true"},
+                                                         {"Order", "1"},
+                                                         {"Targets", "Device."},
+                                                         {"Param", "rwxn"},
+                                                         {"Obj", "rwxn"},
+                                                         {"InstantiatedObj", "rwxn"},
                                                          {"CommandEvent", "rwxn"}}))
             die("permission");
-        if (!engine->addInstance("Device.LocalAgent.Controller.", {{"EndpointID", kEndpoint},
-                                                                   {"Enable", "true"},
-                                                                   {"OnBoardingComplete", "true"},
-                                                                   {"AssignedRole", role->substr(0, role->size() - 1)}}))
+        if (!engine->addInstance("Device.LocalAgent.Controller.",
+                                 {{"EndpointID", kEndpoint},
+                                  {"Enable", "true"},
+                                  {"OnBoardingComplete", "true"},
+                                  {"AssignedRole", role->substr(0, role->size() - 1)}}))
             die("controller");
         agent::NotifierOptions o;
         o.maxSubscriptions = 0;
         o.maxSubscriptionsPerController = 0;
-        auto n = agent::Notifier::create(loop, clock, *engine, o, [this](const std::string&, const usp::Msg&) -> Status {
-            ++notifies;
-            return {};
-        });
+        auto n =
+            agent::Notifier::create(loop, clock, *engine, o, [this](const std::string&, const usp::Msg&) -> Status {
+                ++notifies;
+                return {};
+            });
         if (!n) die("notifier: " + n.error().describe());
         notifier = std::move(*n);
         engine->addListener(notifier.get());
@@ -121,8 +128,13 @@ struct Setup {
 
 // Subtrees that a change of Controller.1.ProvisioningCode is not in.
 const std::vector<std::string> kOtherRefs = {
-    "Device.DeviceInfo.", "Device.MQTT.Client.", "Device.LocalAgent.MTP.", "Device.LocalAgent.ControllerTrust.",
-    "Device.DeviceInfo.SerialNumber", "Device.LocalAgent.MTP.*.Enable", "Device.LocalAgent.Controller.2.",
+    "Device.DeviceInfo.",
+    "Device.MQTT.Client.",
+    "Device.LocalAgent.MTP.",
+    "Device.LocalAgent.ControllerTrust.",
+    "Device.DeviceInfo.SerialNumber",
+    "Device.LocalAgent.MTP.*.Enable",
+    "Device.LocalAgent.Controller.2.",
 };
 
 void inProcess(const std::vector<std::size_t>& sizes, int rounds) {
@@ -153,11 +165,13 @@ void inProcess(const std::vector<std::size_t>& sizes, int rounds) {
         double perChangeUs = 0;
         {
             Setup s;
-            for (std::size_t i = 0; i < n; ++i) s.subscribe(kOtherRefs[i % kOtherRefs.size()]);
+            for (std::size_t i = 0; i < n; ++i)
+                s.subscribe(kOtherRefs[i % kOtherRefs.size()]);
             s.subscribe(kCtrl + "ProvisioningCode");
             s.notifies = 0;
             auto t0 = BenchClock::now();
-            for (int r = 0; r < rounds; ++r) s.set("v" + std::to_string(r));
+            for (int r = 0; r < rounds; ++r)
+                s.set("v" + std::to_string(r));
             perChangeUs = msSince(t0) * 1000.0 / rounds;
             if (s.notifies != static_cast<std::size_t>(rounds)) die("expected one Notify per change");
         }
@@ -227,7 +241,8 @@ double stopDuringFlood(std::size_t adds, std::size_t signalAfter, bool& exitedCl
                                                 << "max_queued_messages 100000\nlistener " << port << " 127.0.0.1\n";
     owned.broker = spawn({"mosquitto", "-c", (owned.dir / "mosquitto.conf").string()}, owned.dir / "mosquitto.log");
     auto deadline = BenchClock::now() + 10s;
-    while (!bench::loopbackPortOpen(port) && BenchClock::now() < deadline) std::this_thread::sleep_for(20ms);
+    while (!bench::loopbackPortOpen(port) && BenchClock::now() < deadline)
+        std::this_thread::sleep_for(20ms);
     if (!bench::loopbackPortOpen(port)) die("mosquitto did not start");
     auto conf = bench::readText(BERTH_EXAMPLE_CONF);
     const std::string key = "Device.MQTT.Client.1.BrokerPort \"";
@@ -261,7 +276,8 @@ double stopDuringFlood(std::size_t adds, std::size_t signalAfter, bool& exitedCl
     std::vector<mqtt::delivery_token_ptr> tokens;
     for (std::size_t i = 0; i < adds; ++i) {
         auto rec = addMsg("flood-" + std::to_string(i));
-        tokens.push_back(client.publish(std::make_shared<mqtt::message>(kAgentTopic, rec.data(), rec.size(), 1, false, props)));
+        tokens.push_back(
+            client.publish(std::make_shared<mqtt::message>(kAgentTopic, rec.data(), rec.size(), 1, false, props)));
         if (i + 1 == signalAfter) break;
     }
     // The signal goes while the Adds are still streaming in.
@@ -271,7 +287,8 @@ double stopDuringFlood(std::size_t adds, std::size_t signalAfter, bool& exitedCl
     auto st = owned.agent->waitFor(30s);
     double took = msSince(t0);
     exitedCleanly = st && st->exited;
-    for (auto& t : tokens) t->wait_for(1s);
+    for (auto& t : tokens)
+        t->wait_for(1s);
     try {
         client.disconnect()->wait_for(1s);
     } catch (const std::exception&) {
@@ -289,7 +306,8 @@ int main(int argc, char** argv) {
     log::configure(lc);
 
     std::printf("berth-notify-flood-bench: in process (engine in memory, subscription caps off)\n");
-    inProcess(quick ? std::vector<std::size_t>{10, 100} : std::vector<std::size_t>{10, 100, 1000, 3000}, quick ? 200 : 1000);
+    inProcess(quick ? std::vector<std::size_t>{10, 100} : std::vector<std::size_t>{10, 100, 1000, 3000},
+              quick ? 200 : 1000);
 
     std::printf("\nberthd over MQTT (mosquitto on loopback), SIGTERM during a flood of Adds on Device.:\n");
     for (std::size_t n : quick ? std::vector<std::size_t>{1000} : std::vector<std::size_t>{1000, 3000}) {

@@ -231,7 +231,8 @@ TEST_CASE(
         std::string warnings;
         std::istringstream log(f.agent->log());
         for (std::string line; std::getline(log, line);)
-            if (line.find(" WARN ") != std::string::npos || line.find(" ERROR ") != std::string::npos) warnings += line + "\n";
+            if (line.find(" WARN ") != std::string::npos || line.find(" ERROR ") != std::string::npos)
+                warnings += line + "\n";
         FAIL("only " << flooder.replies() << " of 3000 Adds answered; berthd warnings:\n" << warnings.substr(0, 4000));
     }
     REQUIRE(other.waitReplies(figures.gets.size(), 30s));
@@ -264,6 +265,10 @@ TEST_CASE(
     INFO("second controller: " << latencies.size() << " Gets, median " << latencies[latencies.size() / 2] << " ms, p99 "
                                << p99 << " ms, max " << latencies.back() << " ms; RSS idle " << idleRss / 1024
                                << " MB, peak " << figures.maxRssKb / 1024 << " MB");
+    WARN("figures: second controller " << latencies.size() << " Gets during the flood, median "
+                                       << latencies[latencies.size() / 2] << " ms, p99 " << p99
+                                       << " ms; berthd RSS idle " << idleRss << " kB, peak " << figures.maxRssKb
+                                       << " kB");
     CHECK(p99 < 1000.0);
     CHECK(figures.maxRssKb < 100 * 1024);
 
@@ -306,6 +311,7 @@ TEST_CASE("SIGTERM in the middle of a subscription flood stops berthd within 5 s
     auto st = f.agent->stop();
     const double took = ms(SteadyClock::now() - t0);
     INFO("stopped after " << took << " ms: " << st.describe() << "; " << flooder.replies() << " Adds answered");
+    WARN("figures: stopped " << took << " ms after SIGTERM with " << flooder.replies() << " of 1500 Adds answered");
     CHECK(took < 5000.0);
     CHECK(st.exited);
 }
