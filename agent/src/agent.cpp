@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -209,6 +210,10 @@ Status AgentImpl::init() {
     NotifierOptions no;
     no.queueDbPath = (stateDir / "notify.db").string();
     no.boot = boot_;
+    no.maxSubscriptionsPerController = options_.maxSubscriptionsPerController;
+    no.maxSubscriptions = options_.maxSubscriptions;
+    no.maxQueuedPerController = std::max<std::size_t>(options_.notifyQueueMessages, 1);
+    no.maxQueuedBytesPerController = std::max<std::size_t>(options_.notifyQueueBytes, 1);
     auto notifier = Notifier::create(loop_, clock_, *engine_, no,
                                      [this](const std::string& ep, const usp::Msg& m) { return sendNotify(ep, m); });
     if (!notifier) return std::move(notifier).error();

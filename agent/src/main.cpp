@@ -1,6 +1,6 @@
 // berthd: the berth USP agent daemon.
-#include <signal.h>
 #include <linux/close_range.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,9 +10,15 @@
 #include <string_view>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "berth/agent/agent.h"
 #include "berth/agent/codec.h"
@@ -32,6 +38,37 @@ namespace {
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitConfig = 3;
+
+// The last resort behind an orderly shutdown: once armed, the process exits after the
+// timeout unless disarm() came first, whatever the loop or a destructor is stuck in
+// (a worker blocked in a download, a broker that never answers DISCONNECT).
+class StopDeadline {
+public:
+    ~StopDeadline() { disarm(); }
+    void arm(std::chrono::milliseconds timeout) {
+        if (thread_.joinable()) return;
+        thread_ = std::thread([this, timeout] {
+            std::unique_lock<std::mutex> lock(mu_);
+            if (cv_.wait_for(lock, timeout, [this] { return done_; })) return;
+            BERTH_LOG_ERROR("berthd") << "shutdown did not finish within " << timeout.count() << " ms; exiting now";
+            std::_Exit(kExitRuntime);
+        });
+    }
+    void disarm() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    std::thread thread_;
+};
 
 }  // namespace
 
@@ -55,7 +92,8 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingFile);
     app.add_option("-d,--db", options.dbFile, "SQLite database holding the persistent data model")
         ->default_val("/var/lib/berth/berth.db");
-    app.add_option("--state-dir", options.stateDir, "Directory for key files and runtime state (default: beside the database)");
+    app.add_option("--state-dir", options.stateDir,
+                   "Directory for key files and runtime state (default: beside the database)");
     app.add_option("-e,--endpoint-id", options.endpointId, "Override Device.LocalAgent.EndpointID");
     app.add_option("--reboot-command", options.rebootCommand,
                    "Command that Device.Reboot() runs (sh -c) to reboot the device; default: berthd restarts itself");
@@ -66,6 +104,25 @@ int main(int argc, char** argv) {
                    "UNIX socket of the local CLI (default: <state-dir>/berthd.sock; 'none': no local CLI)");
     app.footer("Local CLI: berthd [--cli-socket PATH] -c COMMAND [ARGS...] runs COMMAND in the running berthd\n" +
                berth::agent::localCliUsage());
+    app.add_option("--max-subscriptions-per-controller", options.maxSubscriptionsPerController,
+                   "Subscription rows one Controller may be the Recipient of; further Adds get 7005 (0: no limit)")
+        ->capture_default_str();
+    app.add_option("--max-subscriptions", options.maxSubscriptions,
+                   "Subscription rows in total; further Adds get 7005 (0: no limit)")
+        ->capture_default_str();
+    app.add_option("--notify-queue-messages", options.notifyQueueMessages,
+                   "Notifications held per Controller while its MTP cannot take them; the oldest is dropped beyond")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--notify-queue-bytes", options.notifyQueueBytes,
+                   "Bytes of notifications held per Controller while its MTP cannot take them")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    double stopTimeout = 4.0;
+    app.add_option("--stop-timeout", stopTimeout,
+                   "Seconds berthd allows an orderly shutdown after SIGTERM/SIGINT before it exits regardless")
+        ->capture_default_str()
+        ->check(CLI::Range(0.1, 300.0));
     try {
         app.parse(cliAt, argv);
     } catch (const CLI::ParseError& e) {
@@ -105,11 +162,16 @@ int main(int argc, char** argv) {
     // Block the signals before any thread starts, so every thread inherits the mask and
     // they arrive only through the loop's signalfd.
     bool stopping = false;
+    StopDeadline deadline;
     std::unique_ptr<berth::agent::Agent> agent;
     auto signals = loop.watchSignals({SIGTERM, SIGINT}, [&](int sig) {
-        if (stopping) return;
+        if (stopping) {
+            BERTH_LOG_WARN("berthd") << "second signal during shutdown: exiting now";
+            std::_Exit(kExitRuntime);
+        }
         stopping = true;
         sdNotify("STOPPING=1\nSTATUS=stopping");
+        deadline.arm(std::chrono::milliseconds(static_cast<long long>(stopTimeout * 1000)));
         BERTH_LOG_INFO("berthd") << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ", shutting down";
         if (agent) {
             agent->stop([&] { loop.stop(); });
@@ -161,6 +223,7 @@ int main(int argc, char** argv) {
     watchdog.reset();
     bool restart = agent->restartRequested();
     agent.reset();
+    deadline.disarm();
     if (restart) {
         if (!options.rebootCommand.empty()) {
             BERTH_LOG_INFO("berthd") << "rebooting: " << options.rebootCommand;

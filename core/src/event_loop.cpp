@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -229,7 +230,27 @@ void EventLoop::Impl::dispatchPosted() {
         std::lock_guard<std::mutex> lock(postMu);
         batch.swap(posted);
     }
-    for (auto& fn : batch) fn();
+    // A flood of posted work (records from a busy MTP thread) must not keep the loop
+    // from its fds: signals (SIGTERM) and other peers' sockets are looked at again after
+    // kPostedSlice of posted work, and nothing more runs once stop() was asked for. The
+    // slice is CPU time spent here, so it is measured on the real steady clock.
+    constexpr auto kPostedSlice = std::chrono::milliseconds(20);
+    const auto until = std::chrono::steady_clock::now() + kPostedSlice;
+    while (!batch.empty()) {
+        auto fn = std::move(batch.front());
+        batch.pop_front();
+        fn();
+        if (batch.empty()) break;
+        if (stopRequested.load() || std::chrono::steady_clock::now() >= until) {
+            // The rest runs first at the next turn, in order, ahead of newer posts.
+            std::lock_guard<std::mutex> lock(postMu);
+            while (!batch.empty()) {
+                posted.push_front(std::move(batch.back()));
+                batch.pop_back();
+            }
+            break;
+        }
+    }
 }
 
 void EventLoop::stop() {

@@ -14,6 +14,7 @@
 #include "berth/core/log.h"
 #include "berth/core/retry.h"
 #include "notify_queue.h"
+#include "subscription_index.h"
 #include "subscription_matcher.h"
 
 namespace berth::agent {
@@ -22,13 +23,16 @@ namespace {
 using notify::NotifType;
 using notify::RefPattern;
 using notify::SplitPath;
+using notify::SubscriptionIndex;
 using std::chrono::milliseconds;
 
 constexpr const char* kTag = "notify";
 constexpr std::string_view kSubTable = "Device.LocalAgent.Subscription.";
 constexpr std::string_view kCtrlTable = "Device.LocalAgent.Controller.";
 
-bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool startsWith(std::string_view s, std::string_view p) {
+    return s.substr(0, p.size()) == p;
+}
 
 std::string withDot(std::string p) {
     if (!p.empty() && p.back() != '.') p += '.';
@@ -45,7 +49,8 @@ std::string rowOf(std::string_view path, std::string_view table) {
     if (!startsWith(path, table)) return {};
     std::size_t end = path.find('.', table.size());
     if (end == table.size()) return {};
-    std::string_view inst = path.substr(table.size(), end == std::string_view::npos ? std::string_view::npos : end - table.size());
+    std::string_view inst =
+        path.substr(table.size(), end == std::string_view::npos ? std::string_view::npos : end - table.size());
     if (inst.empty() || inst.find_first_not_of("0123456789") != std::string_view::npos) return {};
     return std::string(path.substr(0, table.size())) + std::string(inst) + ".";
 }
@@ -61,7 +66,8 @@ std::uint32_t toUint(const std::string& s, std::uint32_t fallback = 0) {
 std::optional<Clock::WallTime> parseDateTime(const std::string& s) {
     int y, mo, d, h, mi, sec;
     char rest[32] = {0};
-    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%31s", &y, &mo, &d, &h, &mi, &sec, rest) < 6) return std::nullopt;
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%31s", &y, &mo, &d, &h, &mi, &sec, rest) < 6)
+        return std::nullopt;
     if (y < 1970) return std::nullopt;
     std::tm tm{};
     tm.tm_year = y - 1900;
@@ -75,7 +81,9 @@ std::optional<Clock::WallTime> parseDateTime(const std::string& s) {
     if (!r.empty() && r[0] == '.') r.erase(0, r.find_first_not_of("0123456789", 1));
     long offset = 0;
     if (r.size() >= 6 && (r[0] == '+' || r[0] == '-')) {
-        offset = (std::strtol(r.substr(1, 2).c_str(), nullptr, 10) * 60 + std::strtol(r.substr(4, 2).c_str(), nullptr, 10)) * 60;
+        offset =
+            (std::strtol(r.substr(1, 2).c_str(), nullptr, 10) * 60 + std::strtol(r.substr(4, 2).c_str(), nullptr, 10)) *
+            60;
         if (r[0] == '-') offset = -offset;
     }
     return std::chrono::system_clock::from_time_t(t - offset);
@@ -86,11 +94,21 @@ std::string jsonEscape(std::string_view s) {
     out.reserve(s.size() + 2);
     for (char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (static_cast<unsigned char>(c) < 0x20) {
                     char buf[8];
@@ -130,7 +148,9 @@ struct Subscription {
     std::vector<std::string> triggerConfig;
     std::unique_ptr<Timer> ttlTimer;
 
-    bool active() const { return enable && !recipient.empty() && type != NotifType::kNone && triggerAction != "Config"; }
+    bool active() const {
+        return enable && !recipient.empty() && type != NotifType::kNone && triggerAction != "Config";
+    }
     bool acts() const { return enable && type != NotifType::kNone; }
 };
 
@@ -140,20 +160,23 @@ struct Outgoing {
     std::string endpointId;
     std::string msgId;
     usp::Msg msg;
-    std::string subscription;  // Subscription row path; "" for OnBoardRequest
+    std::string subscription;    // Subscription row path; "" for OnBoardRequest
     std::string controllerPath;  // OnBoardRequest: the Controller row
     bool needsResp = false;      // retried until a NotifyResp arrives
     bool persisted = false;      // has a row in the queue database
     std::optional<Clock::WallTime> expiresAt;
-    unsigned sends = 0;          // attempts handed to the MTP so far
-    bool queued = false;         // waiting in its controller's queue
+    unsigned sends = 0;            // attempts handed to the MTP so far
+    bool queued = false;           // waiting in its controller's queue
+    std::size_t bytes = 0;         // serialized size, counted against the queue's byte bound
     std::unique_ptr<Timer> timer;  // retry, or expiry while queued
 };
 
 struct Peer {
     std::deque<std::uint64_t> queue;  // Outgoing seqs not yet handed to an MTP, oldest first
+    std::size_t queuedBytes = 0;      // sum of their Outgoing::bytes
     std::uint64_t dropped = 0;
     bool flushing = false;
+    std::unique_ptr<Timer> retry;  // tries the queue again while sending fails
 };
 
 struct ControllerState {
@@ -165,8 +188,13 @@ struct ControllerState {
 class NotifierImpl final : public Notifier, private dm::Provider {
 public:
     NotifierImpl(EventLoop& loop, Clock& clock, dm::Engine& engine, NotifierOptions options, SendFn send)
-        : loop_(loop), clock_(clock), engine_(engine), options_(std::move(options)), send_(std::move(send)),
-          directory_(engine), rng_(std::random_device{}()) {}
+        : loop_(loop),
+          clock_(clock),
+          engine_(engine),
+          options_(std::move(options)),
+          send_(std::move(send)),
+          directory_(engine),
+          rng_(std::random_device{}()) {}
 
     ~NotifierImpl() override {
         engine_.removeListener(this);
@@ -177,8 +205,14 @@ public:
 
     Status registerWithEngine() override;
     void start() override;
-    void setOriginator(const std::string& controllerPath) override { originator_ = withoutDot(controllerPath); }
-    void clearOriginator() override { originator_.clear(); }
+    void setOriginator(const std::string& controllerPath) override {
+        originator_ = withoutDot(controllerPath);
+        pendingRows_.clear();
+    }
+    void clearOriginator() override {
+        originator_.clear();
+        pendingRows_.clear();
+    }
     void onNotifyResp(const std::string& fromEndpointId, const std::string& msgId) override;
     void onControllerReachable(const std::string& endpointId) override { flush(endpointId); }
     void operationComplete(const std::string& objPath, const std::string& commandName, const std::string& commandKey,
@@ -204,6 +238,10 @@ private:
     static Status checkRefs(const std::string& refList, const std::string& notifType, const dm::Schema& schema,
                             const std::string& row);
     std::string generateId(const std::string& recipient, std::uint32_t instance) const;
+    Status checkSubscriptionLimits(const std::string& recipient, const std::string& row);
+    // Rows of `type` whose ReferenceList may cover something at objPath (index lookup);
+    // paramsOnly: ValueChange rows with parameter-path entries only.
+    std::vector<Subscription*> candidates(NotifType type, std::string_view objPath, bool paramsOnly = false);
 
     // Matching and sending
     const dm::Permissions* permsFor(const std::string& recipient);
@@ -221,6 +259,8 @@ private:
     void submit(std::unique_ptr<Outgoing> o);
     void flush(const std::string& endpointId);
     void enforceBound(const std::string& endpointId);
+    void enqueue(Outgoing& o);
+    void unqueue(Outgoing& o);
     void armRetry(Outgoing& o);
     void armExpiry(Outgoing& o);
     void onTimer(std::uint64_t seq);
@@ -260,13 +300,25 @@ private:
     std::uint64_t nextSeq_ = 1;
 
     std::map<std::string, std::unique_ptr<Subscription>> subs_;  // by row path
+    std::map<NotifType, SubscriptionIndex> index_;               // by NotifType, see candidates()
+    // ValueChange entries that name parameters are filed here instead of index_: a
+    // bookkeeping counter's change looks up only these (see notifyValueChange()).
+    SubscriptionIndex paramIndex_;
+    std::set<std::pair<std::string, std::string>> ids_;  // (Recipient, ID) of every row
+    // Rows added by the controller message being handled but not yet committed (the cap
+    // counts them); emptied around every controller message.
+    std::map<std::string, std::string> pendingRows_;  // row path -> recipient
+    std::map<std::string, std::size_t> perRecipient_;  // rows per Recipient, for the cap
+    // ObjectDeletion rows with search or reference patterns: the only ones whose caches
+    // a change may have to refresh.
+    std::set<std::string> modelDeletionRows_;
     std::map<std::string, std::optional<dm::Permissions>> permCache_;
     std::string applyingConfigFor_;
 
     std::map<std::uint64_t, std::unique_ptr<Outgoing>> items_;
     std::unordered_map<std::string, std::uint64_t> awaiting_;  // msg_id -> seq, for NotifyResp
-    std::map<std::string, Peer> peers_;                          // by endpoint ID
-    std::map<std::string, ControllerState> ctrls_;               // by Controller row path
+    std::map<std::string, Peer> peers_;                        // by endpoint ID
+    std::map<std::string, ControllerState> ctrls_;             // by Controller row path
 
     std::unique_ptr<Timer> sampler_;
     std::map<std::string, std::string> sampled_;  // param path -> last sampled value
@@ -295,12 +347,14 @@ Status NotifierImpl::init() {
         for (const auto& row : *rows) {
             if (value(row + "Persistent") == "true") continue;
             if (auto st = engine_.deleteInstance(row); !st)
-                BERTH_LOG_WARN(kTag) << "cannot remove non-persistent subscription " << row << ": " << st.error().describe();
+                BERTH_LOG_WARN(kTag) << "cannot remove non-persistent subscription " << row << ": "
+                                     << st.error().describe();
         }
         rows = engine_.resolveObjects(std::string(kSubTable));
     }
     if (rows)
-        for (const auto& row : *rows) loadSubscription(row);
+        for (const auto& row : *rows)
+            loadSubscription(row);
 
     if (store_) {
         auto stored = store_->loadAll();
@@ -326,16 +380,17 @@ Status NotifierImpl::init() {
             o->needsResp = true;
             o->persisted = true;
             o->expiresAt = exp;
-            o->queued = true;
+            o->bytes = n.msg.size();
             std::uint64_t seq = o->seq;
             o->timer = loop_.createTimer([this, seq] { onTimer(seq); });
             armExpiry(*o);
             awaiting_[o->msgId] = seq;
-            peers_[o->endpointId].queue.push_back(seq);
+            enqueue(*o);
             items_.emplace(seq, std::move(o));
         }
         if (!stored->empty())
-            BERTH_LOG_INFO(kTag) << items_.size() << " notification(s) awaiting a NotifyResp restored from " << options_.queueDbPath;
+            BERTH_LOG_INFO(kTag) << items_.size() << " notification(s) awaiting a NotifyResp restored from "
+                                 << options_.queueDbPath;
     }
     return okStatus();
 }
@@ -346,7 +401,8 @@ Status NotifierImpl::registerWithEngine() {
     std::weak_ptr<bool> alive = alive_;
     return engine_.registerCommand("Device.LocalAgent.Controller.{i}.SendOnBoardRequest()",
                                    [this, alive](const dm::CommandCall& call) -> Result<dm::ArgMap> {
-                                       if (alive.expired()) return Error(ErrorCode::kCommandFailure, "notifier stopped");
+                                       if (alive.expired())
+                                           return Error(ErrorCode::kCommandFailure, "notifier stopped");
                                        // TR-181: the command also sets OnBoardingComplete to false.
                                        BERTH_TRY(engine_.setValue(call.objPath + "OnBoardingComplete", "false"));
                                        std::string row = call.objPath;
@@ -367,10 +423,13 @@ void NotifierImpl::start() {
         if (c.enabled && value(c.path + "OnBoardingComplete") != "true") startOnBoard(c.path);
     }
     sendBoot();
-    for (auto& [row, st] : ctrls_) reschedulePeriodic(row);
+    for (auto& [row, st] : ctrls_)
+        reschedulePeriodic(row);
     std::vector<std::string> eps;
-    for (auto& [ep, peer] : peers_) eps.push_back(ep);
-    for (const auto& ep : eps) flush(ep);
+    for (auto& [ep, peer] : peers_)
+        eps.push_back(ep);
+    for (const auto& ep : eps)
+        flush(ep);
     updateSampler();
 }
 
@@ -381,7 +440,8 @@ Status NotifierImpl::checkRefs(const std::string& refList, const std::string& no
                                const std::string& row) {
     auto type = notify::parseNotifType(notifType);
     if (!type)
-        return Error(ErrorCode::kInvalidValue, "NotifType '" + notifType + "' cannot be subscribed to", row + "NotifType");
+        return Error(ErrorCode::kInvalidValue, "NotifType '" + notifType + "' cannot be subscribed to",
+                     row + "NotifType");
     for (const auto& item : splitList(refList)) {
         auto p = RefPattern::parse(item, schema, *type);
         if (!p) return Error(p.error().code, p.error().message, row + "ReferenceList");
@@ -393,9 +453,7 @@ std::string NotifierImpl::generateId(const std::string& recipient, std::uint32_t
     std::string base = "cpe-sub-" + std::to_string(instance);
     std::string cand = base;
     for (int n = 2;; ++n) {
-        bool clash = std::any_of(subs_.begin(), subs_.end(),
-                                 [&](const auto& kv) { return kv.second->recipient == recipient && kv.second->id == cand; });
-        if (!clash) return cand;
+        if (!ids_.count({recipient, cand})) return cand;
         cand = base + "-" + std::to_string(n);
     }
 }
@@ -409,10 +467,54 @@ Status NotifierImpl::onAdd(dm::ObjectEditor& obj) {
         recipient = originator_;
         BERTH_TRY(obj.set("Recipient", recipient));
     }
+    BERTH_TRY(checkSubscriptionLimits(recipient, obj.path()));
     if (obj.get("ID").empty()) BERTH_TRY(obj.set("ID", generateId(recipient, obj.instance())));
     BERTH_TRY(obj.set("CreationDate", formatDateTime(clock_.wallNow())));
-    return checkRefs(std::string(obj.get("ReferenceList")), std::string(obj.get("NotifType")), engine_.schema(),
-                     obj.path());
+    BERTH_TRY(checkRefs(std::string(obj.get("ReferenceList")), std::string(obj.get("NotifType")), engine_.schema(),
+                        obj.path()));
+    pendingRows_[obj.path()] = recipient;
+    return okStatus();
+}
+
+Status NotifierImpl::checkSubscriptionLimits(const std::string& recipient, const std::string& row) {
+    // Rows of this message not yet committed count as well; a row that is already known
+    // (an instance number reused after a rollback) is not counted twice.
+    std::size_t total = subs_.size(), mine = 0;
+    if (auto it = perRecipient_.find(recipient); it != perRecipient_.end()) mine = it->second;
+    for (const auto& [path, r] : pendingRows_) {
+        if (path == row || subs_.count(path)) continue;
+        ++total;
+        if (r == recipient) ++mine;
+    }
+    const auto& o = options_;
+    if (o.maxSubscriptionsPerController && mine >= o.maxSubscriptionsPerController)
+        return Error(ErrorCode::kResourcesExceeded,
+                     recipient + " already has " + std::to_string(mine) + " subscriptions (the limit is " +
+                         std::to_string(o.maxSubscriptionsPerController) + ")",
+                     row);
+    if (o.maxSubscriptions && total >= o.maxSubscriptions)
+        return Error(ErrorCode::kResourcesExceeded,
+                     "the agent already holds " + std::to_string(total) + " subscriptions (the limit is " +
+                         std::to_string(o.maxSubscriptions) + ")",
+                     row);
+    return okStatus();
+}
+
+std::vector<Subscription*> NotifierImpl::candidates(NotifType type, std::string_view objPath, bool paramsOnly) {
+    std::vector<Subscription*> out;
+    std::set<std::string> rows;
+    if (type == NotifType::kValueChange) rows = paramIndex_.candidates(objPath);
+    auto idx = index_.find(type);
+    if (idx != index_.end() && !paramsOnly) {
+        auto more = idx->second.candidates(objPath);
+        if (rows.empty()) rows = std::move(more);
+        else rows.insert(more.begin(), more.end());
+    }
+    for (const auto& row : rows) {
+        auto it = subs_.find(row);
+        if (it != subs_.end() && it->second->type == type) out.push_back(it->second.get());
+    }
+    return out;
 }
 
 Status NotifierImpl::validateSet(const dm::ObjectView& obj, const std::vector<std::string_view>& changed) {
@@ -472,6 +574,27 @@ void NotifierImpl::loadSubscription(const std::string& row) {
     std::string oldRecipient;
     if (auto it = subs_.find(row); it != subs_.end()) oldRecipient = it->second->recipient;
     std::string recipient = s->recipient;
+    for (auto& [type, idx] : index_)
+        idx.remove(row);
+    if (auto it = subs_.find(row); it != subs_.end() && perRecipient_[it->second->recipient] > 0)
+        --perRecipient_[it->second->recipient];
+    ++perRecipient_[s->recipient];
+    modelDeletionRows_.erase(row);
+    if (s->type == NotifType::kObjectDeletion &&
+        std::any_of(s->refs.begin(), s->refs.end(), [](const RefPattern& r) { return r.usesModel(); }))
+        modelDeletionRows_.insert(row);
+    paramIndex_.remove(row);
+    if (s->type != NotifType::kNone) {
+        std::vector<std::string> keys, paramKeys;
+        for (const auto& r : s->refs)
+            (s->type == NotifType::kValueChange && r.kind() == dm::PathKind::kParameter ? paramKeys : keys)
+                .push_back(r.indexKey());
+        if (!keys.empty()) index_[s->type].add(row, keys);
+        if (!paramKeys.empty()) paramIndex_.add(row, paramKeys);
+    }
+    if (auto it = subs_.find(row); it != subs_.end()) ids_.erase({it->second->recipient, it->second->id});
+    ids_.insert({s->recipient, s->id});
+    pendingRows_.erase(row);
     subs_[row] = std::move(s);
     if (started_) {
         if (!recipient.empty()) reschedulePeriodic(withDot(recipient));
@@ -498,12 +621,19 @@ void NotifierImpl::dropSubscription(const std::string& row) {
     auto it = subs_.find(row);
     if (it == subs_.end()) return;
     std::string recipient = it->second->recipient;
+    for (auto& [type, idx] : index_)
+        idx.remove(row);
+    paramIndex_.remove(row);
+    ids_.erase({recipient, it->second->id});
+    if (perRecipient_[recipient] > 0) --perRecipient_[recipient];
+    modelDeletionRows_.erase(row);
     subs_.erase(it);
     // Its undelivered and unacknowledged notifications go with it.
     std::vector<std::uint64_t> gone;
     for (auto& [seq, o] : items_)
         if (o->subscription == row) gone.push_back(seq);
-    for (auto seq : gone) finish(seq, "subscription deleted");
+    for (auto seq : gone)
+        finish(seq, "subscription deleted");
     if (started_ && !recipient.empty()) reschedulePeriodic(withDot(recipient));
     updateSampler();
 }
@@ -559,7 +689,8 @@ void NotifierImpl::onObjectDeleted(std::string_view instancePath) {
             std::vector<std::string> rows;
             for (auto& [row, s] : subs_)
                 if (s->recipient.empty() || s->recipient == bare) rows.push_back(row);
-            for (const auto& row : rows) (void)engine_.deleteInstance(row);
+            for (const auto& row : rows)
+                (void)engine_.deleteInstance(row);
         });
     }
     // Deletions of one change are announced before its other effects, so the caches are
@@ -582,9 +713,11 @@ void NotifierImpl::onEvent(std::string_view eventPath, const dm::ArgMap& args) {
 }
 
 void NotifierImpl::refreshDeletionCaches(std::string_view changedPath) {
-    for (auto& [row, s] : subs_) {
-        if (s->type != NotifType::kObjectDeletion) continue;
-        for (auto& r : s->refs)
+    // Only patterns with searches or references keep a cache (RefPattern::refresh).
+    for (const auto& row : modelDeletionRows_) {
+        auto it = subs_.find(row);
+        if (it == subs_.end()) continue;
+        for (auto& r : it->second->refs)
             if (r.mayDependOn(changedPath)) r.refresh(engine_);
     }
 }
@@ -607,9 +740,19 @@ const dm::Permissions* NotifierImpl::permsFor(const std::string& recipient) {
 
 void NotifierImpl::notifyValueChange(std::string_view path, std::string_view val) {
     SplitPath sp = SplitPath::fromFullPath(path);
-    for (auto& [row, s] : subs_) {
-        if (!s->acts() || s->type != NotifType::kValueChange) continue;
-        if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) { return r.coversParam(sp, engine_); }))
+    auto parsed = dm::parsePath(sp.objPath());
+    const dm::ObjectSchema* os = parsed ? engine_.schema().findObject(dm::supportedForm(*parsed)) : nullptr;
+    const dm::ParamSchema* ps = os ? os->findParam(sp.leaf()) : nullptr;
+    // Bookkeeping counters (*NumberOfEntries) change with every row added or deleted; a
+    // subscription to a whole subtree does not get them (ObjectCreation/ObjectDeletion
+    // say the same thing), only one that names the counter itself. Otherwise each new
+    // Subscription row would notify every earlier `Device.` subscription.
+    const bool bookkeeping = ps && ps->counts;
+    for (Subscription* s : candidates(NotifType::kValueChange, sp.objPath(), bookkeeping)) {
+        if (!s->acts()) continue;
+        if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) {
+                return !(bookkeeping && r.kind() == dm::PathKind::kObject) && r.coversParam(sp, engine_);
+            }))
             continue;
         runTrigger(*s);
         if (!s->active()) continue;
@@ -618,12 +761,7 @@ void NotifierImpl::notifyValueChange(std::string_view path, std::string_view val
         std::uint8_t bits = perms->forParam(sp.objPath(), sp.leaf());
         if ((bits & (dm::kPermRead | dm::kPermNotify)) != (dm::kPermRead | dm::kPermNotify)) continue;
         std::string shown(val);
-        if (!perms->mayReadSecured()) {
-            auto parsed = dm::parsePath(sp.objPath());
-            const dm::ObjectSchema* os = parsed ? engine_.schema().findObject(dm::supportedForm(*parsed)) : nullptr;
-            const dm::ParamSchema* ps = os ? os->findParam(sp.leaf()) : nullptr;
-            if (ps && ps->secured) shown.clear();
-        }
+        if (!perms->mayReadSecured() && ps && ps->secured) shown.clear();
         std::string p(path);
         dispatch(*s, [&](usp::Notify& n) {
             auto* vc = n.mutable_value_change();
@@ -633,13 +771,15 @@ void NotifierImpl::notifyValueChange(std::string_view path, std::string_view val
     }
 }
 
-void NotifierImpl::notifyCreated(std::string_view path, const std::vector<std::pair<std::string_view, std::string>>& keys) {
+void NotifierImpl::notifyCreated(std::string_view path,
+                                 const std::vector<std::pair<std::string_view, std::string>>& keys) {
     SplitPath sp = SplitPath::fromFullPath(path);
     std::string table = sp.objPath().substr(0, sp.objPath().size() - 1);
     table = table.substr(0, table.rfind('.') + 1);
-    for (auto& [row, s] : subs_) {
-        if (!s->acts() || s->type != NotifType::kObjectCreation) continue;
-        if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) { return r.coversCreated(sp, engine_); }))
+    for (Subscription* s : candidates(NotifType::kObjectCreation, sp.objPath())) {
+        if (!s->acts()) continue;
+        if (!std::any_of(s->refs.begin(), s->refs.end(),
+                         [&](const RefPattern& r) { return r.coversCreated(sp, engine_); }))
             continue;
         runTrigger(*s);
         if (!s->active()) continue;
@@ -657,8 +797,8 @@ void NotifierImpl::notifyCreated(std::string_view path, const std::vector<std::p
 
 void NotifierImpl::notifyDeleted(std::string_view path) {
     SplitPath sp = SplitPath::fromFullPath(path);
-    for (auto& [row, s] : subs_) {
-        if (!s->acts() || s->type != NotifType::kObjectDeletion) continue;
+    for (Subscription* s : candidates(NotifType::kObjectDeletion, sp.objPath())) {
+        if (!s->acts()) continue;
         if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) { return r.coversDeleted(sp); }))
             continue;
         runTrigger(*s);
@@ -672,9 +812,10 @@ void NotifierImpl::notifyDeleted(std::string_view path) {
 
 void NotifierImpl::notifyEvent(std::string_view path, const dm::ArgMap& args) {
     SplitPath sp = SplitPath::fromFullPath(path);
-    for (auto& [row, s] : subs_) {
-        if (!s->acts() || s->type != NotifType::kEvent) continue;
-        if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
+    for (Subscription* s : candidates(NotifType::kEvent, sp.objPath())) {
+        if (!s->acts()) continue;
+        if (!std::any_of(s->refs.begin(), s->refs.end(),
+                         [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
             continue;
         runTrigger(*s);
         if (!s->active()) continue;
@@ -684,7 +825,8 @@ void NotifierImpl::notifyEvent(std::string_view path, const dm::ArgMap& args) {
             auto* ev = n.mutable_event();
             ev->set_obj_path(sp.objPath());
             ev->set_event_name(sp.leaf());
-            for (const auto& [k, v] : args) (*ev->mutable_params())[k] = v;
+            for (const auto& [k, v] : args)
+                (*ev->mutable_params())[k] = v;
         });
     }
 }
@@ -693,9 +835,10 @@ void NotifierImpl::operationComplete(const std::string& objPath, const std::stri
                                      const std::string& commandKey, const Result<dm::ArgMap>& result) {
     beginDispatch();
     SplitPath sp(withDot(objPath), commandName);
-    for (auto& [row, s] : subs_) {
-        if (!s->acts() || s->type != NotifType::kOperationComplete) continue;
-        if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
+    for (Subscription* s : candidates(NotifType::kOperationComplete, sp.objPath())) {
+        if (!s->acts()) continue;
+        if (!std::any_of(s->refs.begin(), s->refs.end(),
+                         [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
             continue;
         runTrigger(*s);
         if (!s->active()) continue;
@@ -708,7 +851,8 @@ void NotifierImpl::operationComplete(const std::string& objPath, const std::stri
             oc->set_command_key(commandKey);
             if (result) {
                 auto* out = oc->mutable_req_output_args()->mutable_output_args();
-                for (const auto& [k, v] : *result) (*out)[k] = v;
+                for (const auto& [k, v] : *result)
+                    (*out)[k] = v;
             } else {
                 auto* f = oc->mutable_cmd_failure();
                 f->set_err_code(result.error().numeric());
@@ -740,7 +884,8 @@ void NotifierImpl::runTrigger(const Subscription& s) {
             if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
             auto dot = path.rfind('.');
             if (dot == std::string::npos) continue;
-            req.objects.push_back(dm::UpdateObject{path.substr(0, dot + 1), {dm::ParamSetting{path.substr(dot + 1), v, true}}});
+            req.objects.push_back(
+                dm::UpdateObject{path.substr(0, dot + 1), {dm::ParamSetting{path.substr(dot + 1), v, true}}});
         }
         dm::Permissions copy = *perms;
         applyingConfigFor_ = row;
@@ -760,7 +905,8 @@ void NotifierImpl::dispatch(const Subscription& s, const std::function<void(usp:
     o->needsResp = s.notifRetry;
     o->msg = makeNotifyMsg(o->msgId, s.id, s.notifRetry);
     fill(*o->msg.mutable_body()->mutable_request()->mutable_notify());
-    if (s.notifRetry && s.notifExpiration > 0) o->expiresAt = clock_.wallNow() + std::chrono::seconds(s.notifExpiration);
+    if (s.notifRetry && s.notifExpiration > 0)
+        o->expiresAt = clock_.wallNow() + std::chrono::seconds(s.notifExpiration);
     o->persisted = s.notifRetry && s.persistent && store_;
     submit(std::move(o));
 }
@@ -768,24 +914,31 @@ void NotifierImpl::dispatch(const Subscription& s, const std::function<void(usp:
 // ---------------------------------------------------------------------------------------
 // Delivery: per-controller queue, retries, persistence
 
-std::string NotifierImpl::nextMsgId() { return msgIdPrefix_ + std::to_string(++msgCounter_); }
+std::string NotifierImpl::nextMsgId() {
+    return msgIdPrefix_ + std::to_string(++msgCounter_);
+}
 
 void NotifierImpl::submit(std::unique_ptr<Outgoing> o) {
     o->seq = nextSeq_++;
     std::uint64_t seq = o->seq;
     if (o->persisted) {
-        notify::StoredNotification n{o->msgId, seq, o->endpointId, o->subscription, o->msg.SerializeAsString(),
+        notify::StoredNotification n{o->msgId,
+                                     seq,
+                                     o->endpointId,
+                                     o->subscription,
+                                     o->msg.SerializeAsString(),
                                      o->expiresAt ? wallMs(*o->expiresAt) : 0};
         if (auto st = store_->put(n); !st) {
-            BERTH_LOG_WARN(kTag) << "cannot store " << o->msgId << " (it will not survive a restart): " << st.error().describe();
+            BERTH_LOG_WARN(kTag) << "cannot store " << o->msgId
+                                 << " (it will not survive a restart): " << st.error().describe();
             o->persisted = false;
         }
     }
     o->timer = loop_.createTimer([this, seq] { onTimer(seq); });
     if (o->needsResp) awaiting_[o->msgId] = seq;
-    o->queued = true;
+    o->bytes = o->msg.ByteSizeLong();
     std::string ep = o->endpointId;
-    peers_[ep].queue.push_back(seq);
+    enqueue(*o);
     items_.emplace(seq, std::move(o));
     flush(ep);
     enforceBound(ep);
@@ -794,7 +947,7 @@ void NotifierImpl::submit(std::unique_ptr<Outgoing> o) {
 void NotifierImpl::flush(const std::string& endpointId) {
     auto pit = peers_.find(endpointId);
     if (pit == peers_.end() || pit->second.flushing) return;  // the running flush picks up what was added
-    Peer& peer = pit->second;  // map nodes are stable
+    Peer& peer = pit->second;                                 // map nodes are stable
     peer.flushing = true;
     while (!peer.queue.empty()) {
         std::uint64_t seq = peer.queue.front();
@@ -810,13 +963,20 @@ void NotifierImpl::flush(const std::string& endpointId) {
         if (auto st = send_(endpointId, it->second->msg); !st) {
             BERTH_LOG_DEBUG(kTag) << "controller " << endpointId << " unreachable (" << st.error().message << "), "
                                   << peer.queue.size() << " notification(s) queued";
-            break;  // the rest wait, in order, for onControllerReachable() or the next notification
+            // The rest wait, in order, for onControllerReachable(), the next notification,
+            // or the retry timer (an MTP that is up but whose buffer is full says nothing
+            // when it drains).
+            if (!peer.retry) peer.retry = loop_.createTimer([this, endpointId] { flush(endpointId); });
+            if (!peer.retry->armed()) peer.retry->start(options_.queueRetryInterval);
+            break;
         }
-        if (!peer.queue.empty() && peer.queue.front() == seq) peer.queue.pop_front();
         it = items_.find(seq);  // the SendFn may have called back into the notifier
-        if (it == items_.end()) continue;
+        if (it == items_.end()) {
+            if (!peer.queue.empty() && peer.queue.front() == seq) peer.queue.pop_front();
+            continue;
+        }
         Outgoing& o = *it->second;
-        o.queued = false;
+        unqueue(o);
         ++o.sends;
         if (o.needsResp) {
             armRetry(o);
@@ -829,7 +989,8 @@ void NotifierImpl::flush(const std::string& endpointId) {
 
 void NotifierImpl::enforceBound(const std::string& endpointId) {
     auto& peer = peers_[endpointId];
-    while (peer.queue.size() > options_.maxQueuedPerController && !peer.queue.empty()) {
+    while (!peer.queue.empty() && (peer.queue.size() > options_.maxQueuedPerController ||
+                                   peer.queuedBytes > options_.maxQueuedBytesPerController)) {
         // Oldest notification that is not retried goes first; only when every queued one
         // must be retried does the oldest of those go.
         auto victim = std::find_if(peer.queue.begin(), peer.queue.end(), [&](std::uint64_t seq) {
@@ -838,16 +999,38 @@ void NotifierImpl::enforceBound(const std::string& endpointId) {
         });
         if (victim == peer.queue.end()) victim = peer.queue.begin();
         std::uint64_t seq = *victim;
-        peer.queue.erase(victim);
         ++peer.dropped;
         auto it = items_.find(seq);
-        if (it == items_.end()) continue;
-        BERTH_LOG_WARN(kTag) << "queue for " << endpointId << " is full (" << options_.maxQueuedPerController
-                             << "): dropped " << it->second->msgId << (it->second->needsResp ? " (a retried one)" : "")
-                             << ", " << peer.dropped << " dropped so far";
-        it->second->queued = false;
+        if (it == items_.end()) {
+            peer.queue.erase(victim);
+            continue;
+        }
+        // Logged once and then every 100 drops: a flood must not become a log flood.
+        if (peer.dropped == 1 || peer.dropped % 100 == 0)
+            BERTH_LOG_WARN(kTag) << "queue for " << endpointId << " is full (" << peer.queue.size()
+                                 << " notifications, " << peer.queuedBytes << " bytes; limits "
+                                 << options_.maxQueuedPerController << ", " << options_.maxQueuedBytesPerController
+                                 << "): dropped " << it->second->msgId
+                                 << (it->second->needsResp ? " (a retried one)" : "") << ", " << peer.dropped
+                                 << " dropped so far";
         finish(seq, "queue full");
     }
+}
+
+void NotifierImpl::enqueue(Outgoing& o) {
+    Peer& peer = peers_[o.endpointId];
+    o.queued = true;
+    peer.queue.push_back(o.seq);
+    peer.queuedBytes += o.bytes;
+}
+
+// The caller takes the seq out of the deque (or already has).
+void NotifierImpl::unqueue(Outgoing& o) {
+    if (!o.queued) return;
+    Peer& peer = peers_[o.endpointId];
+    o.queued = false;
+    peer.queuedBytes -= std::min(peer.queuedBytes, o.bytes);
+    if (!peer.queue.empty() && peer.queue.front() == o.seq) peer.queue.pop_front();
 }
 
 RetrySchedule NotifierImpl::scheduleFor(const std::string& endpointId) const {
@@ -887,15 +1070,15 @@ void NotifierImpl::onTimer(std::uint64_t seq) {
     beginDispatch();
     auto& peer = peers_[o.endpointId];
     // While older notifications wait for the controller, a retry waits behind them.
-    Status st = peer.queue.empty() ? send_(o.endpointId, o.msg) : Status(Error(ErrorCode::kMessageFailed, "queue busy"));
+    Status st =
+        peer.queue.empty() ? send_(o.endpointId, o.msg) : Status(Error(ErrorCode::kMessageFailed, "queue busy"));
     if (st) {
         ++o.sends;
         BERTH_LOG_DEBUG(kTag) << "retried " << o.msgId << " to " << o.endpointId << " (send " << o.sends << ")";
         armRetry(o);
         return;
     }
-    o.queued = true;
-    peer.queue.push_back(seq);
+    enqueue(o);
     armExpiry(o);
     enforceBound(o.endpointId);
 }
@@ -912,6 +1095,7 @@ void NotifierImpl::finish(std::uint64_t seq, const char* why) {
     if (o.queued) {
         auto& q = peers_[o.endpointId].queue;
         q.erase(std::remove(q.begin(), q.end(), seq), q.end());
+        unqueue(o);
     }
     for (auto& [row, c] : ctrls_)
         if (c.onBoardSeq == seq) c.onBoardSeq = 0;
@@ -927,7 +1111,8 @@ void NotifierImpl::onNotifyResp(const std::string& fromEndpointId, const std::st
     std::uint64_t seq = it->second;
     auto item = items_.find(seq);
     if (item == items_.end() || item->second->endpointId != fromEndpointId) {
-        BERTH_LOG_WARN(kTag) << "NotifyResp " << msgId << " from " << fromEndpointId << " ignored: sent to another controller";
+        BERTH_LOG_WARN(kTag) << "NotifyResp " << msgId << " from " << fromEndpointId
+                             << " ignored: sent to another controller";
         return;
     }
     std::string onBoardRow = item->second->controllerPath;
@@ -956,7 +1141,8 @@ std::string NotifierImpl::parameterMap(const std::string& controllerRow, const d
                     continue;
                 }
                 for (const auto& obj : r.resolved)
-                    for (const auto& p : obj.params) values[obj.path + std::string(p.name)] = p.value;
+                    for (const auto& p : obj.params)
+                        values[obj.path + std::string(p.name)] = p.value;
             }
         }
     }
@@ -970,9 +1156,10 @@ std::string NotifierImpl::parameterMap(const std::string& controllerRow, const d
 
 void NotifierImpl::sendBoot() {
     SplitPath sp("Device.", "Boot!");
-    for (auto& [row, s] : subs_) {
-        if (!s->acts() || s->type != NotifType::kEvent) continue;
-        if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
+    for (Subscription* s : candidates(NotifType::kEvent, sp.objPath())) {
+        if (!s->acts()) continue;
+        if (!std::any_of(s->refs.begin(), s->refs.end(),
+                         [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
             continue;
         runTrigger(*s);
         if (!s->active()) continue;
@@ -1057,10 +1244,11 @@ void NotifierImpl::reschedulePeriodic(const std::string& controllerRow) {
     if (interval == 0 || value(controllerRow + "Enable") != "true") return;
     SplitPath sp("Device.LocalAgent.", "Periodic!");
     std::string bare = withoutDot(controllerRow);
-    bool wanted = std::any_of(subs_.begin(), subs_.end(), [&](const auto& kv) {
-        const Subscription& s = *kv.second;
-        return s.active() && s.type == NotifType::kEvent && s.recipient == bare &&
-               std::any_of(s.refs.begin(), s.refs.end(), [&](const RefPattern& r) { return r.coversMember(sp, engine_); });
+    auto subs = candidates(NotifType::kEvent, sp.objPath());
+    bool wanted = std::any_of(subs.begin(), subs.end(), [&](const Subscription* s) {
+        return s->active() && s->recipient == bare &&
+               std::any_of(s->refs.begin(), s->refs.end(),
+                           [&](const RefPattern& r) { return r.coversMember(sp, engine_); });
     });
     if (!wanted) return;
     // TR-181: notifications at PeriodicNotifTime + k * PeriodicNotifInterval; with an
@@ -1084,9 +1272,10 @@ void NotifierImpl::firePeriodic(const std::string& controllerRow) {
     beginDispatch();
     SplitPath sp("Device.LocalAgent.", "Periodic!");
     std::string bare = withoutDot(controllerRow);
-    for (auto& [row, s] : subs_) {
-        if (!s->acts() || s->type != NotifType::kEvent || s->recipient != bare) continue;
-        if (!std::any_of(s->refs.begin(), s->refs.end(), [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
+    for (Subscription* s : candidates(NotifType::kEvent, sp.objPath())) {
+        if (!s->acts() || s->recipient != bare) continue;
+        if (!std::any_of(s->refs.begin(), s->refs.end(),
+                         [&](const RefPattern& r) { return r.coversMember(sp, engine_); }))
             continue;
         runTrigger(*s);
         if (!s->active()) continue;
@@ -1105,9 +1294,9 @@ void NotifierImpl::firePeriodic(const std::string& controllerRow) {
 // Sampling
 
 void NotifierImpl::updateSampler() {
-    bool any = !options_.sampledParams.empty() &&
-               std::any_of(subs_.begin(), subs_.end(),
-                           [](const auto& kv) { return kv.second->acts() && kv.second->type == NotifType::kValueChange; });
+    bool any = !options_.sampledParams.empty() && std::any_of(subs_.begin(), subs_.end(), [](const auto& kv) {
+        return kv.second->acts() && kv.second->type == NotifType::kValueChange;
+    });
     if (!any || !started_) {
         sampler_.reset();
         sampled_.clear();
@@ -1125,17 +1314,22 @@ void NotifierImpl::sample() {
     std::set<std::string> covered;
     for (const auto& supported : options_.sampledParams) {
         std::string pattern = supported;
-        for (auto pos = pattern.find("{i}"); pos != std::string::npos; pos = pattern.find("{i}")) pattern.replace(pos, 3, "*");
+        for (auto pos = pattern.find("{i}"); pos != std::string::npos; pos = pattern.find("{i}"))
+            pattern.replace(pos, 3, "*");
         SplitPath tmpl = SplitPath::fromFullPath(pattern);
         auto objs = engine_.resolveObjects(tmpl.objPath());
         if (!objs) continue;
         for (const auto& obj : *objs) {
             SplitPath sp(obj, tmpl.leaf());
-            bool wanted = std::any_of(subs_.begin(), subs_.end(), [&](const auto& kv) {
-                const Subscription& s = *kv.second;
-                return s.acts() && s.type == NotifType::kValueChange &&
-                       std::any_of(s.refs.begin(), s.refs.end(), [&](const RefPattern& r) { return r.coversParam(sp, engine_); });
-            });
+            auto covers = [&](const std::string& row) {
+                auto it = subs_.find(row);
+                if (it == subs_.end()) return false;
+                const Subscription* s = it->second.get();
+                return s->acts() && std::any_of(s->refs.begin(), s->refs.end(),
+                                                [&](const RefPattern& r) { return r.coversParam(sp, engine_); });
+            };
+            bool wanted = paramIndex_.anyCandidate(sp.objPath(), covers) ||
+                          index_[NotifType::kValueChange].anyCandidate(sp.objPath(), covers);
             if (!wanted) continue;
             std::string path = obj + tmpl.leaf();
             covered.insert(path);
@@ -1150,7 +1344,8 @@ void NotifierImpl::sample() {
             }
         }
     }
-    for (auto it = sampled_.begin(); it != sampled_.end();) it = covered.count(it->first) ? std::next(it) : sampled_.erase(it);
+    for (auto it = sampled_.begin(); it != sampled_.end();)
+        it = covered.count(it->first) ? std::next(it) : sampled_.erase(it);
 }
 
 }  // namespace

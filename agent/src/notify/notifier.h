@@ -40,8 +40,17 @@ namespace berth::agent {
 struct NotifierOptions {
     // SQLite file for persistent subscriptions' undelivered notifications (NotifRetry).
     std::string queueDbPath;
-    // Bound on queued notifications per controller; see docs for the policy when hit.
+    // Bounds on the notifications queued for one controller (not yet handed to an MTP):
+    // count and serialized bytes. See docs/notifications.md for what is dropped when hit.
     std::size_t maxQueuedPerController = 1000;
+    std::size_t maxQueuedBytesPerController = 1024 * 1024;
+    // While a controller's queue is not empty and sending fails, the queue is tried
+    // again this often (besides onControllerReachable() and each new notification).
+    std::chrono::milliseconds queueRetryInterval{std::chrono::seconds(2)};
+    // Subscription rows a controller may be the Recipient of, and rows in total; an Add
+    // beyond either is refused with 7005 (Resources Exceeded). 0 = no limit.
+    std::size_t maxSubscriptionsPerController = 100;
+    std::size_t maxSubscriptions = 500;
     // Sent as Device.Boot! by start().
     BootInfo boot;
     // Provided parameters whose provider cannot report changes (supported paths): sampled

@@ -65,6 +65,9 @@ public:
     dm::PathKind kind() const { return parsed_.kind; }
     // True when the pattern holds search expressions or reference following.
     bool usesModel() const { return usesModel_; }
+    // Where SubscriptionIndex files this pattern: its literal prefix ("Device.X." for
+    // "Device.X.*.Y"), or "" when it follows references and may match anywhere.
+    std::string indexKey() const { return hasRefs_ ? std::string() : fixedPrefix_; }
 
     bool coversParam(const SplitPath& param, dm::Engine& engine) const;        // ValueChange
     bool coversMember(const SplitPath& member, dm::Engine& engine) const;      // Event / OperationComplete

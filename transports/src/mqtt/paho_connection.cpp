@@ -7,6 +7,8 @@
 // client drives reconnects with the TR-369 schedule.
 #include <mqtt/async_client.h>
 
+#include <algorithm>
+#include <atomic>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -27,6 +29,15 @@ struct Bridge : std::enable_shared_from_this<Bridge> {
     // Loop thread only.
     MqttConnectionEvents* events = nullptr;
     std::function<void()> disconnectDone;
+
+    // Publishes handed to Paho whose completion (written, or acknowledged) has not been
+    // reported yet; any thread.
+    std::atomic<std::size_t> unsentMessages{0};
+    std::atomic<std::size_t> unsentBytes{0};
+    void published(std::size_t bytes) {
+        unsentMessages.fetch_sub(1);
+        unsentBytes.fetch_sub(bytes);
+    }
 
     // From any thread: runs fn on the loop thread unless the bridge is closed by then.
     void post(std::function<void(Bridge&)> fn) {
@@ -115,7 +126,11 @@ public:
     Status init() {
         const bool v5 = config_.protocolVersion == MqttVersion::kV5;
         try {
-            mqtt::create_options createOpts(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+            // Paho counts every publish still in its command queue against max buffered
+            // messages even while connected (default 100: a burst of replies hit it). Our
+            // own bound in publish() comes first; Paho's stays as the backstop.
+            const int buffered = static_cast<int>(std::min<std::size_t>(config_.maxUnsentMessages, 1 << 20)) + 16;
+            mqtt::create_options createOpts(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1, buffered);
             client_ = std::make_unique<mqtt::async_client>(uri_, clientId_, createOpts, nullptr);
         } catch (const std::exception& e) {
             return Error(ErrorCode::kInvalidConfiguration, "cannot make an MQTT client for " + uri_ + ": " + e.what(),
@@ -160,12 +175,18 @@ public:
             });
         }
         publishListener_ = &addListener([weak](const mqtt::token& t, bool ok) {
-            if (ok) return;
             auto b = weak.lock();
             if (!b) return;
             std::string topic;
-            if (const auto* dt = dynamic_cast<const mqtt::delivery_token*>(&t); dt && dt->get_message())
+            const auto* dt = dynamic_cast<const mqtt::delivery_token*>(&t);
+            // Paho passes the delivery token publish() returned, which holds the message.
+            if (dt && dt->get_message()) {
                 topic = dt->get_message()->get_topic();
+                b->published(dt->get_message()->get_payload().size());
+            } else {
+                b->unsentMessages.fetch_sub(1);
+            }
+            if (ok) return;
             std::string why = describeFailure(t);
             b->toEvents([topic, why](MqttConnectionEvents& ev) { ev.onPublishFailed(topic, why); });
         });
@@ -303,10 +324,27 @@ public:
             if (!m.contentType.empty()) props.add(mqtt::property(mqtt::property::CONTENT_TYPE, m.contentType));
             for (const auto& [k, v] : m.userProperties) props.add(mqtt::property(mqtt::property::USER_PROPERTY, k, v));
         }
+        const std::size_t n = bridge_->unsentMessages.load(), bytes = bridge_->unsentBytes.load();
+        if (n >= config_.maxUnsentMessages || bytes + m.payload.size() > config_.maxUnsentBytes)
+            return Error(ErrorCode::kMessageFailed, "PUBLISH to " + m.topic + " refused: " + std::to_string(n) +
+                                                        " messages (" + std::to_string(bytes) +
+                                                        " bytes) are still waiting to go out to the broker");
+        bridge_->unsentMessages.fetch_add(1);
+        bridge_->unsentBytes.fetch_add(m.payload.size());
         try {
             auto msg = std::make_shared<mqtt::message>(m.topic, m.payload.data(), m.payload.size(), m.qos, m.retain, props);
             client_->publish(msg, nullptr, *publishListener_);
+        } catch (const mqtt::exception& e) {
+            bridge_->published(m.payload.size());
+            // Paho's own bound on what it buffers (MQTTASYNC_MAX_BUFFERED_MESSAGES) or on
+            // messages in flight: a refusal like any other, never a wait.
+            if (e.get_return_code() == MQTTASYNC_MAX_BUFFERED_MESSAGES ||
+                e.get_return_code() == MQTTASYNC_MAX_MESSAGES_INFLIGHT)
+                return Error(ErrorCode::kMessageFailed,
+                             "PUBLISH to " + m.topic + " refused: the MQTT client's buffer is full (" + e.what() + ")");
+            return Error(ErrorCode::kMessageFailed, "PUBLISH to " + m.topic + " failed: " + e.what());
         } catch (const std::exception& e) {
+            bridge_->published(m.payload.size());
             return Error(ErrorCode::kMessageFailed, "PUBLISH to " + m.topic + " failed: " + e.what());
         }
         return {};

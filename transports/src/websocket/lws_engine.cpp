@@ -220,16 +220,33 @@ void LwsEngine::connect() {
     });
 }
 
-void LwsEngine::send(const std::string& key, std::string payload) {
+bool LwsEngine::send(const std::string& key, std::string payload) {
+    const std::size_t size = payload.size();
+    {
+        std::lock_guard<std::mutex> g(outMu_);
+        std::size_t& queued = outBytes_[key];
+        if (queued > 0 && queued + size > config_.maxQueuedBytes) return false;
+        queued += size;
+    }
     auto shared = std::make_shared<std::string>(std::move(payload));
-    submit([this, key, shared] {
+    submit([this, key, shared, size] {
         for (auto& [wsi, s] : sessions_) {
             if (s->key != key) continue;
             s->out.push_back(std::move(*shared));
             lws_callback_on_writable(wsi);
             return;
         }
+        written(key, size);
     });
+    return true;
+}
+
+void LwsEngine::written(const std::string& key, std::size_t bytes) {
+    std::lock_guard<std::mutex> g(outMu_);
+    auto it = outBytes_.find(key);
+    if (it == outBytes_.end()) return;
+    it->second -= std::min(it->second, bytes);
+    if (it->second == 0) outBytes_.erase(it);
 }
 
 void LwsEngine::close(const std::string& key, int code, std::string reason) {
@@ -274,6 +291,7 @@ void LwsEngine::endSession(lws* wsi) {
     std::string reason = s.endReason;
     if (reason.empty()) reason = s.peerCloseCode ? "closed by the peer" : "connection lost";
     post([this, key = s.key, code, reason] { events_.onSessionClosed(key, code, reason); });
+    for (const auto& m : s.out) written(s.key, m.size());
     sessions_.erase(it);
 }
 
@@ -444,6 +462,7 @@ int LwsEngine::handle(lws* wsi, int reasonInt, void* in, std::size_t len) {
                 s->endReason = "write failed";
                 return -1;
             }
+            written(s->key, m.size());
             s->out.pop_front();
             if (!s->out.empty()) lws_callback_on_writable(wsi);
             return 0;

@@ -46,6 +46,8 @@ struct EngineConfig {
     bool tls = false;
     WsTlsConfig tlsFiles;
     std::size_t maxRecordSize = 4 * 1024 * 1024;
+    // Bytes queued on one session and not yet written; send() refuses beyond.
+    std::size_t maxQueuedBytes = 8 * 1024 * 1024;
     // server
     std::string bindAddress;
     int listenPort = 0;
@@ -70,8 +72,9 @@ public:
     int boundPort() const { return boundPort_; }
     // Client: dial (again). Loop thread.
     void connect();
-    // Queues a binary message on a session. Loop thread.
-    void send(const std::string& key, std::string payload);
+    // Queues a binary message on a session. Loop thread. False (nothing queued) when the
+    // session already holds maxQueuedBytes that the peer has not taken yet.
+    bool send(const std::string& key, std::string payload);
     // Closes one session (every session when key is empty) with a code. Loop thread.
     void close(const std::string& key, int code, std::string reason);
     // Pings every open session, dropping those that answered nothing since the last ping.
@@ -103,6 +106,11 @@ private:
     std::condition_variable doneCv_;
     bool done_ = false;
     std::mutex queueMu_;
+    // Unwritten bytes per session key: added by send(), taken off as frames are written
+    // or sessions end.
+    std::mutex outMu_;
+    std::map<std::string, std::size_t> outBytes_;
+    void written(const std::string& key, std::size_t bytes);
     std::vector<std::function<void()>> queue_;
     std::atomic<bool> destroying_{false};
 

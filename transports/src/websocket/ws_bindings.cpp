@@ -71,7 +71,8 @@ public:
         if (record.payload.size() > config_.maxRecordSize)
             return Error(ErrorCode::kMessageFailed, "record of " + std::to_string(record.payload.size()) +
                                                         " bytes exceeds " + std::to_string(config_.maxRecordSize));
-        engine_->send(std::string(kSessionKey), std::move(record.payload));
+        if (!engine_->send(std::string(kSessionKey), std::move(record.payload)))
+            return Error(ErrorCode::kMessageFailed, "WebSocket session with " + url() + " has too much unsent data");
         ++recordsSent_;
         return {};
     }
@@ -313,7 +314,9 @@ public:
         if (record.payload.size() > config_.maxRecordSize)
             return Error(ErrorCode::kMessageFailed, "record of " + std::to_string(record.payload.size()) +
                                                         " bytes exceeds " + std::to_string(config_.maxRecordSize));
-        engine_->send(record.destination, std::move(record.payload));
+        if (!engine_->send(record.destination, std::move(record.payload)))
+            return Error(ErrorCode::kMessageFailed,
+                         "WebSocket session '" + record.destination + "' has too much unsent data");
         ++recordsSent_;
         return {};
     }

@@ -6,6 +6,7 @@
 // Threading: create, start and stop on the loop thread; everything the agent owns runs
 // on that loop.
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,13 @@ struct AgentOptions {
     // UNIX socket of the local CLI (berth/agent/local_cli.h); empty: <stateDir>/berthd.sock.
     // "none" serves no local CLI. A socket that cannot be made is logged, not fatal.
     std::string cliSocketPath;
+    // Bounds on what controllers can make the agent hold (docs/security.md); 0 = no limit
+    // for the subscription caps. Adds beyond a subscription cap are refused with 7005.
+    std::size_t maxSubscriptionsPerController = 100;
+    std::size_t maxSubscriptions = 500;
+    // Notifications waiting for one controller whose MTP cannot take them (count, bytes).
+    std::size_t notifyQueueMessages = 1000;
+    std::size_t notifyQueueBytes = 1024 * 1024;
 };
 
 // Why the agent (re)started, for Boot!: kept in the state directory across a Reboot()

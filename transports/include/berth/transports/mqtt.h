@@ -85,6 +85,11 @@ struct MqttClientConfig {
     std::vector<MqttSubscriptionConfig> subscriptions;
     // Not in TR-181: how long one connect attempt (TCP, TLS, CONNACK) may take.
     std::chrono::seconds connectTimeout{30};
+    // Not in TR-181: records handed to Paho and not yet written (QoS 0) or acknowledged
+    // (QoS 1/2). send() fails beyond either bound (the caller queues or drops under its
+    // own policy) instead of letting Paho's command queue grow without end.
+    std::size_t maxUnsentMessages = 1000;
+    std::size_t maxUnsentBytes = 8 * 1024 * 1024;
 
     // Device.LocalAgent.MTP.{i}.MQTT.
     std::string responseTopicConfigured;  // our reply-to topic when CONNACK gives none
