@@ -111,6 +111,10 @@ private:
     struct InboundQueue {
         std::deque<PendingRequest> items;
         std::size_t bytes = 0;
+        // A 7005 went out since the queue was last below half full: further refusals
+        // are dropped unanswered, so a flood is not mirrored by a flood of errors that
+        // would crowd other controllers' answers out of the MTP.
+        bool refusalSent = false;
     };
     void enqueueRequest(PendingRequest request);
     void scheduleDrain();
@@ -165,6 +169,9 @@ private:
     std::deque<std::string> ready_;
     bool drainScheduled_ = false;
     std::uint64_t refusedRequests_ = 0;
+    // Across all queues: many from_ids (unknown controllers) must not add up unbounded.
+    std::size_t queuedRecords_ = 0;
+    std::size_t queuedBytes_ = 0;
     std::filesystem::path stateDir_;
     BootInfo boot_;
 };
@@ -311,6 +318,8 @@ void AgentImpl::stop(std::function<void()> done) {
     // Requests still waiting are not answered: the Disconnect below tells the controllers.
     inbound_.clear();
     ready_.clear();
+    queuedRecords_ = 0;
+    queuedBytes_ = 0;
 #ifdef BERTH_WITH_OCI
     // Containers keep running; they are adopted at the next start.
     if (smm_) smm_->stop();
@@ -498,13 +507,20 @@ void AgentImpl::enqueueRequest(PendingRequest request) {
     auto it = inbound_.find(fromId);
     const std::size_t queued = it == inbound_.end() ? 0 : it->second.items.size();
     const std::size_t queuedBytes = it == inbound_.end() ? 0 : it->second.bytes;
-    if ((b.inboundQueueRecords != 0 && queued >= b.inboundQueueRecords) ||
-        (b.inboundQueueBytes != 0 && queued != 0 && queuedBytes + request.bytes > b.inboundQueueBytes)) {
-        // Refused at once, before any work: the controller learns why and may resend.
+    // All controllers together may queue kAllQueues times what one may.
+    constexpr std::size_t kAllQueues = 8;
+    if ((b.inboundQueueRecords != 0 && (queued >= b.inboundQueueRecords ||
+                                        queuedRecords_ >= kAllQueues * b.inboundQueueRecords)) ||
+        (b.inboundQueueBytes != 0 && queued != 0 && queuedBytes + request.bytes > b.inboundQueueBytes) ||
+        (b.inboundQueueBytes != 0 && queuedRecords_ != 0 &&
+         queuedBytes_ + request.bytes > kAllQueues * b.inboundQueueBytes)) {
+        // Refused at once, before any work: the controller learns why (once per episode)
+        // and may resend.
         if (++refusedRequests_ % 1000 == 1)
             BERTH_LOG_WARN(kTag) << "inbound queue of " << fromId << " is full (" << queued
-                                 << " requests waiting); answering 7005 (" << refusedRequests_ << " refused so far)";
-        if (request.destination.empty()) return;
+                                 << " requests waiting); refusing (" << refusedRequests_ << " refused so far)";
+        if (request.destination.empty() || it == inbound_.end() || it->second.refusalSent) return;
+        it->second.refusalSent = true;
         auto bytes = codec_->encodeError(
             fromId, request.record.msgId,
             Error(ErrorCode::kResourcesExceeded, std::to_string(queued) +
@@ -516,6 +532,8 @@ void AgentImpl::enqueueRequest(PendingRequest request) {
     if (it == inbound_.end()) it = inbound_.emplace(fromId, InboundQueue{}).first;
     if (it->second.items.empty()) ready_.push_back(fromId);
     it->second.bytes += request.bytes;
+    ++queuedRecords_;
+    queuedBytes_ += request.bytes;
     it->second.items.push_back(std::move(request));
     scheduleDrain();
 }
@@ -539,6 +557,9 @@ void AgentImpl::drainInbound() {
         PendingRequest request = std::move(it->second.items.front());
         it->second.items.pop_front();
         it->second.bytes -= request.bytes;
+        if (it->second.items.size() * 2 < options_.bounds.inboundQueueRecords) it->second.refusalSent = false;
+        --queuedRecords_;
+        queuedBytes_ -= request.bytes;
         if (it->second.items.empty()) {
             inbound_.erase(it);
         } else {

@@ -28,7 +28,8 @@ struct RequestBounds {
     // soon as they pass it; any other response over it is replaced by the Error.
     std::size_t maxResponseBytes = std::size_t{1} << 20;
     // Requests of one controller (by from_id) waiting to be processed; beyond either
-    // bound a request is answered with 7005 at once instead of being queued.
+    // bound a request is refused: the first with a 7005 at once, the next ones dropped
+    // until the queue is below half full. All controllers together may queue 8 times these.
     std::size_t inboundQueueRecords = 64;
     std::size_t inboundQueueBytes = std::size_t{4} << 20;
     // Asynchronous commands (Device.LocalAgent.Request.{i}.) one controller may have
