@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "berth/agent/codec.h"
 #include "berth/agent/config_file.h"
@@ -101,6 +103,26 @@ private:
 
     Status applyConfigFile();
     void onRecord(const std::string& mtpPath, transports::InboundRecord record);
+
+    // A decoded request waiting for its turn (see drainInbound).
+    struct PendingRequest {
+        std::string mtpPath;
+        std::string destination;
+        DecodedRecord record;
+        std::size_t bytes = 0;
+    };
+    struct InboundQueue {
+        std::deque<PendingRequest> items;
+        std::size_t bytes = 0;
+        // A 7005 went out since the queue was last below half full: further refusals
+        // are dropped unanswered, so a flood is not mirrored by a flood of errors that
+        // would crowd other controllers' answers out of the MTP.
+        bool refusalSent = false;
+    };
+    void enqueueRequest(PendingRequest request);
+    void scheduleDrain();
+    void drainInbound();
+    void processRequest(PendingRequest& request);
     void sendTo(const std::string& mtpPath, const std::string& destination, std::string payload,
                 transports::RecordKind kind);
     void onMtpUp(const std::string& mtpPath, const std::string& address);
@@ -136,8 +158,23 @@ private:
     bool reloadPending_ = false;
     bool stopping_ = false;
     bool restartRequested_ = false;
-    // Asynchronous calls still running, by their Device.LocalAgent.Request.{i}. row.
-    std::map<std::string, dm::CommandCall> running_;
+    // Asynchronous calls still running, by their Device.LocalAgent.Request.{i}. row,
+    // and how many each originator has running.
+    struct RunningCall {
+        dm::CommandCall call;
+        std::string originator;
+    };
+    std::map<std::string, RunningCall> running_;
+    std::unordered_map<std::string, std::size_t> runningPerOriginator_;
+    // Inbound requests per controller (from_id), served round-robin; ready_ holds the
+    // from_ids with a non-empty queue in turn order.
+    std::unordered_map<std::string, InboundQueue> inbound_;
+    std::deque<std::string> ready_;
+    bool drainScheduled_ = false;
+    std::uint64_t refusedRequests_ = 0;
+    // Across all queues: many from_ids (unknown controllers) must not add up unbounded.
+    std::size_t queuedRecords_ = 0;
+    std::size_t queuedBytes_ = 0;
     std::filesystem::path stateDir_;
     BootInfo boot_;
     // Last member: gone before anything its commands use.
@@ -301,6 +338,11 @@ Status AgentImpl::start() {
 void AgentImpl::stop(std::function<void()> done) {
     stopping_ = true;
     cli_.reset();
+    // Requests still waiting are not answered: the Disconnect below tells the controllers.
+    inbound_.clear();
+    ready_.clear();
+    queuedRecords_ = 0;
+    queuedBytes_ = 0;
 #ifdef BERTH_WITH_OCI
     // Containers keep running; they are adopted at the next start.
     if (smm_) smm_->stop();
@@ -450,29 +492,7 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
                                      << d.fromId;
                 return;
             }
-            dm::Permissions perms = controllers_->permissionsFor(ctrl);
-            std::string originator = d.fromId;
-            if (ctrl) notifier_->setOriginator(ctrl->path);
-            HandlerContext ctx{*engine_, perms,
-                               dm::AsyncHooks{[this, originator](const dm::CommandCall& call) {
-                                                  return createRequest(call, originator);
-                                              },
-                                              [this](const dm::CommandCall& call, const std::string& req,
-                                                     Result<dm::ArgMap> r) { completeRequest(call, req, std::move(r)); }}};
-            auto reply = handleRequest(d.msg, ctx);
-            notifier_->clearOriginator();
-            if (!reply) return;
-            if (destination.empty()) {
-                BERTH_LOG_WARN(kTag) << "no return path to " << d.fromId << " on " << mtpPath
-                                     << ": the request carried no reply-to and no topic is configured for it";
-                return;
-            }
-            auto bytes = codec_->encodeMsg(*reply, d.fromId);
-            if (!bytes) {
-                BERTH_LOG_ERROR(kTag) << "cannot encode reply to " << d.fromId << ": " << bytes.error().describe();
-                return;
-            }
-            sendTo(mtpPath, destination, std::move(*bytes), transports::RecordKind::kResponse);
+            enqueueRequest(PendingRequest{mtpPath, std::move(destination), std::move(d), record.payload.size()});
             return;
         }
         case DecodeKind::kResponse:
@@ -502,6 +522,120 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
                                         d.problem ? d.problem->message : std::string("undecodable record"));
             return;
     }
+}
+
+void AgentImpl::enqueueRequest(PendingRequest request) {
+    const RequestBounds& b = options_.bounds;
+    const std::string& fromId = request.record.fromId;
+    auto it = inbound_.find(fromId);
+    const std::size_t queued = it == inbound_.end() ? 0 : it->second.items.size();
+    const std::size_t queuedBytes = it == inbound_.end() ? 0 : it->second.bytes;
+    // All controllers together may queue kAllQueues times what one may.
+    constexpr std::size_t kAllQueues = 8;
+    if ((b.inboundQueueRecords != 0 && (queued >= b.inboundQueueRecords ||
+                                        queuedRecords_ >= kAllQueues * b.inboundQueueRecords)) ||
+        (b.inboundQueueBytes != 0 && queued != 0 && queuedBytes + request.bytes > b.inboundQueueBytes) ||
+        (b.inboundQueueBytes != 0 && queuedRecords_ != 0 &&
+         queuedBytes_ + request.bytes > kAllQueues * b.inboundQueueBytes)) {
+        // Refused at once, before any work: the controller learns why (once per episode)
+        // and may resend.
+        if (++refusedRequests_ % 1000 == 1)
+            BERTH_LOG_WARN(kTag) << "inbound queue of " << fromId << " is full (" << queued
+                                 << " requests waiting); refusing (" << refusedRequests_ << " refused so far)";
+        if (request.destination.empty() || it == inbound_.end() || it->second.refusalSent) return;
+        it->second.refusalSent = true;
+        auto bytes = codec_->encodeError(
+            fromId, request.record.msgId,
+            Error(ErrorCode::kResourcesExceeded, std::to_string(queued) +
+                                                     " requests of this controller are waiting already; this one was "
+                                                     "not processed, send it again later"));
+        if (bytes) sendTo(request.mtpPath, request.destination, std::move(*bytes), transports::RecordKind::kResponse);
+        return;
+    }
+    if (it == inbound_.end()) it = inbound_.emplace(fromId, InboundQueue{}).first;
+    if (it->second.items.empty()) ready_.push_back(fromId);
+    it->second.bytes += request.bytes;
+    ++queuedRecords_;
+    queuedBytes_ += request.bytes;
+    it->second.items.push_back(std::move(request));
+    scheduleDrain();
+}
+
+void AgentImpl::scheduleDrain() {
+    if (drainScheduled_ || stopping_) return;
+    drainScheduled_ = true;
+    loop_.post([this] { drainInbound(); });
+}
+
+// One request of each waiting controller per turn, then back to the loop: a controller
+// with a long backlog delays another's request by at most one of its own, and records
+// arriving meanwhile (and timers) are taken in between turns.
+void AgentImpl::drainInbound() {
+    drainScheduled_ = false;
+    for (std::size_t turn = ready_.size(); turn > 0 && !stopping_; --turn) {
+        std::string fromId = std::move(ready_.front());
+        ready_.pop_front();
+        auto it = inbound_.find(fromId);
+        if (it == inbound_.end() || it->second.items.empty()) continue;
+        PendingRequest request = std::move(it->second.items.front());
+        it->second.items.pop_front();
+        it->second.bytes -= request.bytes;
+        if (it->second.items.size() * 2 < options_.bounds.inboundQueueRecords) it->second.refusalSent = false;
+        --queuedRecords_;
+        queuedBytes_ -= request.bytes;
+        if (it->second.items.empty()) {
+            inbound_.erase(it);
+        } else {
+            ready_.push_back(std::move(fromId));
+        }
+        processRequest(request);
+    }
+    if (!ready_.empty()) scheduleDrain();
+}
+
+void AgentImpl::processRequest(PendingRequest& request) {
+    DecodedRecord& d = request.record;
+    // Looked up again: the controller may have been edited while the request waited.
+    std::optional<ControllerInfo> ctrl = controllers_->find(d.fromId);
+    if (ctrl && !ctrl->enabled) {
+        BERTH_LOG_WARN(kTag) << "ignoring " << msgTypeName(*d.msgType) << " from disabled controller " << d.fromId;
+        return;
+    }
+    dm::Permissions perms = controllers_->permissionsFor(ctrl);
+    std::string originator = d.fromId;
+    if (ctrl) notifier_->setOriginator(ctrl->path);
+    const RequestBounds& b = options_.bounds;
+    HandlerContext ctx{*engine_, perms,
+                       dm::AsyncHooks{[this, originator](const dm::CommandCall& call) {
+                                          return createRequest(call, originator);
+                                      },
+                                      [this](const dm::CommandCall& call, const std::string& req,
+                                             Result<dm::ArgMap> r) { completeRequest(call, req, std::move(r)); }},
+                       RequestLimits{b.maxPathsPerMessage, b.maxParamsPerMessage, b.maxResponseBytes}};
+    auto reply = handleRequest(d.msg, ctx);
+    notifier_->clearOriginator();
+    if (!reply) return;
+    if (request.destination.empty()) {
+        BERTH_LOG_WARN(kTag) << "no return path to " << d.fromId << " on " << request.mtpPath
+                             << ": the request carried no reply-to and no topic is configured for it";
+        return;
+    }
+    // Responses that are not built incrementally (Set over many instances, ...) are
+    // checked once encoded: over the bound, the controller gets the Error instead.
+    const std::size_t maxRecord = b.maxResponseBytes == 0 ? 0 : b.maxResponseBytes + 1024;
+    auto bytes = codec_->encodeMsg(*reply, d.fromId, maxRecord);
+    if (!bytes && bytes.error().code == ErrorCode::kResourcesExceeded) {
+        reply.reset();
+        bytes = codec_->encodeError(d.fromId, d.msgId,
+                                    Error(ErrorCode::kResourcesExceeded,
+                                          "the response would exceed " + std::to_string(maxRecord) +
+                                              " bytes, the most this agent sends in one record; ask for less"));
+    }
+    if (!bytes) {
+        BERTH_LOG_ERROR(kTag) << "cannot encode reply to " << d.fromId << ": " << bytes.error().describe();
+        return;
+    }
+    sendTo(request.mtpPath, request.destination, std::move(*bytes), transports::RecordKind::kResponse);
 }
 
 // The boot file holds four lines: cause, command key, reason, and the SoftwareVersion
@@ -573,7 +707,7 @@ Status AgentImpl::registerDeviceCommands() {
         if (it == running_.end())
             return Error(ErrorCode::kCommandFailure, call.objPath + " has no operation in progress");
         (void)engine_->setValue(call.objPath + "Status", "Canceling");
-        dm::CommandCall target = it->second;
+        dm::CommandCall target = it->second.call;
         if (auto st = engine_->cancelCommand(target); !st) {
             (void)engine_->setValue(call.objPath + "Status", "Active");
             return std::move(st).error();
@@ -598,6 +732,12 @@ Status AgentImpl::registerDeviceCommands() {
 }
 
 Result<std::string> AgentImpl::createRequest(const dm::CommandCall& call, const std::string& originator) {
+    const std::size_t limit = options_.bounds.maxAsyncOperationsPerController;
+    auto counted = runningPerOriginator_.find(originator);
+    if (limit != 0 && counted != runningPerOriginator_.end() && counted->second >= limit)
+        return Error(ErrorCode::kResourcesExceeded, std::to_string(counted->second) +
+                                                        " operations of this controller are still running, the most "
+                                                        "this agent runs at once for one controller");
     auto path = engine_->addInstance("Device.LocalAgent.Request.", {{"Originator", originator},
                                                                     {"Command", call.commandPath},
                                                                     {"CommandKey", call.commandKey},
@@ -605,13 +745,18 @@ Result<std::string> AgentImpl::createRequest(const dm::CommandCall& call, const 
     if (path) {
         dm::CommandCall tracked = call;
         tracked.requestPath = *path;
-        running_[*path] = std::move(tracked);
+        running_[*path] = RunningCall{std::move(tracked), originator};
+        ++runningPerOriginator_[originator];
     }
     return path;
 }
 
 void AgentImpl::completeRequest(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result) {
-    running_.erase(requestPath);
+    if (auto it = running_.find(requestPath); it != running_.end()) {
+        auto counted = runningPerOriginator_.find(it->second.originator);
+        if (counted != runningPerOriginator_.end() && --counted->second == 0) runningPerOriginator_.erase(counted);
+        running_.erase(it);
+    }
     const bool canceled = !result && result.error().code == ErrorCode::kCommandCanceled;
     (void)engine_->setValue(requestPath + "Status", result ? "Success" : (canceled ? "Canceled" : "Error"));
     notifier_->operationComplete(call.objPath, call.command, call.commandKey, result);

@@ -123,6 +123,26 @@ int main(int argc, char** argv) {
                    "Seconds berthd allows an orderly shutdown after SIGTERM/SIGINT before it exits regardless")
         ->capture_default_str()
         ->check(CLI::Range(0.1, 300.0));
+    // Per-controller request bounds (docs/security.md); 0 turns one off.
+    auto& bounds = options.bounds;
+    app.add_option("--max-paths-per-message", bounds.maxPathsPerMessage,
+                   "Distinct paths one Get, GetInstances, GetSupportedDM or Delete may list")
+        ->capture_default_str();
+    app.add_option("--max-params-per-message", bounds.maxParamsPerMessage,
+                   "Objects plus parameters one Set or Add may carry (and input arguments of one Operate)")
+        ->capture_default_str();
+    app.add_option("--max-response-bytes", bounds.maxResponseBytes,
+                   "Largest response record; a larger one is answered with Error 7005 instead")
+        ->capture_default_str();
+    app.add_option("--inbound-queue-records", bounds.inboundQueueRecords,
+                   "Requests of one controller that may wait; more are answered with 7005 at once")
+        ->capture_default_str();
+    app.add_option("--inbound-queue-bytes", bounds.inboundQueueBytes,
+                   "Bytes of requests of one controller that may wait; more are answered with 7005 at once")
+        ->capture_default_str();
+    app.add_option("--max-async-operations", bounds.maxAsyncOperationsPerController,
+                   "Asynchronous commands one controller may have running; more fail with 7005")
+        ->capture_default_str();
     try {
         app.parse(cliAt, argv);
     } catch (const CLI::ParseError& e) {

@@ -247,7 +247,7 @@ void Engine::Impl::deref(ObjNode& n, const ParamSchema& p, const RefFollow& ref,
     }
 }
 
-Result<bool> Engine::Impl::matches(ObjNode& row, const std::vector<Condition>& conds) {
+Result<bool> Engine::Impl::matches(ObjNode& row, const std::vector<Condition>& conds, const Permissions* perms) {
     for (const Condition& c : conds) {
         std::vector<ObjNode*> cur{&row};
         bool any = false;
@@ -260,7 +260,9 @@ Result<bool> Engine::Impl::matches(ObjNode& row, const std::vector<Condition>& c
                     int idx = n->schema->paramIndex(st.name);
                     if (idx < 0) return unsupported(st.name, "search parameter");
                     const ParamSchema& ps = n->schema->params()[static_cast<std::size_t>(idx)];
-                    auto v = readValue(*n, ps.index);
+                    // A secured value reads as "" to this controller, in a search too: no oracle.
+                    auto v = ps.secured && perms && !perms->mayReadSecured() ? Result<std::string>(std::string())
+                                                                             : readValue(*n, ps.index);
                     if (!v) continue;
                     auto m = compareValue(ps, *v, c.op, c);
                     if (!m) return m.error();
@@ -285,7 +287,7 @@ Result<bool> Engine::Impl::matches(ObjNode& row, const std::vector<Condition>& c
     return true;
 }
 
-Result<Resolved> Engine::Impl::resolve(const ParsedPath& p) {
+Result<Resolved> Engine::Impl::resolve(const ParsedPath& p, const Permissions* perms) {
     Resolved r;
     bool dynamic = false;
     BERTH_TRY(checkStatic(p, r.schema, r.member, dynamic));
@@ -310,7 +312,7 @@ Result<Resolved> Engine::Impl::resolve(const ParsedPath& p) {
                         break;
                     case Segment::kSearch:
                         for (auto& [n, row] : t.rows) {
-                            auto m = matches(*row, s.conds);
+                            auto m = matches(*row, s.conds, perms);
                             if (!m)
                                 return Error(m.error().code, m.error().message + " in " + p.text, p.text);
                             if (*m) next.push_back(Pos{row.get(), -1});

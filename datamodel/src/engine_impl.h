@@ -119,9 +119,12 @@ struct Engine::Impl {
     Provider* providerFor(const ObjectSchema& s) const { return providers[s.id()].provider; }
 
     // ---- paths ----
-    Result<detail::Resolved> resolve(const ParsedPath& p);
+    // perms: the requesting Controller's rights, or nullptr for internal callers. A
+    // search expression compares a secured parameter against "" unless perms may read
+    // secured values, so a search cannot test a secret it could not read.
+    Result<detail::Resolved> resolve(const ParsedPath& p, const Permissions* perms = nullptr);
     Status checkStatic(const ParsedPath& p, const ObjectSchema*& finalSchema, int& member, bool& dynamic) const;
-    Result<bool> matches(ObjNode& row, const std::vector<Condition>& conds);
+    Result<bool> matches(ObjNode& row, const std::vector<Condition>& conds, const Permissions* perms);
     void deref(ObjNode& n, const ParamSchema& p, const RefFollow& ref, std::vector<ObjNode*>& out);
     // Resolves a relative parameter name ("Enable", "Stats.BytesSent") through single-instance children.
     bool relParam(ObjNode& n, std::string_view rel, ObjNode*& owner, int& index) const;

@@ -53,7 +53,45 @@ bool readable(const Permissions& perms, const ObjNode& n) {
     return perms.isFullAccess() || (perms.forObject(n.path).obj & kPermRead);
 }
 
+std::size_t varintSize(std::size_t v) {
+    std::size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        ++n;
+    }
+    return n;
+}
+
+// Adds up the encoded size of a response as it is built (see maxResponseBytes).
+class SizeMeter {
+public:
+    explicit SizeMeter(std::size_t max) : max_(max) {}
+    // Adds n bytes; false once the total is past the bound.
+    bool add(std::size_t n) {
+        used_ += n;
+        return !over();
+    }
+    bool over() const { return max_ != 0 && used_ > max_; }
+    MessageError error(const char* what) const {
+        return MessageError{ErrorCode::kResourcesExceeded,
+                            std::string("the ") + what + " response would exceed " + std::to_string(max_) +
+                                " bytes, the most this agent sends in one record; ask for less",
+                            {}};
+    }
+
+private:
+    std::size_t max_;
+    std::size_t used_ = 0;
+};
+
+// An entry of a map<string,string> field (result_params, unique_keys, ...).
+std::size_t mapEntrySize(std::size_t key, std::size_t value) {
+    return wireFieldSize(wireFieldSize(key) + wireFieldSize(value));
+}
+
 }  // namespace
+
+std::size_t wireFieldSize(std::size_t payloadBytes) { return 2 + varintSize(payloadBytes) + payloadBytes; }
 
 // ---------------------------------------------------------------------------------------
 // Get
@@ -64,6 +102,7 @@ struct GetWalker {
     Engine::Impl& impl;
     const Permissions& perms;
     std::vector<ResolvedObject>& out;
+    SizeMeter& meter;
 
     void emitObject(ObjNode& n) {
         const auto& params = n.schema->params();
@@ -96,8 +135,12 @@ struct GetWalker {
             } else {
                 pv.value = n.values[p.index];
             }
+            // Checked per parameter: one object with many large values stops early too.
+            if (!meter.add(mapEntrySize(pv.name.size(), pv.value.size()))) return;
         }
-        if (!ro.params.empty()) out.push_back(std::move(ro));
+        if (ro.params.empty()) return;
+        meter.add(wireFieldSize(ro.path.size()) + 4);
+        out.push_back(std::move(ro));
     }
 
     ObjectView makeView(ObjNode& n);
@@ -105,12 +148,15 @@ struct GetWalker {
     // depth: levels still allowed (0 = unlimited)
     void walk(ObjNode& n, std::uint32_t depth) {
         emitObject(n);
-        if (depth == 1) return;
+        if (depth == 1 || meter.over()) return;
         std::uint32_t next = depth == 0 ? 0 : depth - 1;
-        for (std::size_t c = 0; c < n.singles.size(); ++c) {
+        for (std::size_t c = 0; c < n.singles.size() && !meter.over(); ++c) {
             if (n.singles[c]) walk(*n.singles[c], next);
             else
-                for (auto& [i, row] : n.tables[c]->rows) walk(*row, next);
+                for (auto& [i, row] : n.tables[c]->rows) {
+                    walk(*row, next);
+                    if (meter.over()) return;
+                }
         }
     }
 };
@@ -121,14 +167,23 @@ ObjectView GetWalker::makeView(ObjNode& n) { return ObjectView(impl.self, &n); }
 
 GetResponse Engine::get(const GetRequest& req, const Permissions& perms) {
     GetResponse resp;
+    SizeMeter meter(req.maxResponseBytes);
     resp.results.reserve(req.paths.size());
     for (const std::string& path : req.paths) {
+        if (meter.over()) {
+            resp.results.clear();
+            resp.results.shrink_to_fit();
+            resp.error = meter.error("Get");
+            return resp;
+        }
         GetPathResult& res = resp.results.emplace_back();
+        meter.add(wireFieldSize(path.size()) + 8);
         res.requestedPath = path;
         auto fail = [&](const Error& e) {
             res.err = e.code;
             res.errMsg = e.message;
             res.resolved.clear();
+            meter.add(wireFieldSize(e.message.size()));
         };
         auto parsed = parsePath(path);
         if (!parsed) {
@@ -139,7 +194,7 @@ GetResponse Engine::get(const GetRequest& req, const Permissions& perms) {
             fail(Error(ErrorCode::kInvalidPath, "Get needs an object or parameter path: " + path));
             continue;
         }
-        auto r = impl_->resolve(*parsed);
+        auto r = impl_->resolve(*parsed, &perms);
         if (!r) {
             fail(r.error());
             continue;
@@ -148,7 +203,7 @@ GetResponse Engine::get(const GetRequest& req, const Permissions& perms) {
             fail(Error(ErrorCode::kInvalidPath, "object instance does not exist: " + path));
             continue;
         }
-        GetWalker w{*impl_, perms, res.resolved};
+        GetWalker w{*impl_, perms, res.resolved, meter};
         if (parsed->kind == PathKind::kParameter) {
             for (const Pos& pos : r->positions) {
                 ObjNode& n = *pos.node;
@@ -164,14 +219,19 @@ GetResponse Engine::get(const GetRequest& req, const Permissions& perms) {
                     auto v = impl_->readValue(n, p.index);
                     if (v) value = std::move(*v);
                 }
+                if (!meter.add(wireFieldSize(ro.path.size()) + mapEntrySize(p.name.size(), value.size()) + 4)) break;
                 ro.params.push_back(ParamValue{p.name, std::move(value)});
                 res.resolved.push_back(std::move(ro));
             }
             continue;
         }
         for (const Pos& pos : r->positions) {
+            if (meter.over()) break;
             if (pos.pendingChild >= 0) {
-                for (auto& [i, row] : pos.node->tables[static_cast<std::size_t>(pos.pendingChild)]->rows) w.walk(*row, req.maxDepth);
+                for (auto& [i, row] : pos.node->tables[static_cast<std::size_t>(pos.pendingChild)]->rows) {
+                    w.walk(*row, req.maxDepth);
+                    if (meter.over()) break;
+                }
             } else {
                 if (!parsed->isSearch && !perms.isFullAccess() && !readable(perms, *pos.node)) {
                     fail(Error(ErrorCode::kInvalidPath, "object not readable: " + path));
@@ -181,6 +241,11 @@ GetResponse Engine::get(const GetRequest& req, const Permissions& perms) {
             }
         }
     }
+    if (meter.over()) {
+        resp.results.clear();
+        resp.results.shrink_to_fit();
+        resp.error = meter.error("Get");
+    }
     return resp;
 }
 
@@ -189,8 +254,11 @@ GetResponse Engine::get(const GetRequest& req, const Permissions& perms) {
 
 GetInstancesResponse Engine::getInstances(const GetInstancesRequest& req, const Permissions& perms) {
     GetInstancesResponse resp;
+    SizeMeter meter(req.maxResponseBytes);
     for (const std::string& path : req.paths) {
+        if (meter.over()) break;
         GetInstancesPathResult& res = resp.results.emplace_back();
+        meter.add(wireFieldSize(path.size()) + 8);
         res.requestedPath = path;
         auto fail = [&](const Error& e) {
             res.err = e.code;
@@ -206,7 +274,7 @@ GetInstancesResponse Engine::getInstances(const GetInstancesRequest& req, const 
             fail(Error(ErrorCode::kInvalidPathSyntax, "GetInstances needs an object path: " + path));
             continue;
         }
-        auto r = impl_->resolve(*parsed);
+        auto r = impl_->resolve(*parsed, &perms);
         if (!r) {
             fail(r.error());
             continue;
@@ -219,14 +287,17 @@ GetInstancesResponse Engine::getInstances(const GetInstancesRequest& req, const 
             return perms.isFullAccess() || (perms.forObject(row.path).instObj & kPermRead);
         };
         auto addRow = [&](ObjNode& row) {
-            if (!visible(row)) return;
+            if (!visible(row) || meter.over()) return;
             InstanceInfo& ii = res.instances.emplace_back();
             ii.path = row.path;
             ii.uniqueKeys = impl_->uniqueKeysOf(row, &perms);
+            std::size_t bytes = wireFieldSize(ii.path.size());
+            for (const auto& [k, v] : ii.uniqueKeys) bytes += mapEntrySize(k.size(), v.size());
+            meter.add(wireFieldSize(bytes));
         };
         // Rows of every table below n (recursively unless first level only).
         std::function<void(ObjNode&, bool)> below = [&](ObjNode& n, bool recurse) {
-            for (std::size_t c = 0; c < n.singles.size(); ++c) {
+            for (std::size_t c = 0; c < n.singles.size() && !meter.over(); ++c) {
                 if (n.singles[c]) {
                     if (recurse) below(*n.singles[c], true);
                     continue;
@@ -234,10 +305,12 @@ GetInstancesResponse Engine::getInstances(const GetInstancesRequest& req, const 
                 for (auto& [i, row] : n.tables[c]->rows) {
                     addRow(*row);
                     if (recurse) below(*row, true);
+                    if (meter.over()) return;
                 }
             }
         };
         for (const Pos& pos : r->positions) {
+            if (meter.over()) break;
             if (pos.pendingChild >= 0) {
                 for (auto& [i, row] : pos.node->tables[static_cast<std::size_t>(pos.pendingChild)]->rows) {
                     addRow(*row);
@@ -250,6 +323,11 @@ GetInstancesResponse Engine::getInstances(const GetInstancesRequest& req, const 
                 below(*pos.node, !req.firstLevelOnly);
             }
         }
+    }
+    if (meter.over()) {
+        resp.results.clear();
+        resp.results.shrink_to_fit();
+        resp.error = meter.error("GetInstances");
     }
     return resp;
 }
@@ -288,10 +366,35 @@ SupportedEvent supportedEvent(const EventSchema& e) {
 
 GsdmResponse Engine::getSupportedDm(const GsdmRequest& req, const Permissions& perms) {
     GsdmResponse resp;
+    SizeMeter meter(req.maxResponseBytes);
+    // The encoded size of one supported object as GetSupportedDMResp carries it.
+    auto objectBytes = [](const SupportedObject& so) {
+        std::size_t n = wireFieldSize(so.path.size()) + 6;
+        for (const auto& p : so.params) n += wireFieldSize(wireFieldSize(p.name.size()) + 8);
+        for (const auto& c : so.commands) {
+            std::size_t cb = wireFieldSize(c.name.size()) + 2;
+            for (auto a : c.inputArgs) cb += wireFieldSize(a.size());
+            for (auto a : c.outputArgs) cb += wireFieldSize(a.size());
+            n += wireFieldSize(cb);
+        }
+        for (const auto& e : so.events) {
+            std::size_t eb = wireFieldSize(e.name.size());
+            for (auto a : e.args) eb += wireFieldSize(a.size());
+            n += wireFieldSize(eb);
+        }
+        for (const auto& ks : so.uniqueKeySets) {
+            std::size_t kb = 0;
+            for (auto k : ks) kb += wireFieldSize(k.size());
+            n += wireFieldSize(kb);
+        }
+        return wireFieldSize(n);
+    };
     for (const std::string& path : req.paths) {
+        if (meter.over()) break;
         GsdmPathResult& res = resp.results.emplace_back();
         res.requestedPath = path;
         res.dataModelInstUri = impl_->schema->specUri();
+        meter.add(wireFieldSize(path.size()) + wireFieldSize(res.dataModelInstUri.size()) + 8);
         auto parsed = parsePath(path, PathOptions{true});
         if (!parsed) {
             res.err = parsed.error().code;
@@ -347,6 +450,7 @@ GsdmResponse Engine::getSupportedDm(const GsdmRequest& req, const Permissions& p
                         so.uniqueKeySets.push_back(std::move(names));
                     }
             }
+            if (!meter.add(objectBytes(so))) return;
             res.objects.push_back(std::move(so));
         };
         if (!objVisible(*s)) {
@@ -372,7 +476,7 @@ GsdmResponse Engine::getSupportedDm(const GsdmRequest& req, const Permissions& p
         fill(*s, true);
         std::vector<std::pair<const ObjectSchema*, bool>> stack;
         for (auto it = s->children().rbegin(); it != s->children().rend(); ++it) stack.emplace_back(it->get(), true);
-        while (!stack.empty()) {
+        while (!stack.empty() && !meter.over()) {
             auto [o, first] = stack.back();
             stack.pop_back();
             if (!objVisible(*o)) continue;
@@ -381,6 +485,11 @@ GsdmResponse Engine::getSupportedDm(const GsdmRequest& req, const Permissions& p
                 for (auto it = o->children().rbegin(); it != o->children().rend(); ++it) stack.emplace_back(it->get(), false);
             (void)first;
         }
+    }
+    if (meter.over()) {
+        resp.results.clear();
+        resp.results.shrink_to_fit();
+        resp.error = meter.error("GetSupportedDM");
     }
     return resp;
 }
@@ -427,7 +536,7 @@ SetResponse Engine::set(const SetRequest& req, const Permissions& perms) {
             pathErr = Error(ErrorCode::kInvalidPathSyntax, "Set needs an object path: " + uo.objPath, uo.objPath);
             bad = true;
         } else {
-            resolved = im.resolve(*parsed);
+            resolved = im.resolve(*parsed, &perms);
             if (!resolved) {
                 pathErr = resolved.error();
                 bad = true;
@@ -593,7 +702,7 @@ AddResponse Engine::add(const AddRequest& req, const Permissions& perms) {
             pathErr = Error(ErrorCode::kInvalidPathSyntax, "Add needs an object path: " + co.objPath, co.objPath);
             bad = true;
         } else {
-            resolved = im.resolve(*parsed);
+            resolved = im.resolve(*parsed, &perms);
             if (!resolved) {
                 pathErr = resolved.error();
                 bad = true;
@@ -736,7 +845,7 @@ DeleteResponse Engine::del(const DeleteRequest& req, const Permissions& perms) {
             if (failPath(Error(ErrorCode::kInvalidPathSyntax, "Delete needs an object instance path: " + path, path))) return resp;
             continue;
         }
-        auto r = im.resolve(*parsed);
+        auto r = im.resolve(*parsed, &perms);
         if (!r) {
             if (failPath(r.error())) return resp;
             continue;
@@ -873,7 +982,7 @@ OperateResponse Engine::operate(const OperateRequest& req, const Permissions& pe
         resp.error = MessageError{ErrorCode::kInvalidPathSyntax, "Operate needs a command path: " + req.command, {}};
         return resp;
     }
-    auto r = impl_->resolve(*parsed);
+    auto r = impl_->resolve(*parsed, &perms);
     if (!r) {
         resp.error = MessageError{r.error().code, r.error().message, {}};
         return resp;

@@ -475,8 +475,13 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
     }
 
     usp_record::Record record;
-    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
-        return drop(std::move(out), Error(ErrorCode::kRecordNotParsed, "record could not be parsed"));
+    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+        // The offending bytes are never echoed: they are not UTF-8, and our logs and
+        // err_msg must stay UTF-8.
+        return drop(std::move(out), Error(ErrorCode::kRecordNotParsed,
+                                          holdsInvalidUtf8(bytes) ? "record has a string field that is not valid UTF-8"
+                                                                  : "record could not be parsed"));
+    }
     out.fromId = record.from_id();
     out.toId = record.to_id();
     out.version = record.version();
@@ -579,7 +584,10 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
         return replyOrDrop(
             std::move(out),
             recordProblem ? std::move(*recordProblem)
-                          : Error(ErrorCode::kRecordNotParsed, "the USP Message in the record could not be parsed"),
+                          : holdsInvalidUtf8(payload)
+                                ? Error(ErrorCode::kInvalidArguments,
+                                        "a string field of the USP Message is not valid UTF-8; the message was not processed")
+                                : Error(ErrorCode::kRecordNotParsed, "the USP Message in the record could not be parsed"),
             isRequest, hasReturnPath);
     }
 

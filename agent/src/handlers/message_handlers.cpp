@@ -1,11 +1,20 @@
 #include "berth/agent/message_handlers.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <string_view>
+#include <unordered_set>
+
 #include "berth/agent/codec.h"
 
 namespace berth::agent {
 namespace {
 
 using usp::Msg;
+
+struct MessageLimitError {
+    std::string message;
+};
 
 std::uint32_t code(ErrorCode c) { return static_cast<std::uint32_t>(c); }
 
@@ -16,11 +25,38 @@ Msg errorMsg(const std::string& msgId, const dm::MessageError& e) {
     return makeErrorMsg(msgId, Error(e.code, e.message), params);
 }
 
+// Identical paths are answered once, in the order they first appear; more distinct
+// paths than the limit is an error (the count is checked before anything is copied).
+template <typename Paths>
+std::optional<MessageLimitError> uniquePaths(const Paths& in, const char* what, const RequestLimits& limits,
+                                             std::vector<std::string>& out) {
+    if (static_cast<std::size_t>(in.size()) > limits.maxPaths && limits.maxPaths != 0) {
+        std::unordered_set<std::string_view> distinct;
+        for (const auto& p : in) {
+            distinct.insert(p);
+            if (distinct.size() > limits.maxPaths)
+                return MessageLimitError{std::string(what) + " lists more than " + std::to_string(limits.maxPaths) +
+                                         " distinct paths, the most this agent answers in one message"};
+        }
+    }
+    std::unordered_set<std::string_view> seen;
+    out.reserve(std::min<std::size_t>(static_cast<std::size_t>(in.size()), limits.maxPaths ? limits.maxPaths : SIZE_MAX));
+    for (const auto& p : in)
+        if (seen.insert(p).second) out.push_back(p);
+    return std::nullopt;
+}
+
+Msg limitError(const std::string& msgId, const MessageLimitError& e) {
+    return makeErrorMsg(msgId, Error(ErrorCode::kResourcesExceeded, e.message));
+}
+
 Msg handleGet(const std::string& msgId, const usp::Get& in, HandlerContext& ctx) {
     dm::GetRequest req;
-    req.paths.assign(in.param_paths().begin(), in.param_paths().end());
+    if (auto e = uniquePaths(in.param_paths(), "Get", ctx.limits, req.paths)) return limitError(msgId, *e);
     req.maxDepth = in.max_depth();
+    req.maxResponseBytes = ctx.limits.maxResponseBytes;
     dm::GetResponse r = ctx.engine.get(req, ctx.permissions);
+    if (r.error) return errorMsg(msgId, *r.error);
     Msg out = *makeResponseMsg(msgId, usp::Header::GET);
     auto* resp = out.mutable_body()->mutable_response()->mutable_get_resp();
     for (auto& pr : r.results) {
@@ -40,9 +76,11 @@ Msg handleGet(const std::string& msgId, const usp::Get& in, HandlerContext& ctx)
 
 Msg handleGetInstances(const std::string& msgId, const usp::GetInstances& in, HandlerContext& ctx) {
     dm::GetInstancesRequest req;
-    req.paths.assign(in.obj_paths().begin(), in.obj_paths().end());
+    if (auto e = uniquePaths(in.obj_paths(), "GetInstances", ctx.limits, req.paths)) return limitError(msgId, *e);
     req.firstLevelOnly = in.first_level_only();
+    req.maxResponseBytes = ctx.limits.maxResponseBytes;
     dm::GetInstancesResponse r = ctx.engine.getInstances(req, ctx.permissions);
+    if (r.error) return errorMsg(msgId, *r.error);
     Msg out = *makeResponseMsg(msgId, usp::Header::GET_INSTANCES);
     auto* resp = out.mutable_body()->mutable_response()->mutable_get_instances_resp();
     for (auto& pr : r.results) {
@@ -62,13 +100,15 @@ Msg handleGetInstances(const std::string& msgId, const usp::GetInstances& in, Ha
 
 Msg handleGsdm(const std::string& msgId, const usp::GetSupportedDM& in, HandlerContext& ctx) {
     dm::GsdmRequest req;
-    req.paths.assign(in.obj_paths().begin(), in.obj_paths().end());
+    if (auto e = uniquePaths(in.obj_paths(), "GetSupportedDM", ctx.limits, req.paths)) return limitError(msgId, *e);
+    req.maxResponseBytes = ctx.limits.maxResponseBytes;
     req.firstLevelOnly = in.first_level_only();
     req.returnCommands = in.return_commands();
     req.returnEvents = in.return_events();
     req.returnParams = in.return_params();
     req.returnUniqueKeySets = in.return_unique_key_sets();
     dm::GsdmResponse r = ctx.engine.getSupportedDm(req, ctx.permissions);
+    if (r.error) return errorMsg(msgId, *r.error);
     Msg out = *makeResponseMsg(msgId, usp::Header::GET_SUPPORTED_DM);
     auto* resp = out.mutable_body()->mutable_response()->mutable_get_supported_dm_resp();
     using R = usp::GetSupportedDMResp;
@@ -119,7 +159,20 @@ std::vector<dm::ParamSetting> settings(const Settings& in) {
     return out;
 }
 
+// Objects plus parameter settings of a Set or Add, against the limit.
+template <typename Objects>
+std::optional<MessageLimitError> tooManyParams(const Objects& objs, const char* what, const RequestLimits& limits) {
+    if (limits.maxParams == 0) return std::nullopt;
+    std::size_t n = 0;
+    for (const auto& o : objs) n += 1 + static_cast<std::size_t>(o.param_settings_size());
+    if (n <= limits.maxParams) return std::nullopt;
+    return MessageLimitError{std::string(what) + " carries " + std::to_string(n) +
+                             " objects and parameters; this agent takes at most " + std::to_string(limits.maxParams) +
+                             " in one message"};
+}
+
 Msg handleAdd(const std::string& msgId, const usp::Add& in, HandlerContext& ctx) {
+    if (auto e = tooManyParams(in.create_objs(), "Add", ctx.limits)) return limitError(msgId, *e);
     dm::AddRequest req;
     req.allowPartial = in.allow_partial();
     for (const auto& co : in.create_objs()) req.objects.push_back({co.obj_path(), settings(co.param_settings())});
@@ -152,6 +205,7 @@ Msg handleAdd(const std::string& msgId, const usp::Add& in, HandlerContext& ctx)
 }
 
 Msg handleSet(const std::string& msgId, const usp::Set& in, HandlerContext& ctx) {
+    if (auto e = tooManyParams(in.update_objs(), "Set", ctx.limits)) return limitError(msgId, *e);
     dm::SetRequest req;
     req.allowPartial = in.allow_partial();
     for (const auto& uo : in.update_objs()) req.objects.push_back({uo.obj_path(), settings(uo.param_settings())});
@@ -197,7 +251,7 @@ Msg handleSet(const std::string& msgId, const usp::Set& in, HandlerContext& ctx)
 Msg handleDelete(const std::string& msgId, const usp::Delete& in, HandlerContext& ctx) {
     dm::DeleteRequest req;
     req.allowPartial = in.allow_partial();
-    req.paths.assign(in.obj_paths().begin(), in.obj_paths().end());
+    if (auto e = uniquePaths(in.obj_paths(), "Delete", ctx.limits, req.paths)) return limitError(msgId, *e);
     dm::DeleteResponse r = ctx.engine.del(req, ctx.permissions);
     if (r.error) return errorMsg(msgId, *r.error);
     Msg out = *makeResponseMsg(msgId, usp::Header::DELETE);
@@ -225,6 +279,10 @@ Msg handleDelete(const std::string& msgId, const usp::Delete& in, HandlerContext
 }
 
 std::optional<Msg> handleOperate(const std::string& msgId, const usp::Operate& in, HandlerContext& ctx) {
+    if (ctx.limits.maxParams != 0 && static_cast<std::size_t>(in.input_args_size()) > ctx.limits.maxParams)
+        return limitError(msgId, MessageLimitError{"Operate carries " + std::to_string(in.input_args_size()) +
+                                                   " input arguments; this agent takes at most " +
+                                                   std::to_string(ctx.limits.maxParams)});
     dm::OperateRequest req;
     req.command = in.command();
     req.commandKey = in.command_key();

@@ -18,7 +18,27 @@
 
 namespace berth::agent {
 
+// What one controller can make the agent spend (docs/security.md, "Controller
+// requests"). A request over a limit is answered with an Error 7005 Resources Exceeded
+// and changes nothing. 0 turns a limit off.
+struct RequestBounds {
+    std::size_t maxPathsPerMessage = 256;    // Get, GetInstances, GetSupportedDM, Delete (distinct paths)
+    std::size_t maxParamsPerMessage = 1024;  // objects + parameters of a Set/Add; Operate input args
+    // Encoded size of a response: Get, GetInstances and GetSupportedDM stop building as
+    // soon as they pass it; any other response over it is replaced by the Error.
+    std::size_t maxResponseBytes = std::size_t{1} << 20;
+    // Requests of one controller (by from_id) waiting to be processed; beyond either
+    // bound a request is refused: the first with a 7005 at once, the next ones dropped
+    // until the queue is below half full. All controllers together may queue 8 times these.
+    std::size_t inboundQueueRecords = 64;
+    std::size_t inboundQueueBytes = std::size_t{4} << 20;
+    // Asynchronous commands (Device.LocalAgent.Request.{i}.) one controller may have
+    // running; beyond it Operate reports a 7005 cmd_failure for the command.
+    std::size_t maxAsyncOperationsPerController = 8;
+};
+
 struct AgentOptions {
+    RequestBounds bounds;
     std::string configFile;   // factory defaults, obuspa format; empty: built-in defaults only
     std::string dbFile;       // SQLite database; created when missing
     std::string endpointId;   // overrides Device.LocalAgent.EndpointID when set

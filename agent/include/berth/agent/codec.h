@@ -213,6 +213,15 @@ std::string_view msgTypeName(MsgType type);  // "GET", "NOTIFY_RESP", ...
 // once from main() before other threads start.
 void routeProtobufLogs();
 
+// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points
+// past U+10FFFF).
+bool isValidUtf8(std::string_view s);
+
+// True when some length-delimited field of the serialized protobuf `message`, at any
+// depth, is neither UTF-8 nor a well-formed nested message: the reason a proto3 parse
+// refuses a message whose string fields hold other bytes.
+bool holdsInvalidUtf8(std::string_view message);
+
 // True when `id` has the form authority-scheme ":" [authority-id] ":" instance-id with
 // a non-empty scheme and instance-id and no whitespace or control characters.
 bool isPlausibleEndpointId(std::string_view id);

@@ -6,6 +6,7 @@
 //
 // Threading: loop thread only (the engine's thread).
 
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -14,11 +15,25 @@
 
 namespace berth::agent {
 
+// What one request may make the agent do (docs/security.md). A request over a limit
+// is answered with an Error 7005 Resources Exceeded and changes nothing.
+struct RequestLimits {
+    // Paths in one Get, GetInstances, GetSupportedDM or Delete. Identical paths count
+    // (and are answered) once.
+    std::size_t maxPaths = 256;
+    // Objects plus parameter settings in one Set or Add; input arguments of one Operate.
+    std::size_t maxParams = 1024;
+    // Encoded size a Get, GetInstances or GetSupportedDM response may reach; it is
+    // checked while the response is built, which stops as soon as it is passed.
+    std::size_t maxResponseBytes = std::size_t{1} << 20;
+};
+
 struct HandlerContext {
     dm::Engine& engine;
     const dm::Permissions& permissions;
     // For asynchronous Operate: creates the Request.{i} row and reports completion.
     dm::AsyncHooks asyncHooks;
+    RequestLimits limits{};
 };
 
 // Answers `request` (a Msg whose body holds a Request the agent serves). Returns the

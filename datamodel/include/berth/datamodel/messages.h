@@ -6,6 +6,7 @@
 // err_msg, param_errs) instead of the normal response. Parameter names in results are
 // string_views into the engine's Schema: valid for the engine's lifetime.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -35,10 +36,18 @@ struct MessageError {
     std::vector<ParamError> paramErrors;
 };
 
+// Responses that can grow with the data model (Get, GetInstances, GetSupportedDM) are
+// bounded while they are built: the operation adds up the encoded size of each element
+// (protobuf wire size of its strings and their framing, a close upper estimate) and
+// stops as soon as the total passes maxResponseBytes, answering with `error` 7005
+// Resources Exceeded and no results. 0 = no bound.
+std::size_t wireFieldSize(std::size_t payloadBytes);  // tag + length + payload
+
 // ---- Get ---------------------------------------------------------------------------
 struct GetRequest {
     std::vector<std::string> paths;
     std::uint32_t maxDepth = 0;  // 0 = unlimited
+    std::size_t maxResponseBytes = 0;
 };
 
 struct ParamValue {
@@ -59,6 +68,7 @@ struct GetPathResult {  // RequestedPathResult
 };
 
 struct GetResponse {
+    std::optional<MessageError> error;  // 7005 when maxResponseBytes was passed
     std::vector<GetPathResult> results;
 };
 
@@ -66,6 +76,7 @@ struct GetResponse {
 struct GetInstancesRequest {
     std::vector<std::string> paths;
     bool firstLevelOnly = false;
+    std::size_t maxResponseBytes = 0;
 };
 
 struct InstanceInfo {  // CurrInstance
@@ -81,6 +92,7 @@ struct GetInstancesPathResult {
 };
 
 struct GetInstancesResponse {
+    std::optional<MessageError> error;  // 7005 when maxResponseBytes was passed
     std::vector<GetInstancesPathResult> results;
 };
 
@@ -92,6 +104,7 @@ struct GsdmRequest {
     bool returnEvents = true;
     bool returnParams = true;
     bool returnUniqueKeySets = true;
+    std::size_t maxResponseBytes = 0;
 };
 
 enum class GsdmParamAccess : std::uint8_t { kReadOnly = 0, kReadWrite = 1, kWriteOnly = 2 };
@@ -136,6 +149,7 @@ struct GsdmPathResult {  // RequestedObjectResult
 };
 
 struct GsdmResponse {
+    std::optional<MessageError> error;  // 7005 when maxResponseBytes was passed
     std::vector<GsdmPathResult> results;
 };
 
