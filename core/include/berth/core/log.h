@@ -8,6 +8,7 @@
 // the composition root and may be read from any thread.
 
 #include <atomic>
+#include <cstdio>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -23,6 +24,9 @@ std::string_view levelName(Level level);
 struct Config {
     Level level = Level::kInfo;
     bool toStderr = true;
+    // Where the "stderr" lines go instead of stderr (a log file); borrowed, must stay
+    // open while logging is configured this way. nullptr: stderr.
+    std::FILE* stream = nullptr;
     bool toSyslog = false;
     std::string syslogIdent = "berth";
 };
