@@ -103,6 +103,8 @@ private:
     Status applyConfigFile();
     // Internal.* lines of the configuration file (obuspa's private state).
     Status applyInternalLines(const std::vector<ConfigEntry>& internal);
+    // obuspa's two built-in roles, for a file that defines none.
+    void addObuspaRoles(const std::vector<ConfigEntry>& entries, std::vector<std::pair<std::string, std::string>>& values);
     // ManufacturerOUI, ProductClass and SerialNumber when nothing set them.
     Status applyIdentityDefaults();
     void traceMessage(const char* direction, const std::string& peer, const usp::Msg& msg, const std::string& mtpPath);
@@ -253,6 +255,7 @@ Status AgentImpl::applyConfigFile() {
     std::vector<std::pair<std::string, std::string>> values;
     values.reserve(entries.size());
     for (auto& e : entries) values.emplace_back(e.path, e.value);
+    addObuspaRoles(entries, values);
     auto st = engine_->applyFactoryDefaults(values);
     if (!st) {
         // Name the line the engine refused.
@@ -267,6 +270,36 @@ Status AgentImpl::applyConfigFile() {
         return e;
     }
     return {};
+}
+
+void AgentImpl::addObuspaRoles(const std::vector<ConfigEntry>& entries,
+                               std::vector<std::pair<std::string, std::string>>& values) {
+    // obuspa creates ControllerTrust.Role.1 (full access) and Role.2 (untrusted) itself,
+    // and its files assign Role.1 without defining it. A file that defines no role gets
+    // the same two, so such a file works unchanged; a file with roles of its own is left
+    // alone. Role.2 grants nothing.
+    bool untrustedSet = false;
+    for (const auto& e : entries) {
+        if (e.path.rfind("Device.LocalAgent.ControllerTrust.Role.", 0) == 0) return;
+        if (e.path == "Device.LocalAgent.ControllerTrust.UntrustedRole") untrustedSet = true;
+    }
+    const std::string r1 = "Device.LocalAgent.ControllerTrust.Role.1.";
+    const std::string r2 = "Device.LocalAgent.ControllerTrust.Role.2.";
+    values.insert(values.end(), {{r1 + "Name", "Full Access"},
+                                 {r1 + "Enable", "true"},
+                                 {r1 + "Permission.1.Enable", "true"},
+                                 {r1 + "Permission.1.Order", "1"},
+                                 {r1 + "Permission.1.Targets", "Device."},
+                                 {r1 + "Permission.1.Param", "rw-n"},
+                                 {r1 + "Permission.1.Obj", "rw-n"},
+                                 {r1 + "Permission.1.InstantiatedObj", "rw-n"},
+                                 {r1 + "Permission.1.CommandEvent", "r-xn"},
+                                 {r2 + "Name", "Untrusted"},
+                                 {r2 + "Enable", "true"}});
+    if (!untrustedSet) values.emplace_back("Device.LocalAgent.ControllerTrust.UntrustedRole", r2);
+    if (engine_->freshDatabase())
+        BERTH_LOG_INFO(kTag) << options_.configFile << " defines no ControllerTrust.Role: Role.1 (Full Access) and Role.2 "
+                             << "(Untrusted, no permissions) are created as obuspa does";
 }
 
 Status AgentImpl::applyInternalLines(const std::vector<ConfigEntry>& internal) {
@@ -470,10 +503,11 @@ Status AgentImpl::sendNotify(const std::string& endpointId, const usp::Msg& msg)
     if (!ctrl || !ctrl->enabled) return Error(ErrorCode::kMessageFailed, "no enabled controller " + endpointId);
     auto bytes = codec_->encodeMsg(msg, endpointId);
     if (!bytes) return std::move(bytes).error();
-    traceMessage("sent", endpointId, msg, "");
     auto trySend = [&](const MtpManager::Route& r) {
         transports::Mtp* mtp = mtps_->find(r.mtpPath);
-        return mtp && mtp->send({*bytes, r.destination, transports::RecordKind::kNotify});
+        if (!mtp || !mtp->send({*bytes, r.destination, transports::RecordKind::kNotify})) return false;
+        traceMessage("sent", endpointId, msg, r.mtpPath);
+        return true;
     };
     // The controller's MTP rows in Order, then any session it opened with one of our
     // WebSocket servers (a controller may reach us that way without a WebSocket row).
