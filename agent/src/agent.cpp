@@ -152,6 +152,7 @@ private:
     // Internal.Reboot.Cause of the configuration file: the Boot! cause reported when
     // the database was created from that file.
     std::string configBootCause_;
+    bool freshDatabase_ = false;  // the database was created by this start
 };
 
 Status AgentImpl::init() {
@@ -180,6 +181,7 @@ Status AgentImpl::init() {
         return e;
     }
     engine_ = std::move(*engine);
+    freshDatabase_ = engine_->freshDatabase();  // applying the factory defaults clears it
     BERTH_TRY(applyConfigFile());
     BERTH_TRY(applyIdentityDefaults());
 
@@ -297,7 +299,7 @@ void AgentImpl::addObuspaRoles(const std::vector<ConfigEntry>& entries,
                                  {r2 + "Name", "Untrusted"},
                                  {r2 + "Enable", "true"}});
     if (!untrustedSet) values.emplace_back("Device.LocalAgent.ControllerTrust.UntrustedRole", r2);
-    if (engine_->freshDatabase())
+    if (freshDatabase_)
         BERTH_LOG_INFO(kTag) << options_.configFile << " defines no ControllerTrust.Role: Role.1 (Full Access) and Role.2 "
                              << "(Untrusted, no permissions) are created as obuspa does";
 }
@@ -619,7 +621,7 @@ void AgentImpl::loadBootInfo() {
     }
     // A database just made from a file with Internal.Reboot.Cause: the cause that file
     // gives, unless a Reboot()/FactoryReset() left its own.
-    if (engine_->freshDatabase() && !configBootCause_.empty() && info.cause == "LocalReboot")
+    if (freshDatabase_ && !configBootCause_.empty() && info.cause == "LocalReboot")
         info.cause = configBootCause_;
     boot_ = info;
     // The next start without a Reboot() is a local reboot, unless told otherwise.
