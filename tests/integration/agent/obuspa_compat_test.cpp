@@ -12,6 +12,7 @@
 #include <cctype>
 
 #include "berth/core/process.h"
+#include "berth/testing/test_certs.h"
 #include "harness.h"
 
 using namespace berth::agenttest;
@@ -292,4 +293,36 @@ TEST_CASE("obuspa options that would make berthd something else are refused with
     CHECK(noIf.exitCode == 3);
     CHECK(noIf.output.find("'no-such-if0' does not exist") != std::string::npos);
     CHECK_FALSE(fs::exists(tmp / "berthd.sock"));
+}
+
+TEST_CASE("obuspa's -a and -t give the client certificate and trust store to an MTP whose row names none",
+          "[agent][obuspa]") {
+    ObuspaRig rig;
+    berth::testing::TestCerts certs(rig.tmp / "certs");
+    ::chmod(certs("server.key").c_str(), 0644);
+    ::chmod(certs.dir().c_str(), 0755);
+    // A second broker listener that speaks TLS only and demands a client certificate.
+    const int tlsPort = berth::testing::freeTcpPort();
+    rig.broker.reset();
+    rig.broker = std::make_unique<berth::testing::Mosquitto>(
+        rig.tmp / "broker-tls", 0,
+        "listener " + std::to_string(tlsPort) + " 127.0.0.1\ncafile " + certs("ca.pem") + "\ncertfile " +
+            certs("server.pem") + "\nkeyfile " + certs("server.key") + "\nrequire_certificate true\n");
+    REQUIRE(berth::testing::waitUntil([&] { return berth::testing::tcpPortOpen(tlsPort); }));
+    // obuspa's -a file holds the certificate and its key together.
+    berth::testing::writeFile(rig.tmp / "device.pem",
+                              berth::testing::readFile(certs("client.pem")) + berth::testing::readFile(certs("client.key")));
+    auto text = obuspaStyleFile(tlsPort) + "Device.MQTT.Client.1.TransportProtocol \"TLS\"\n";
+    auto reset = rig.resetFile(text);
+    rig.agentId = "os::000000-SN-TLS";
+    rig.agent = berth::testing::ProcessGuard::start(
+        {BERTHD_BIN, "-r", reset.string(), "-f", (rig.tmp / "usp.db").string(), "-a", (rig.tmp / "device.pem").string(),
+         "-t", certs("ca.pem")},
+        (rig.tmp / "berthd.out").string(), std::vector<std::string>{"USP_BOARD_SERIAL=SN-TLS", "PATH=/usr/bin:/bin"});
+    bool up = rig.waitAnswering();
+    INFO(rig.output() << "\nbroker log:\n" << rig.broker->log());
+    REQUIRE(up);
+    CHECK(rig.get("Device.MQTT.Client.1.Status") == "Connected");
+    CHECK(rig.get("Device.MQTT.Client.1.X_BERTH_CertFile") == "");
+    CHECK(rig.broker->log().find("on port " + std::to_string(tlsPort)) != std::string::npos);
 }
