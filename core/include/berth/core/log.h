@@ -24,11 +24,11 @@ std::string_view levelName(Level level);
 struct Config {
     Level level = Level::kInfo;
     bool toStderr = true;
+    bool toSyslog = false;
+    std::string syslogIdent = "berth";
     // Where the "stderr" lines go instead of stderr (a log file); borrowed, must stay
     // open while logging is configured this way. nullptr: stderr.
     std::FILE* stream = nullptr;
-    bool toSyslog = false;
-    std::string syslogIdent = "berth";
 };
 
 void configure(const Config& config);
