@@ -18,7 +18,9 @@
 #include "berth/datamodel/engine.h"
 #include "berth/agent/local_cli.h"
 #include "cli/local_cli_server.h"
+#include "commands/schedule_timer.h"
 #include "controllers.h"
+#include "identity/device_identity.h"
 #include "mtp_manager.h"
 #include "notify/notifier.h"
 
@@ -73,6 +75,7 @@ public:
             if (notifier_) engine_->removeListener(notifier_.get());
         }
         notifier_.reset();
+        scheduleTimer_.reset();
         mtps_.reset();
     }
 
@@ -80,6 +83,7 @@ public:
     Status start() override;
     void stop(std::function<void()> done) override;
     std::string endpointId() const override { return endpointId_; }
+    const AgentOptions& options() const override { return options_; }
     const BootInfo& bootInfo() const override { return boot_; }
     bool restartRequested() const override { return restartRequested_; }
     void onOrphanReaped(pid_t pid, const ExitStatus& status) override {
@@ -102,6 +106,13 @@ private:
     void scheduleMtpReload(std::string_view path);
 
     Status applyConfigFile();
+    // Internal.* lines of the configuration file (obuspa's private state).
+    Status applyInternalLines(const std::vector<ConfigEntry>& internal);
+    // obuspa's two built-in roles, for a file that defines none.
+    void addObuspaRoles(const std::vector<ConfigEntry>& entries, std::vector<std::pair<std::string, std::string>>& values);
+    // ManufacturerOUI, ProductClass and SerialNumber when nothing set them.
+    Status applyIdentityDefaults();
+    void traceMessage(const char* direction, const std::string& peer, const usp::Msg& msg, const std::string& mtpPath);
     void onRecord(const std::string& mtpPath, transports::InboundRecord record);
 
     // A decoded request waiting for its turn (see drainInbound).
@@ -150,6 +161,7 @@ private:
     std::unique_ptr<ControllerDirectory> controllers_;
     std::unique_ptr<MtpManager> mtps_;
     std::unique_ptr<Notifier> notifier_;
+    std::unique_ptr<ScheduleTimerCommand> scheduleTimer_;
     // Blocking work (downloads, unpacking, runtime calls) off the loop.
     std::unique_ptr<WorkerPool> pool_;
 #ifdef BERTH_WITH_OCI
@@ -179,6 +191,10 @@ private:
     BootInfo boot_;
     // Last member: gone before anything its commands use.
     std::unique_ptr<LocalCliServer> cli_;
+    // Internal.Reboot.Cause of the configuration file: the Boot! cause reported when
+    // the database was created from that file.
+    std::string configBootCause_;
+    bool freshDatabase_ = false;  // the database was created by this start
 };
 
 Status AgentImpl::init() {
@@ -193,6 +209,8 @@ Status AgentImpl::init() {
     if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + stateDir.string() + ": " + ec.message());
     ::chmod(stateDir.c_str(), 0700);
     stateDir_ = stateDir;
+    options_.stateDir = stateDir.string();
+    if (options_.cliSocketPath.empty()) options_.cliSocketPath = (stateDir / "berthd.sock").string();
 
     dm::EngineOptions eo;
     eo.dbPath = db;
@@ -205,7 +223,9 @@ Status AgentImpl::init() {
         return e;
     }
     engine_ = std::move(*engine);
+    freshDatabase_ = engine_->freshDatabase();  // applying the factory defaults clears it
     BERTH_TRY(applyConfigFile());
+    BERTH_TRY(applyIdentityDefaults());
 
     endpointId_ = options_.endpointId;
     if (endpointId_.empty()) endpointId_ = engine_->getValue("Device.LocalAgent.EndpointID").valueOr("");
@@ -230,6 +250,8 @@ Status AgentImpl::init() {
     }
     loadBootInfo();
     BERTH_TRY(registerDeviceCommands());
+    scheduleTimer_ = std::make_unique<ScheduleTimerCommand>(loop_, *engine_);
+    BERTH_TRY(scheduleTimer_->registerWithEngine());
     BERTH_TRY(engine_->registerProvider("Device.LocalAgent.", this, {"UpTime"}));
     BERTH_TRY(engine_->registerProvider("Device.DeviceInfo.", this, {"UpTime"}));
 
@@ -241,6 +263,7 @@ Status AgentImpl::init() {
         loop_, *engine_, endpointId_,
         [this](const std::string& mtp, transports::InboundRecord r) { onRecord(mtp, std::move(r)); },
         [this](const std::string& mtp, const std::string& addr) { onMtpUp(mtp, addr); });
+    mtps_->setTlsDefaults({options_.authCertFile, options_.trustStore});
     BERTH_TRY(mtps_->registerWithEngine());
     engine_->addListener(this);
 
@@ -271,16 +294,21 @@ Status AgentImpl::init() {
 
 Status AgentImpl::applyConfigFile() {
     if (options_.configFile.empty()) return {};
-    auto entries = loadConfigFile(options_.configFile);
-    if (!entries) return std::move(entries).error();
+    auto parsed = loadConfigFile(options_.configFile);
+    if (!parsed) return std::move(parsed).error();
+    for (const auto& w : parsed->warnings)
+        BERTH_LOG_WARN(kTag) << options_.configFile << ":" << w.line << ": " << w.message;
+    BERTH_TRY(applyInternalLines(parsed->internal));
+    const auto& entries = parsed->entries;
     std::vector<std::pair<std::string, std::string>> values;
-    values.reserve(entries->size());
-    for (auto& e : *entries) values.emplace_back(e.path, e.value);
+    values.reserve(entries.size());
+    for (auto& e : entries) values.emplace_back(e.path, e.value);
+    addObuspaRoles(entries, values);
     auto st = engine_->applyFactoryDefaults(values);
     if (!st) {
         // Name the line the engine refused.
         Error e = std::move(st).error();
-        for (const auto& entry : *entries) {
+        for (const auto& entry : entries) {
             if (!e.path.empty() && (entry.path == e.path || entry.path.rfind(e.path, 0) == 0)) {
                 e.message = options_.configFile + ":" + std::to_string(entry.line) + ": " + entry.path + ": " + e.message;
                 return e;
@@ -290,6 +318,95 @@ Status AgentImpl::applyConfigFile() {
         return e;
     }
     return {};
+}
+
+void AgentImpl::addObuspaRoles(const std::vector<ConfigEntry>& entries,
+                               std::vector<std::pair<std::string, std::string>>& values) {
+    // obuspa creates ControllerTrust.Role.1 (full access) and Role.2 (untrusted) itself,
+    // and its files assign Role.1 without defining it. A file that defines no role gets
+    // the same two, so such a file works unchanged; a file with roles of its own is left
+    // alone. Role.2 grants nothing.
+    bool untrustedSet = false;
+    for (const auto& e : entries) {
+        if (e.path.rfind("Device.LocalAgent.ControllerTrust.Role.", 0) == 0) return;
+        if (e.path == "Device.LocalAgent.ControllerTrust.UntrustedRole") untrustedSet = true;
+    }
+    const std::string r1 = "Device.LocalAgent.ControllerTrust.Role.1.";
+    const std::string r2 = "Device.LocalAgent.ControllerTrust.Role.2.";
+    values.insert(values.end(), {{r1 + "Name", "Full Access"},
+                                 {r1 + "Enable", "true"},
+                                 {r1 + "Permission.1.Enable", "true"},
+                                 {r1 + "Permission.1.Order", "1"},
+                                 {r1 + "Permission.1.Targets", "Device."},
+                                 {r1 + "Permission.1.Param", "rw-n"},
+                                 {r1 + "Permission.1.Obj", "rw-n"},
+                                 {r1 + "Permission.1.InstantiatedObj", "rw-n"},
+                                 {r1 + "Permission.1.CommandEvent", "r-xn"},
+                                 {r2 + "Name", "Untrusted"},
+                                 {r2 + "Enable", "true"}});
+    if (!untrustedSet) values.emplace_back("Device.LocalAgent.ControllerTrust.UntrustedRole", r2);
+    if (freshDatabase_)
+        BERTH_LOG_INFO(kTag) << options_.configFile << " defines no ControllerTrust.Role: Role.1 (Full Access) and Role.2 "
+                             << "(Untrusted, no permissions) are created as obuspa does";
+}
+
+Status AgentImpl::applyInternalLines(const std::vector<ConfigEntry>& internal) {
+    for (const auto& entry : internal) {
+        const std::string where = options_.configFile + ":" + std::to_string(entry.line) + ": ";
+        if (entry.path == "Internal.Reboot.Cause") {
+            // berth keeps the same idea: the cause Boot! reports at the first start of a
+            // database made from this file (obuspa writes "LocalFactoryReset" here).
+            static const std::set<std::string> kCauses{"LocalReboot", "RemoteReboot", "FactoryReset",
+                                                       "LocalFactoryReset", "RemoteFactoryReset"};
+            if (!kCauses.count(entry.value))
+                return Error(ErrorCode::kInvalidConfiguration,
+                             where + entry.path + ": '" + entry.value +
+                                 "' is not a Boot! cause (LocalReboot, RemoteReboot, FactoryReset, LocalFactoryReset, "
+                                 "RemoteFactoryReset)",
+                             options_.configFile);
+            configBootCause_ = entry.value;
+            continue;
+        }
+        BERTH_LOG_WARN(kTag) << where << entry.path << " is obuspa-internal state berth does not keep; ignored";
+    }
+    return {};
+}
+
+Status AgentImpl::applyIdentityDefaults() {
+    std::string oui = engine_->getValue("Device.DeviceInfo.ManufacturerOUI").valueOr("");
+    std::string productClass = engine_->getValue("Device.DeviceInfo.ProductClass").valueOr("");
+    std::string serial = engine_->getValue("Device.DeviceInfo.SerialNumber").valueOr("");
+    if (!options_.interface.empty() || oui.empty() || productClass.empty() || serial.empty()) {
+        // -i names an interface that must exist, whether or not its MAC address is used.
+        auto defaults = identityDefaults(options_.sysClassNet, options_.interface);
+        if (!defaults) {
+            Error e = std::move(defaults).error();
+            e.message = "-i/--interface: " + e.message;
+            return e;
+        }
+        if (oui.empty() || productClass.empty() || serial.empty()) {
+            dm::Engine::Batch batch(*engine_);
+            if (oui.empty()) BERTH_TRY(engine_->setValue("Device.DeviceInfo.ManufacturerOUI", defaults->oui));
+            if (productClass.empty())
+                BERTH_TRY(engine_->setValue("Device.DeviceInfo.ProductClass", defaults->productClass));
+            if (serial.empty()) {
+                BERTH_TRY(engine_->setValue("Device.DeviceInfo.SerialNumber", defaults->serialNumber));
+                BERTH_LOG_INFO(kTag) << "Device.DeviceInfo.SerialNumber " << defaults->serialNumber << " ("
+                                     << defaults->serialSource << ")";
+            }
+            BERTH_TRY(batch.commit());
+        }
+    }
+    return {};
+}
+
+void AgentImpl::traceMessage(const char* direction, const std::string& peer, const usp::Msg& msg,
+                             const std::string& mtpPath) {
+    if (!options_.protocolTrace) return;
+    BERTH_LOG_INFO("usp") << direction << " " << msgTypeName(msg.header().msg_type()) << " msg_id '"
+                          << msg.header().msg_id() << "' " << (direction[0] == 's' ? "to " : "from ") << peer
+                          << (mtpPath.empty() ? std::string() : " on " + mtpPath) << " (" << msg.ByteSizeLong()
+                          << " bytes)";
 }
 
 Result<std::string> AgentImpl::get(const dm::ObjectView& obj, std::string_view param) {
@@ -455,7 +572,9 @@ Status AgentImpl::sendNotify(const std::string& endpointId, const usp::Msg& msg)
     if (!bytes) return std::move(bytes).error();
     auto trySend = [&](const MtpManager::Route& r) {
         transports::Mtp* mtp = mtps_->find(r.mtpPath);
-        return mtp && mtp->send({*bytes, r.destination, transports::RecordKind::kNotify});
+        if (!mtp || !mtp->send({*bytes, r.destination, transports::RecordKind::kNotify})) return false;
+        traceMessage("sent", endpointId, msg, r.mtpPath);
+        return true;
     };
     // The controller's MTP rows in Order, then any session it opened with one of our
     // WebSocket servers (a controller may reach us that way without a WebSocket row).
@@ -474,6 +593,8 @@ void AgentImpl::onRecord(const std::string& mtpPath, transports::InboundRecord r
         return !destination.empty();
     };
     DecodedRecord d = codec_->decode(record.payload, returnPath);
+    if (d.kind == DecodeKind::kRequest || d.kind == DecodeKind::kResponse || d.kind == DecodeKind::kError)
+        traceMessage("received", d.fromId, d.msg, mtpPath);
     const bool webSocket = mtps_->isWebSocket(mtpPath);
     if (webSocket && !record.peerId.empty() && !d.fromId.empty() && d.fromId != record.peerId &&
         d.kind != DecodeKind::kDrop) {
@@ -615,6 +736,7 @@ void AgentImpl::processRequest(PendingRequest& request) {
     auto reply = handleRequest(d.msg, ctx);
     notifier_->clearOriginator();
     if (!reply) return;
+    traceMessage("sent", d.fromId, *reply, request.mtpPath);
     if (request.destination.empty()) {
         BERTH_LOG_WARN(kTag) << "no return path to " << d.fromId << " on " << request.mtpPath
                              << ": the request carried no reply-to and no topic is configured for it";
@@ -654,6 +776,10 @@ void AgentImpl::loadBootInfo() {
         if (info.cause.empty()) info.cause = "LocalReboot";
         info.firmwareUpdated = !previousVersion.empty() && previousVersion != version;
     }
+    // A database just made from a file with Internal.Reboot.Cause: the cause that file
+    // gives, unless a Reboot()/FactoryReset() left its own.
+    if (freshDatabase_ && !configBootCause_.empty() && info.cause == "LocalReboot")
+        info.cause = configBootCause_;
     boot_ = info;
     // The next start without a Reboot() is a local reboot, unless told otherwise.
     BootInfo next;

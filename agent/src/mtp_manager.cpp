@@ -1,6 +1,7 @@
 #include "mtp_manager.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
 
 #include "berth/core/log.h"
@@ -32,6 +33,16 @@ public:
 private:
     std::ostringstream os_;
 };
+
+// STOMP and WebSocket TLS settings take CA certificates from a file only; a trust
+// store directory is left to MQTT (caDir) and these use the system store then.
+template <typename Tls, typename Defaults>
+void applyTlsDefaults(Tls& tls, const Defaults& d) {
+    if (tls.certFile.empty()) tls.certFile = d.certFile;
+    std::error_code ec;
+    if (tls.caFile.empty() && !d.trustStore.empty() && !std::filesystem::is_directory(d.trustStore, ec))
+        tls.caFile = d.trustStore;
+}
 
 }  // namespace
 
@@ -310,6 +321,12 @@ Result<transports::MqttClientConfig> MtpManager::mqttConfigFor(const std::string
     c.tls.caFile = value(client + "X_BERTH_CAFile");
     c.tls.certFile = value(client + "X_BERTH_CertFile");
     c.tls.keyFile = value(client + "X_BERTH_KeyFile");
+    if (c.tls.certFile.empty()) c.tls.certFile = tlsDefaults_.certFile;
+    if (c.tls.caFile.empty() && !tlsDefaults_.trustStore.empty()) {
+        std::error_code ec;
+        (std::filesystem::is_directory(tlsDefaults_.trustStore, ec) ? c.tls.caDir : c.tls.caFile) =
+            tlsDefaults_.trustStore;
+    }
     c.publishEndpointId = value(client + "X_BERTH_PublishEndpointID") == "true";
     return c;
 }
@@ -327,6 +344,7 @@ transports::StompConfig MtpManager::stompConfigFor(const std::string& mtpPath, c
     c.tls.caFile = value(conn + "X_BERTH_CAFile");
     c.tls.certFile = value(conn + "X_BERTH_CertFile");
     c.tls.keyFile = value(conn + "X_BERTH_KeyFile");
+    applyTlsDefaults(c.tls, tlsDefaults_);
     c.enableHeartbeats = value(conn + "EnableHeartbeats") == "true";
     if (c.enableHeartbeats) {
         c.outgoingHeartbeat = std::chrono::milliseconds(number(conn + "OutgoingHeartbeat", 0));
@@ -360,6 +378,7 @@ transports::WebSocketServerConfig MtpManager::wsServerConfigFor(const std::strin
     c.tls.certFile = value(ws + "X_BERTH_CertFile");
     c.tls.keyFile = value(ws + "X_BERTH_KeyFile");
     c.tls.caFile = value(ws + "X_BERTH_CAFile");
+    applyTlsDefaults(c.tls, tlsDefaults_);
     // R-MTP.1: with TLS, demand the controller's certificate when we know whom to trust.
     c.tls.requireClientCertificate = c.enableEncryption && !c.tls.caFile.empty();
     return c;
@@ -382,6 +401,7 @@ transports::WebSocketClientConfig MtpManager::wsClientConfigFor(const std::strin
     c.tls.caFile = value(ws + "X_BERTH_CAFile");
     c.tls.certFile = value(ws + "X_BERTH_CertFile");
     c.tls.keyFile = value(ws + "X_BERTH_KeyFile");
+    applyTlsDefaults(c.tls, tlsDefaults_);
     c.endpointId = endpointId_;
     c.peerEndpointId = peerId;
     return c;

@@ -62,6 +62,16 @@ public:
     MtpManager(EventLoop& loop, dm::Engine& engine, std::string endpointId, RecordSink onRecord, UpSink onUp);
     ~MtpManager() override;
 
+    // Agent-wide TLS files (obuspa's -a and -t), used by every binding whose row names
+    // none of its own (X_BERTH_CertFile, X_BERTH_CAFile). certFile holds the client
+    // certificate and its key; trustStore is a PEM file, or for MQTT also a directory
+    // of hashed certificates. Takes effect at the next reload().
+    struct TlsDefaults {
+        std::string certFile;
+        std::string trustStore;
+    };
+    void setTlsDefaults(TlsDefaults defaults) { tlsDefaults_ = std::move(defaults); }
+
     // Registers the provided values and Controller.{i}.MTP.{j}.WebSocket.Reset() with
     // the engine, and listens for edits of the Controller MTP rows (WebSocket clients).
     Status registerWithEngine();
@@ -149,6 +159,7 @@ private:
 
     EventLoop& loop_;
     dm::Engine& engine_;
+    TlsDefaults tlsDefaults_;
     std::string endpointId_;
     RecordSink onRecord_;
     UpSink onUp_;

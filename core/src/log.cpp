@@ -103,7 +103,7 @@ void write(Level lvl, std::string_view tag, std::string_view message) {
         gmtime_r(&tv.tv_sec, &tm);
         char ts[40];
         std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        std::fprintf(stderr, "%s.%03ldZ %-5.*s [%.*s] %.*s\n", ts, static_cast<long>(tv.tv_usec / 1000),
+        std::fprintf(gConfig.stream ? gConfig.stream : stderr, "%s.%03ldZ %-5.*s [%.*s] %.*s\n", ts, static_cast<long>(tv.tv_usec / 1000),
                      static_cast<int>(levelName(lvl).size()), levelName(lvl).data(),
                      static_cast<int>(tag.size()), tag.data(), static_cast<int>(message.size()),
                      message.data());

@@ -97,7 +97,23 @@ std::optional<std::string> checkPath(std::string_view path) {
 struct ParsedLine {
     std::string path;
     std::string value;
+    bool internal = false;           // an obuspa "Internal.*" line
+    std::optional<std::string> note;  // accepted, with a warning
 };
+
+constexpr std::string_view kInternalPrefix = "Internal.";
+
+// obuspa keeps its own state under "Internal." (Internal.Reboot.Cause, ...). Only the
+// shape is checked here: dot-separated names and numbers.
+std::optional<std::string> checkInternalPath(std::string_view path) {
+    if (path.size() <= kInternalPrefix.size() || path.back() == '.')
+        return "path " + quoteForMessage(path) + " names no parameter below 'Internal.'";
+    for (char c : path) {
+        if (!isNameChar(c) && c != '.') return "path " + quoteForMessage(path) + " may only hold letters, digits, '_' and '.'";
+    }
+    if (path.find("..") != std::string_view::npos) return "path " + quoteForMessage(path) + " has an empty segment ('..')";
+    return std::nullopt;
+}
 
 // Parses one line that is neither blank nor a comment. Returns the problem text on
 // failure through `problem`.
@@ -112,22 +128,44 @@ std::optional<ParsedLine> parseLine(std::string_view line, std::string& problem)
     const bool hadBlank = !rest.empty() && isBlank(rest.front());
     rest = trimLeft(rest);
 
-    if (auto bad = checkPath(out.path)) {
+    out.internal = std::string_view(out.path).substr(0, kInternalPrefix.size()) == kInternalPrefix;
+    if (auto bad = out.internal ? checkInternalPath(out.path) : checkPath(out.path)) {
         problem = *bad;
         return std::nullopt;
     }
     if (rest.empty() || rest.front() == '#') {
-        problem = "missing value: expected " + quoteForMessage(out.path) + " followed by a value in double quotes";
-        return std::nullopt;
-    }
-    if (rest.front() != '"') {
-        problem =
-            "value for " + quoteForMessage(out.path) + " must be in double quotes, found " + quoteForMessage(rest);
+        problem = "missing value: expected " + quoteForMessage(out.path) + " followed by a value";
         return std::nullopt;
     }
     if (!hadBlank) {
         problem = "expected blanks between the path and the value";
         return std::nullopt;
+    }
+    if (rest.front() != '"') {
+        // obuspa's form: the value without quotes, up to the end of the line (or a
+        // blank followed by '#', which starts a comment as after a quoted value).
+        std::size_t end = rest.size();
+        for (std::size_t i = 1; i < rest.size(); ++i) {
+            if (rest[i] == '#' && isBlank(rest[i - 1])) {
+                end = i;
+                break;
+            }
+        }
+        std::string_view value = rest.substr(0, end);
+        while (!value.empty() && isBlank(value.back()))
+            value.remove_suffix(1);
+        if (value.back() == '"') {
+            problem = "value for " + quoteForMessage(out.path) + " ends in a double quote but does not start with one";
+            return std::nullopt;
+        }
+        for (char c : value) {
+            if (static_cast<unsigned char>(c) < 0x20 && c != '\t') {
+                problem = "control character in the value";
+                return std::nullopt;
+            }
+        }
+        out.value = std::string(value);
+        return out;
     }
     rest.remove_prefix(1);
     bool closed = false;
@@ -161,6 +199,16 @@ std::optional<ParsedLine> parseLine(std::string_view line, std::string& problem)
         return std::nullopt;
     }
     std::string_view tail = rest.substr(i);
+    // One of obuspa's own example files ends a value in '""'; take it as a typo.
+    if (!tail.empty() && tail.front() == '"') {
+        std::string_view after = tail.substr(1);
+        const bool blankBefore = !after.empty() && isBlank(after.front());
+        after = trimLeft(after);
+        if (after.empty() || (after.front() == '#' && blankBefore)) {
+            out.note = "stray double quote after the value for " + quoteForMessage(out.path) + " ignored";
+            return out;
+        }
+    }
     const bool blankAfterValue = !tail.empty() && isBlank(tail.front());
     tail = trimLeft(tail);
     if (!tail.empty() && !(tail.front() == '#' && blankAfterValue)) {
@@ -169,6 +217,114 @@ std::optional<ParsedLine> parseLine(std::string_view line, std::string& problem)
         return std::nullopt;
     }
     return out;
+}
+
+// True when `path` matches `pattern`, where '#' stands for an instance number
+// ("Device.LocalAgent.MTP.#.MQTT.Reference").
+bool matchPattern(std::string_view path, std::string_view pattern) {
+    std::size_t p = 0;
+    std::size_t q = 0;
+    while (p < path.size() && q < pattern.size()) {
+        if (pattern[q] == '#') {
+            if (!isDigit(path[p])) return false;
+            while (p < path.size() && isDigit(path[p]))
+                ++p;
+            ++q;
+            continue;
+        }
+        if (path[p] != pattern[q]) return false;
+        ++p;
+        ++q;
+    }
+    return p == path.size() && q == pattern.size();
+}
+
+std::string withoutTrailingDot(std::string_view s) {
+    if (!s.empty() && s.back() == '.') s.remove_suffix(1);
+    return std::string(s);
+}
+
+// Parameters TR-181 deleted that obuspa's files (and their users) still write, each
+// rewritten to its successor. Runs over the whole file: the MQTT Reference of a
+// controller's MTP names an MQTT client, its successor names the agent's MTP that
+// uses that client, which another line of the same file defines.
+void mapDeletedParameters(ConfigParse& parse, std::unordered_map<std::string, int>& firstLine) {
+    // Which agent MTP row uses which MQTT client, read before entries move below.
+    std::vector<std::pair<std::string, std::string>> clientOfMtp;
+    for (const auto& e : parse.entries) {
+        if (matchPattern(e.path, "Device.LocalAgent.MTP.#.MQTT.Reference"))
+            clientOfMtp.emplace_back(e.path.substr(0, e.path.size() - 15), withoutTrailingDot(e.value));
+    }
+    std::vector<ConfigEntry> out;
+    out.reserve(parse.entries.size());
+    auto successorTaken = [&](const std::string& successor, const ConfigEntry& e) {
+        auto it = firstLine.find(successor);
+        if (it == firstLine.end()) return false;
+        parse.warnings.push_back({e.line, quoteForMessage(e.path) + " is deleted from TR-181; ignored, line " +
+                                              std::to_string(it->second) + " sets its successor " +
+                                              quoteForMessage(successor)});
+        return true;
+    };
+    for (auto& e : parse.entries) {
+        const std::string& path = e.path;
+        if (matchPattern(path, "Device.LocalAgent.Controller.#.MTP.#.MQTT.Reference")) {
+            const std::string successor = path.substr(0, path.size() - 9) + "AgentMTPReference";
+            if (successorTaken(successor, e)) continue;
+            const std::string client = withoutTrailingDot(e.value);
+            const bool dotted = !e.value.empty() && e.value.back() == '.';
+            std::string mtpRow;
+            if (client.rfind("Device.LocalAgent.MTP.", 0) == 0) {
+                mtpRow = client;
+            } else if (!client.empty()) {
+                for (const auto& [row, used] : clientOfMtp) {
+                    if (used == client) {
+                        mtpRow = row;
+                        break;
+                    }
+                }
+            }
+            if (mtpRow.empty()) {
+                parse.warnings.push_back(
+                    {e.line, quoteForMessage(path) + " is deleted from TR-181 and no Device.LocalAgent.MTP.{i} in this file uses " +
+                                 quoteForMessage(e.value) + "; ignored (the controller is reached over any MQTT MTP)"});
+                continue;
+            }
+            std::string value = mtpRow + (dotted ? "." : "");
+            parse.warnings.push_back({e.line, quoteForMessage(path) + " is deleted from TR-181; read as " +
+                                                  quoteForMessage(successor) + " " + quoteForMessage(value)});
+            firstLine.emplace(successor, e.line);
+            out.push_back({successor, std::move(value), e.line});
+            continue;
+        }
+        std::string successor;
+        if (matchPattern(path, "Device.LocalAgent.Controller.#.MTP.#.WebSocket.IsEncrypted") ||
+            matchPattern(path, "Device.STOMP.Connection.#.IsEncrypted")) {
+            successor = path.substr(0, path.size() - 11) + "EnableEncryption";
+        } else if (matchPattern(path, "Device.MQTT.Client.#.EnableEncryption")) {
+            successor = path.substr(0, path.size() - 16) + "TransportProtocol";
+            if (successorTaken(successor, e)) continue;
+            if (e.value != "true" && e.value != "1") {
+                parse.warnings.push_back({e.line, quoteForMessage(path) +
+                                                      " is deleted from TR-181; ignored (TransportProtocol keeps its default)"});
+                continue;
+            }
+            parse.warnings.push_back({e.line, quoteForMessage(path) + " is deleted from TR-181; read as " +
+                                                  quoteForMessage(successor) + " 'TLS'"});
+            firstLine.emplace(successor, e.line);
+            out.push_back({successor, "TLS", e.line});
+            continue;
+        }
+        if (!successor.empty()) {
+            if (successorTaken(successor, e)) continue;
+            parse.warnings.push_back({e.line, quoteForMessage(path) + " is deleted from TR-181; read as " +
+                                                  quoteForMessage(successor)});
+            firstLine.emplace(successor, e.line);
+            out.push_back({successor, std::move(e.value), e.line});
+            continue;
+        }
+        out.push_back(std::move(e));
+    }
+    parse.entries = std::move(out);
 }
 
 }  // namespace
@@ -206,14 +362,17 @@ ConfigParse parseConfigText(std::string_view text) {
                                                    std::to_string(it->second)});
             continue;
         }
-        result.entries.push_back({std::move(parsed->path), std::move(parsed->value), lineNo});
+        if (parsed->note) result.warnings.push_back({lineNo, std::move(*parsed->note)});
+        auto& into = parsed->internal ? result.internal : result.entries;
+        into.push_back({std::move(parsed->path), std::move(parsed->value), lineNo});
     }
+    mapDeletedParameters(result, firstLine);
     return result;
 }
 
-Result<std::vector<ConfigEntry>> parseConfig(std::string_view text, const std::string& sourceName) {
+Result<ConfigParse> parseConfig(std::string_view text, const std::string& sourceName) {
     auto parsed = parseConfigText(text);
-    if (parsed.problems.empty()) return std::move(parsed.entries);
+    if (parsed.problems.empty()) return parsed;
     std::string message;
     for (const auto& p : parsed.problems) {
         if (!message.empty()) message += '\n';
@@ -222,7 +381,7 @@ Result<std::vector<ConfigEntry>> parseConfig(std::string_view text, const std::s
     return Error(ErrorCode::kInvalidConfiguration, std::move(message), sourceName);
 }
 
-Result<std::vector<ConfigEntry>> loadConfigFile(const std::filesystem::path& file) {
+Result<ConfigParse> loadConfigFile(const std::filesystem::path& file) {
     const std::string name = file.string();
     std::ifstream in(file, std::ios::binary);
     if (!in)

@@ -56,6 +56,18 @@ struct AgentOptions {
     // Notifications waiting for one controller whose MTP cannot take them (count, bytes).
     std::size_t notifyQueueMessages = 1000;
     std::size_t notifyQueueBytes = 1024 * 1024;
+    // Network interface (obuspa's -i) whose MAC address gives the default
+    // Device.DeviceInfo.SerialNumber; empty: the first interface that is up.
+    std::string interface;
+    // Agent-wide TLS files for MTPs whose rows name none (obuspa's -a and -t): a PEM
+    // file with the client certificate and its key, and a PEM file (or, for MQTT, a
+    // directory) of trusted CA certificates.
+    std::string authCertFile;
+    std::string trustStore;
+    // Logs every USP message received and sent at info level (obuspa's -p).
+    bool protocolTrace = false;
+    // Where network interfaces are listed (tests point this at a fake tree).
+    std::string sysClassNet = "/sys/class/net";
 };
 
 // Why the agent (re)started, for Boot!: kept in the state directory across a Reboot()
@@ -81,6 +93,8 @@ public:
     virtual void stop(std::function<void()> done) = 0;
 
     virtual std::string endpointId() const = 0;
+    // The options in effect, with defaults filled in (cliSocketPath, stateDir).
+    virtual const AgentOptions& options() const = 0;
     virtual const BootInfo& bootInfo() const = 0;
     // True once Device.Reboot() or Device.FactoryReset() asked for a restart; the loop
     // has been stopped and the caller should restart the agent (or the device).

@@ -8,6 +8,7 @@
 // the composition root and may be read from any thread.
 
 #include <atomic>
+#include <cstdio>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -25,6 +26,9 @@ struct Config {
     bool toStderr = true;
     bool toSyslog = false;
     std::string syslogIdent = "berth";
+    // Where the "stderr" lines go instead of stderr (a log file); borrowed, must stay
+    // open while logging is configured this way. nullptr: stderr.
+    std::FILE* stream = nullptr;
 };
 
 void configure(const Config& config);
