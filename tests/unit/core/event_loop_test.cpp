@@ -260,3 +260,40 @@ TEST_CASE("A periodic timer keeps firing on the real clock, also when re-armed f
     CHECK(a->armed());
     CHECK(b->armed());
 }
+
+TEST_CASE("Posted work runs no further once stop() was asked for, and runs later in order if the loop turns again",
+          "[core][loop]") {
+    FakeClock clock;
+    EventLoop loop(clock);
+    std::vector<int> ran;
+    loop.post([&] { ran.push_back(1); });
+    loop.post([&] {
+        ran.push_back(2);
+        loop.stop();
+    });
+    loop.post([&] { ran.push_back(3); });
+    loop.post([&] { ran.push_back(4); });
+    CHECK_FALSE(loop.runOnce(0ms));
+    CHECK(ran == std::vector<int>{1, 2});
+}
+
+TEST_CASE("A long run of posted work yields to fds after its time slice, keeping its order ahead of newer posts",
+          "[core][loop]") {
+    FakeClock clock;
+    EventLoop loop(clock);
+    std::vector<int> ran;
+    // The first item uses up the slice (20 ms of real time is what the loop measures).
+    loop.post([&] {
+        ran.push_back(1);
+        auto until = std::chrono::steady_clock::now() + 30ms;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+    });
+    loop.post([&] { ran.push_back(2); });
+    loop.post([&] { ran.push_back(3); });
+    REQUIRE(loop.runOnce(0ms));
+    CHECK(ran == std::vector<int>{1});
+    loop.post([&] { ran.push_back(4); });
+    REQUIRE(loop.runOnce(0ms));
+    CHECK(ran == std::vector<int>{1, 2, 3, 4});
+}
