@@ -40,6 +40,7 @@ struct AbuseFixture {
             up = flooder->request(rigGet("hello-" + std::to_string(i), {"Device.LocalAgent.EndpointID"}), 500ms)
                      .has_value();
         REQUIRE(up);
+        flooder->resetCounts();
         idleKb = statusKb(rig.agentPid, "VmRSS");
     }
     long peakKb() { return statusKb(rig.agentPid, "VmHWM"); }

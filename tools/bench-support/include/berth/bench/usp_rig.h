@@ -252,6 +252,14 @@ public:
         return a;
     }
     std::size_t outstanding() const { return pending_.size(); }
+    // Forgets what was sent and counted so far (e.g. the Gets that waited for berthd).
+    void resetCounts() {
+        pending_.clear();
+        answers_.clear();
+        sent = answered = cmdFailures7005 = 0;
+        errorCodes.clear();
+        rttMs.clear();
+    }
     // Answers kept for request(); others are only counted (flood answers).
     void keepAnswers(bool keep) { keep_ = keep; }
 
