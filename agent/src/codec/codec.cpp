@@ -584,10 +584,10 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
         return replyOrDrop(
             std::move(out),
             recordProblem ? std::move(*recordProblem)
-                          : holdsInvalidUtf8(payload)
-                                ? Error(ErrorCode::kInvalidArguments,
-                                        "a string field of the USP Message is not valid UTF-8; the message was not processed")
-                                : Error(ErrorCode::kRecordNotParsed, "the USP Message in the record could not be parsed"),
+            : holdsInvalidUtf8(payload)
+                ? Error(ErrorCode::kInvalidArguments,
+                        "a string field of the USP Message is not valid UTF-8; the message was not processed")
+                : Error(ErrorCode::kRecordNotParsed, "the USP Message in the record could not be parsed"),
             isRequest, hasReturnPath);
     }
 

@@ -40,6 +40,7 @@ struct AbuseFixture {
             up = flooder->request(rigGet("hello-" + std::to_string(i), {"Device.LocalAgent.EndpointID"}), 500ms)
                      .has_value();
         REQUIRE(up);
+        flooder->resetCounts();
         idleKb = statusKb(rig.agentPid, "VmRSS");
     }
     long peakKb() { return statusKb(rig.agentPid, "VmHWM"); }
@@ -59,7 +60,8 @@ struct AbuseFixture {
 
 std::string describe(const UspController& c) {
     std::string s = "sent " + std::to_string(c.sent) + ", answered " + std::to_string(c.answered) + ", errors:";
-    for (const auto& [code, n] : c.errorCodes) s += " " + std::to_string(code) + "x" + std::to_string(n);
+    for (const auto& [code, n] : c.errorCodes)
+        s += " " + std::to_string(code) + "x" + std::to_string(n);
     return s;
 }
 
@@ -74,7 +76,9 @@ std::string badUtf8Record(const std::string& msgId) {
         out += static_cast<char>(v);
         return out;
     };
-    auto len = [&](std::uint32_t n, const std::string& b) { return varint((std::uint64_t{n} << 3) | 2) + varint(b.size()) + b; };
+    auto len = [&](std::uint32_t n, const std::string& b) {
+        return varint((std::uint64_t{n} << 3) | 2) + varint(b.size()) + b;
+    };
     std::string header = len(1, msgId) + varint(2 << 3) + varint(1);
     std::string msg = len(1, header) + len(2, len(1, len(1, len(1, "Device.\xff\xfe.\xc0\xaf"))));
     return len(1, "1.4") + len(2, kRigAgentId) + len(3, kRigFlooderId) + len(7, len(2, msg));
@@ -94,14 +98,16 @@ TEST_CASE("An amplification Get listing Device. 8000 times is answered once per 
     CHECK(a->record.msg.body().response().get_resp().req_path_results_size() == 1);
     // Distinct paths over the path limit: refused with 7005.
     std::vector<std::string> distinct;
-    for (int i = 0; i < 300; ++i) distinct.push_back("Device.LocalAgent.Controller." + std::to_string(i + 1) + ".");
+    for (int i = 0; i < 300; ++i)
+        distinct.push_back("Device.LocalAgent.Controller." + std::to_string(i + 1) + ".");
     auto many = f.flooder->request(rigGet("amp-2", distinct), 30s);
     REQUIRE(many);
     REQUIRE(many->record.msg.body().has_error());
     CHECK(many->record.msg.body().error().err_code() == 7005);
     // 20 more amplification Gets back to back while the other controller asks.
     f.flooder->keepAnswers(false);
-    for (int i = 0; i < 20; ++i) f.flooder->send(rigGet("amp-flood-" + std::to_string(i), paths));
+    for (int i = 0; i < 20; ++i)
+        f.flooder->send(rigGet("amp-flood-" + std::to_string(i), paths));
     f.flooder->runUntilAnsweredOrQuiet(5s, 60s);
     prober.stop();
     INFO(describe(*f.flooder));
@@ -114,8 +120,7 @@ TEST_CASE("An amplification Get listing Device. 8000 times is answered once per 
     CHECK(f.otherAnswers());
 }
 
-TEST_CASE("A Get whose response passes the response bound is answered with 7005 instead",
-          "[integration][abuse]") {
+TEST_CASE("A Get whose response passes the response bound is answered with 7005 instead", "[integration][abuse]") {
     AbuseFixture f(rigOptions({"--max-response-bytes", "4096"}));
     auto a = f.flooder->request(rigGet("big", {"Device."}), 30s);
     REQUIRE(a);
@@ -162,7 +167,8 @@ TEST_CASE("10,000 pipelined Gets are answered or refused with 7005 while the oth
     AbuseFixture f;
     Prober prober(f.rig.port, 20ms);
     f.flooder->keepAnswers(false);
-    for (int i = 0; i < 10000; ++i) f.flooder->send(rigGet("p-" + std::to_string(i), {"Device.LocalAgent."}));
+    for (int i = 0; i < 10000; ++i)
+        f.flooder->send(rigGet("p-" + std::to_string(i), {"Device.LocalAgent."}));
     // Answers the agent's MQTT client could not buffer are lost (the outbound queue is
     // bounded on its own); what arrives is counted.
     f.flooder->runUntilAnsweredOrQuiet(5s, 120s);
@@ -190,7 +196,8 @@ TEST_CASE("A flooding controller's queue is bounded: beyond it requests are refu
     AbuseFixture f(rigOptions({"--inbound-queue-records", "4"}));
     f.flooder->keepAnswers(false);
     // Expensive requests arrive far faster than berthd works through them.
-    for (int i = 0; i < 300; ++i) f.flooder->send(rigGet("q-" + std::to_string(i), {"Device."}));
+    for (int i = 0; i < 300; ++i)
+        f.flooder->send(rigGet("q-" + std::to_string(i), {"Device."}));
     f.flooder->runUntilAnsweredOrQuiet(5s, 120s);
     INFO(describe(*f.flooder));
     CHECK(f.flooder->errorCodes[7005] > 0);
@@ -237,8 +244,8 @@ TEST_CASE("An Operate flood runs at most the per-controller number of asynchrono
     // Three run (their downloads hang); the rest were refused: with a cmd_failure 7005
     // once three were running, or with an Error 7005 when the flooder's queue was full.
     CHECK(f.flooder->cmdFailures7005 > 0);
-    CHECK(f.flooder->cmdFailures7005 + f.flooder->errorCodes[7005] >= static_cast<std::size_t>(n - 3) -
-                                                                          f.flooder->outstanding());
+    CHECK(f.flooder->cmdFailures7005 + f.flooder->errorCodes[7005] >=
+          static_cast<std::size_t>(n - 3) - f.flooder->outstanding());
     auto rows = f.flooder->request(rigGet("rows", {"Device.LocalAgent.RequestNumberOfEntries"}), 10s);
     REQUIRE(rows);
     REQUIRE(rows->record.msg.body().has_response());

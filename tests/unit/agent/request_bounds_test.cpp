@@ -1,7 +1,6 @@
 // Per-message bounds in the message handlers and UTF-8 checks at decode.
 
 #include <catch2/catch.hpp>
-
 #include <string>
 
 #include "berth/agent/codec.h"
@@ -30,7 +29,9 @@ std::string lenField(std::uint32_t number, const std::string& bytes) {
     return varint((static_cast<std::uint64_t>(number) << 3) | 2) + varint(bytes.size()) + bytes;
 }
 
-std::string varintField(std::uint32_t number, std::uint64_t v) { return varint(std::uint64_t{number} << 3) + varint(v); }
+std::string varintField(std::uint32_t number, std::uint64_t v) {
+    return varint(std::uint64_t{number} << 3) + varint(v);
+}
 
 // A Get Msg built by hand: protobuf would refuse to serialize some of these strings.
 std::string rawGet(const std::string& msgId, const std::string& path) {
@@ -77,7 +78,8 @@ usp::Msg getMsg(std::vector<std::string> paths) {
     usp::Msg m;
     m.mutable_header()->set_msg_id("g1");
     m.mutable_header()->set_msg_type(usp::Header::GET);
-    for (auto& p : paths) m.mutable_body()->mutable_request()->mutable_get()->add_param_paths(p);
+    for (auto& p : paths)
+        m.mutable_body()->mutable_request()->mutable_get()->add_param_paths(p);
     return m;
 }
 
@@ -123,7 +125,8 @@ TEST_CASE("UTF-8 validation refuses overlong forms, surrogates and truncated seq
 TEST_CASE("A Get listing more distinct paths than the limit answers 7005", "[agent][bounds]") {
     Engine e;
     std::vector<std::string> paths;
-    for (int i = 0; i < 11; ++i) paths.push_back("Device.LocalAgent.Controller." + std::to_string(i + 1) + ".");
+    for (int i = 0; i < 11; ++i)
+        paths.push_back("Device.LocalAgent.Controller." + std::to_string(i + 1) + ".");
     auto r = e.answer(getMsg(paths), RequestLimits{10, 100, 0});
     REQUIRE(r.body().has_error());
     CHECK(r.body().error().err_code() == 7005);

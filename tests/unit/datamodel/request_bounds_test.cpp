@@ -12,17 +12,22 @@ namespace {
 
 Permissions fullRole(Engine& e, bool secured) {
     REQUIRE(e.addInstance("Device.LocalAgent.ControllerTrust.Role.", {{"Name", "Full"}, {"Enable", "true"}}));
-    REQUIRE(e.addInstance("Device.LocalAgent.ControllerTrust.Role.1.Permission.",
-                          {{"Enable", "true"}, {"Order", "1"}, {"Targets", "Device."}, {"Param", "rw-n"}, {"Obj", "rw-n"},
-                           {"InstantiatedObj", "rw-n"}, {"CommandEvent", "r-xn"}}));
+    REQUIRE(e.addInstance("Device.LocalAgent.ControllerTrust.Role.1.Permission.", {{"Enable", "true"},
+                                                                                   {"Order", "1"},
+                                                                                   {"Targets", "Device."},
+                                                                                   {"Param", "rw-n"},
+                                                                                   {"Obj", "rw-n"},
+                                                                                   {"InstantiatedObj", "rw-n"},
+                                                                                   {"CommandEvent", "r-xn"}}));
     return Permissions::fromRoles(e, {"Full"}, secured);
 }
 
 // Rows with long values, so the whole table is a known, large response.
 void addBigRows(Engine& e, int rows) {
     for (int i = 0; i < rows; ++i)
-        REQUIRE(e.addInstance("Device.LocalAgent.Subscription.",
-                              {{"ID", "sub-" + std::to_string(i)}, {"ReferenceList", "Device." + std::string(200, 'x')}}));
+        REQUIRE(
+            e.addInstance("Device.LocalAgent.Subscription.",
+                          {{"ID", "sub-" + std::to_string(i)}, {"ReferenceList", "Device." + std::string(200, 'x')}}));
 }
 
 }  // namespace
@@ -97,7 +102,8 @@ TEST_CASE("The estimate of a Get response is not below its encoded size", "[data
     CHECK(wireFieldSize(20000) >= 1 + 3 + 20000);
 }
 
-TEST_CASE("A search on a secured parameter compares against empty without secured access", "[datamodel][permissions][bounds]") {
+TEST_CASE("A search on a secured parameter compares against empty without secured access",
+          "[datamodel][permissions][bounds]") {
     Fixture f;
     auto plain = fullRole(*f, false);
     auto secured = Permissions::fromRoles(*f, {"Full"}, true);

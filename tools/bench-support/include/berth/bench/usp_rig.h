@@ -13,8 +13,8 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -73,9 +73,9 @@ public:
                                     rigfs::perms::others_read | rigfs::perms::others_exec);
         port = freeLoopbackPort();
         if (port == 0) throw std::runtime_error("no free port");
-        std::ofstream(dir / "mosquitto.conf") << "persistence false\nallow_anonymous true\nlog_type "
-                                              << (logLevel() == "debug" ? "all" : "error") << "\n"
-                                              << "max_queued_messages 0\nlistener " << port << " 127.0.0.1\n";
+        std::ofstream(dir / "mosquitto.conf")
+            << "persistence false\nallow_anonymous true\nlog_type " << (logLevel() == "debug" ? "all" : "error") << "\n"
+            << "max_queued_messages 0\nlistener " << port << " 127.0.0.1\n";
         broker_ = spawn({"mosquitto", "-c", (dir / "mosquitto.conf").string()}, dir / "mosquitto.log");
         auto deadline = RigClock::now() + std::chrono::seconds(10);
         while (!loopbackPortOpen(port) && RigClock::now() < deadline)
@@ -90,8 +90,9 @@ public:
         conf = conf.substr(0, at + key.size()) + std::to_string(port) + conf.substr(end);
         conf += "\n" + o.extraConfig + "\n";
         std::ofstream(dir / "berth.conf") << conf;
-        std::vector<std::string> argv{o.berthd, "--config", (dir / "berth.conf").string(), "--db",
-                                      (dir / "berth.db").string(), "--log-level", logLevel()};
+        std::vector<std::string> argv{
+            o.berthd,      "--config", (dir / "berth.conf").string(), "--db", (dir / "berth.db").string(),
+            "--log-level", logLevel()};
         argv.insert(argv.end(), o.berthdArgs.begin(), o.berthdArgs.end());
         agent_ = spawn(argv, dir / "berthd.log");
         agentPid = agent_->pid();
@@ -158,7 +159,8 @@ inline usp::Msg rigGet(const std::string& msgId, const std::vector<std::string>&
     usp::Msg m;
     m.mutable_header()->set_msg_id(msgId);
     m.mutable_header()->set_msg_type(usp::Header::GET);
-    for (const auto& p : paths) m.mutable_body()->mutable_request()->mutable_get()->add_param_paths(p);
+    for (const auto& p : paths)
+        m.mutable_body()->mutable_request()->mutable_get()->add_param_paths(p);
     return m;
 }
 
@@ -252,6 +254,14 @@ public:
         return a;
     }
     std::size_t outstanding() const { return pending_.size(); }
+    // Forgets what was sent and counted so far (e.g. the Gets that waited for berthd).
+    void resetCounts() {
+        pending_.clear();
+        answers_.clear();
+        sent = answered = cmdFailures7005 = 0;
+        errorCodes.clear();
+        rttMs.clear();
+    }
     // Answers kept for request(); others are only counted (flood answers).
     void keepAnswers(bool keep) { keep_ = keep; }
 
@@ -318,11 +328,14 @@ public:
                                        std::chrono::seconds(3));
                     {
                         std::lock_guard<std::mutex> lock(mu_);
-                        if (a) rtt_.push_back(a->rttMs);
-                        else ++unanswered_;
+                        if (a)
+                            rtt_.push_back(a->rttMs);
+                        else
+                            ++unanswered_;
                     }
                     auto next = RigClock::now() + interval;
-                    while (!stop_ && RigClock::now() < next) loop.runOnce(std::chrono::milliseconds(5));
+                    while (!stop_ && RigClock::now() < next)
+                        loop.runOnce(std::chrono::milliseconds(5));
                 }
             } catch (const std::exception& e) {
                 std::lock_guard<std::mutex> lock(mu_);
@@ -330,7 +343,8 @@ public:
                 ready_ = true;
             }
         });
-        while (!ready_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        while (!ready_)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ~Prober() { stop(); }
     void stop() {
