@@ -207,7 +207,11 @@ Status AgentImpl::init() {
     fs::path stateDir = options_.stateDir.empty() ? db.parent_path() : fs::path(options_.stateDir);
     fs::create_directories(stateDir, ec);
     if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + stateDir.string() + ": " + ec.message());
-    ::chmod(stateDir.c_str(), 0700);
+    // Search without listing: containers run as an unprivileged mapped root, and the
+    // runtime reaches their rootfs below smm/ from inside the user namespace. Every file
+    // here is 0600 on its own (database, key, journals); each ExecEnv's state directory
+    // admits only its own mapped group (docs/security.md).
+    ::chmod(stateDir.c_str(), 0711);
     stateDir_ = stateDir;
     options_.stateDir = stateDir.string();
     if (options_.cliSocketPath.empty()) options_.cliSocketPath = (stateDir / "berthd.sock").string();

@@ -99,11 +99,16 @@ RunnerResult<std::unique_ptr<ContainerManager>> ContainerManager::open(Container
             return RunnerError(ErrorKind::kInvalidArgument,
                                "the image store's layers are owned for another id map than the containers'", images.root());
         // The runtime mounts rootfs/ from inside the user namespace, as the mapped root.
+        // As Docker's userns-remap does: the state directory admits root and the mapped
+        // root's group only (0710), so neither other host users nor other ExecEnvs'
+        // containers can reach the rootfs below it.
         std::string containers = o.stateDir + "/containers";
+        if (::chown(o.stateDir.c_str(), 0, map.hostBase) != 0) return errnoError("chown", errno, o.stateDir);
+        if (::chmod(o.stateDir.c_str(), 0710) != 0) return errnoError("chmod", errno, o.stateDir);
         if (::chmod(containers.c_str(), 0711) != 0) return errnoError("chmod", errno, containers);
         std::error_code ec;
-        auto real = std::filesystem::canonical(containers, ec);
-        if (ec) return errnoError("realpath", ec.value(), containers);
+        auto real = std::filesystem::canonical(o.stateDir, ec);
+        if (ec) return errnoError("realpath", ec.value(), o.stateDir);
         for (auto p = real.parent_path(); !p.empty(); p = p.parent_path()) {
             struct stat st {};
             if (::stat(p.c_str(), &st) != 0) return errnoError("stat", errno, p.string());

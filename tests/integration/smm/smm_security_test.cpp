@@ -116,6 +116,11 @@ TEST_CASE("An EU under runc runs with seccomp, no_new_privs, runc's three capabi
         sawLayer = true;
     }
     CHECK(sawLayer);
+    // Only root and this ExecEnv's mapped group may walk into its containers.
+    REQUIRE(::stat(site.eeState().c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0710);
+    CHECK(st.st_uid == 0);
+    CHECK(st.st_gid == berth::oci::defaultIdMapping(1).hostBase);
     REQUIRE(h.operate(p.eu + "SetRequestedState()", {{"RequestedState", "Idle"}})->result);
     REQUIRE(h.waitStatus(p.eu, "Idle"));
     CHECK(h.get(p.eu + "ExecutionFaultCode") == "NoFault");

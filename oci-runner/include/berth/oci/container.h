@@ -58,8 +58,9 @@ struct ContainerManagerOptions {
     std::string mountinfo = "/proc/self/mountinfo";
     // What every container of this manager may do (security.h). With an id map,
     // the image store must have been opened with the same mapping
-    // (UnpackLimits::owners), and stateDir with all its ancestors must be
-    // searchable by others, because the runtime mounts the rootfs as the mapped root.
+    // (UnpackLimits::owners), and the ancestors of stateDir must be searchable by
+    // others, because the runtime mounts the rootfs as the mapped root; stateDir
+    // itself becomes root:<mapped gid> 0710.
     SecurityPolicy security;
     // Fills security.seccomp when it is null: "" the shipped default profile,
     // "unconfined" none, anything else a profile file (loadSeccompProfile()).
