@@ -12,7 +12,8 @@ constexpr const char* kTag = "agent";
 
 Status ScheduleTimerCommand::registerWithEngine() {
     return engine_.registerAsyncCommand(
-        "Device.ScheduleTimer()", [this](const dm::CommandCall& call, dm::CommandDone done) { start(call, std::move(done)); },
+        "Device.ScheduleTimer()",
+        [this](const dm::CommandCall& call, dm::CommandDone done) { start(call, std::move(done)); },
         [this](const dm::CommandCall& call) { return cancel(call); });
 }
 

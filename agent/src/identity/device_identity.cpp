@@ -45,13 +45,15 @@ Result<std::string> serialFromMac(const std::filesystem::path& sysClassNet, cons
             return Error(ErrorCode::kInvalidConfiguration, "network interface '" + interface + "' does not exist");
         auto digits = macDigits(readLine(sysClassNet / interface / "address"));
         if (digits.empty())
-            return Error(ErrorCode::kInvalidConfiguration,
-                         "network interface '" + interface + "' has no hardware address to derive a serial number from");
+            return Error(
+                ErrorCode::kInvalidConfiguration,
+                "network interface '" + interface + "' has no hardware address to derive a serial number from");
         return digits;
     }
     std::error_code ec;
     std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(sysClassNet, ec)) names.push_back(entry.path().filename().string());
+    for (const auto& entry : fs::directory_iterator(sysClassNet, ec))
+        names.push_back(entry.path().filename().string());
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
         const auto dir = sysClassNet / name;

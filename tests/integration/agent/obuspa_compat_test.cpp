@@ -5,10 +5,10 @@
 //
 // References in these files carry a trailing dot so that the tests do not depend on
 // how berth writes references back.
-#include <catch2/catch.hpp>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cctype>
 
 #include "berth/core/process.h"
@@ -32,7 +32,9 @@ std::string obuspaStyleFile(int brokerPort) {
            "#\n"
            "Device.LocalAgent.Controller.1.EndpointID \"self::berthctl\"\n"
            "Device.MQTT.Client.1.BrokerAddress \"127.0.0.1\"\n"
-           "Device.MQTT.Client.1.BrokerPort \"" + std::to_string(brokerPort) + "\"\n"
+           "Device.MQTT.Client.1.BrokerPort \"" +
+           std::to_string(brokerPort) +
+           "\"\n"
            "Device.MQTT.Client.1.ProtocolVersion \"5.0\"\n"
            "Device.MQTT.Client.1.Enable true\n"
            "Device.MQTT.Client.1.ClientID \"\"\n"
@@ -41,14 +43,18 @@ std::string obuspaStyleFile(int brokerPort) {
            "Device.LocalAgent.MTP.1.Alias \"cpe-1\"\n"
            "Device.LocalAgent.MTP.1.Enable true\n"
            "Device.LocalAgent.MTP.1.Protocol \"MQTT\"\n"
-           "Device.LocalAgent.MTP.1.MQTT.ResponseTopicConfigured \"" + kAgentTopic + "\"\n"
+           "Device.LocalAgent.MTP.1.MQTT.ResponseTopicConfigured \"" +
+           kAgentTopic +
+           "\"\n"
            "Device.LocalAgent.MTP.1.MQTT.Reference \"Device.MQTT.Client.1.\"\n"
            "Device.LocalAgent.Controller.1.Enable true\n"
            "Device.LocalAgent.Controller.1.AssignedRole \"Device.LocalAgent.ControllerTrust.Role.1.\"\n"
            "Device.LocalAgent.Controller.1.MTP.1.Enable true\n"
            "Device.LocalAgent.Controller.1.MTP.1.Protocol \"MQTT\"\n"
            "Device.LocalAgent.Controller.1.MTP.1.MQTT.Reference \"Device.MQTT.Client.1.\"\n"
-           "Device.LocalAgent.Controller.1.MTP.1.MQTT.Topic \"" + kControllerTopic + "\"\"\n"
+           "Device.LocalAgent.Controller.1.MTP.1.MQTT.Topic \"" +
+           kControllerTopic +
+           "\"\"\n"
            "Device.LocalAgent.Controller.1.OnBoardingComplete true\n"
            "Device.LocalAgent.Subscription.1.Enable true\n"
            "Device.LocalAgent.Subscription.1.Recipient \"Device.LocalAgent.Controller.1.\"\n"
@@ -65,7 +71,8 @@ std::pair<std::string, std::string> someInterface() {
     for (const auto& entry : fs::directory_iterator("/sys/class/net")) {
         auto read = [&](const char* f) {
             auto s = berth::testing::readFile(entry.path() / f);
-            while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+            while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+                s.pop_back();
             return s;
         };
         unsigned long flags = std::strtoul(read("flags").c_str(), nullptr, 16);
@@ -99,14 +106,18 @@ struct ObuspaRig {
     }
     std::string output() const { return berth::testing::readFile(tmp / "berthd.out"); }
     CtlResult ctl(std::vector<std::string> args, double timeout = 5) {
-        std::vector<std::string> argv{BERTHCTL_BIN, "--mqtt", broker->address(), "--timeout", std::to_string(timeout),
-                                      "--json", "--agent", agentId, "--agent-topic", kAgentTopic};
+        std::vector<std::string> argv{
+            BERTHCTL_BIN, "--mqtt",  broker->address(), "--timeout",     std::to_string(timeout),
+            "--json",     "--agent", agentId,           "--agent-topic", kAgentTopic};
         argv.insert(argv.end(), args.begin(), args.end());
         return runCtl(argv);
     }
     bool waitAnswering() {
         return berth::testing::waitUntil(
-            [&] { return !agent->running() || ctl({"get", "Device.LocalAgent.EndpointID"}, 0.5).exitCode == 0; }, 20s) &&
+                   [&] {
+                       return !agent->running() || ctl({"get", "Device.LocalAgent.EndpointID"}, 0.5).exitCode == 0;
+                   },
+                   20s) &&
                agent->running();
     }
     std::optional<std::string> get(const std::string& path) {
@@ -132,8 +143,10 @@ QuickRun runBerthd(std::vector<std::string> args) {
 
 }  // namespace
 
-TEST_CASE("berthd started the obuspa way (-r FILE -f DB -v 4 -p -i IF) with an obuspa-style file answers and the values landed",
-          "[agent][obuspa]") {
+TEST_CASE(
+    "berthd started the obuspa way (-r FILE -f DB -v 4 -p -i IF) with an obuspa-style file answers and the values "
+    "landed",
+    "[agent][obuspa]") {
     auto [ifname, serial] = someInterface();
     REQUIRE_FALSE(ifname.empty());
     ObuspaRig rig;
@@ -164,7 +177,8 @@ TEST_CASE("berthd started the obuspa way (-r FILE -f DB -v 4 -p -i IF) with an o
 
     auto out = rig.output();
     // Warnings name the file and line.
-    CHECK(out.find(reset.string() + ":21: 'Device.LocalAgent.Controller.1.MTP.1.MQTT.Reference' is deleted from TR-181") !=
+    CHECK(out.find(reset.string() +
+                   ":21: 'Device.LocalAgent.Controller.1.MTP.1.MQTT.Reference' is deleted from TR-181") !=
           std::string::npos);
     CHECK(out.find(reset.string() + ":22: stray double quote") != std::string::npos);
     // -v 4 is debug, -p traces every USP message.
@@ -173,7 +187,8 @@ TEST_CASE("berthd started the obuspa way (-r FILE -f DB -v 4 -p -i IF) with an o
     CHECK(out.find("[usp] sent GET_RESP msg_id") != std::string::npos);
 }
 
-TEST_CASE("Internal.Reboot.Cause of the factory file is the cause Boot! reports for the new database", "[agent][obuspa]") {
+TEST_CASE("Internal.Reboot.Cause of the factory file is the cause Boot! reports for the new database",
+          "[agent][obuspa]") {
     ObuspaRig rig;
     auto reset = rig.resetFile(obuspaStyleFile(rig.broker->port()));
     rig.agentId = "os::000000-SN-BOOT";
@@ -186,9 +201,9 @@ TEST_CASE("Internal.Reboot.Cause of the factory file is the cause Boot! reports 
     REQUIRE(berth::testing::waitUntil(
         [&] { return berth::testing::readFile(subOut).find("received SUBACK") != std::string::npos; }));
     auto env = std::vector<std::string>{"USP_BOARD_SERIAL=SN-BOOT", "PATH=/usr/bin:/bin"};
-    rig.agent = berth::testing::ProcessGuard::start({BERTHD_BIN, "--resetfile", reset.string(), "--dbfile",
-                                                     (rig.tmp / "usp.db").string(), "--verbose", "3"},
-                                                    (rig.tmp / "berthd.out").string(), env);
+    rig.agent = berth::testing::ProcessGuard::start(
+        {BERTHD_BIN, "--resetfile", reset.string(), "--dbfile", (rig.tmp / "usp.db").string(), "--verbose", "3"},
+        (rig.tmp / "berthd.out").string(), env);
     bool up = rig.waitAnswering();
     INFO(rig.output());
     REQUIRE(up);
@@ -206,7 +221,8 @@ TEST_CASE("Internal.Reboot.Cause of the factory file is the cause Boot! reports 
     };
     bool boot = berth::testing::waitUntil([&] {
         auto text = berth::testing::readFile(subOut);
-        return text.find(hexOf("Boot!")) != std::string::npos && text.find(hexOf("LocalFactoryReset")) != std::string::npos;
+        return text.find(hexOf("Boot!")) != std::string::npos &&
+               text.find(hexOf("LocalFactoryReset")) != std::string::npos;
     });
     INFO(berth::testing::readFile(subOut));
     CHECK(boot);
@@ -240,7 +256,8 @@ TEST_CASE("A factory file with a bad unquoted value stops berthd with the file, 
     CHECK(run.output.find("maybe") != std::string::npos);
 }
 
-TEST_CASE("An obuspa Internal line berth has no use for is ignored with a warning naming file and line", "[agent][obuspa]") {
+TEST_CASE("An obuspa Internal line berth has no use for is ignored with a warning naming file and line",
+          "[agent][obuspa]") {
     ObuspaRig rig;
     auto reset = rig.resetFile(obuspaStyleFile(rig.broker->port()) + "Internal.DualStackPreference IPv6\n");
     rig.agentId = "os::000000-SN-1";
@@ -310,8 +327,8 @@ TEST_CASE("obuspa's -a and -t give the client certificate and trust store to an 
             certs("server.pem") + "\nkeyfile " + certs("server.key") + "\nrequire_certificate true\n");
     REQUIRE(berth::testing::waitUntil([&] { return berth::testing::tcpPortOpen(tlsPort); }));
     // obuspa's -a file holds the certificate and its key together.
-    berth::testing::writeFile(rig.tmp / "device.pem",
-                              berth::testing::readFile(certs("client.pem")) + berth::testing::readFile(certs("client.key")));
+    berth::testing::writeFile(rig.tmp / "device.pem", berth::testing::readFile(certs("client.pem")) +
+                                                          berth::testing::readFile(certs("client.key")));
     auto text = obuspaStyleFile(tlsPort) + "Device.MQTT.Client.1.TransportProtocol \"TLS\"\n";
     auto reset = rig.resetFile(text);
     rig.agentId = "os::000000-SN-TLS";

@@ -3,7 +3,6 @@
 // Device.ScheduleTimer() as the plan writes them (with a shorter DelaySeconds than
 // 1.79's 30 s).
 #include <catch2/catch.hpp>
-
 #include <chrono>
 
 #include "berth/agent/codec.h"
@@ -20,9 +19,10 @@ namespace {
 class TopicTap {
 public:
     TopicTap(const AgentFixture& f, const std::string& name, const std::string& topic) : out_(f.tmp / (name + ".out")) {
-        proc_ = berth::testing::ProcessGuard::start({"stdbuf", "-oL", "mosquitto_sub", "-d", "-V", "5", "-h", "127.0.0.1",
-                                                     "-p", std::to_string(f.broker->port()), "-t", topic, "-F", "MSG|%x"},
-                                                    out_.string());
+        proc_ =
+            berth::testing::ProcessGuard::start({"stdbuf", "-oL", "mosquitto_sub", "-d", "-V", "5", "-h", "127.0.0.1",
+                                                 "-p", std::to_string(f.broker->port()), "-t", topic, "-F", "MSG|%x"},
+                                                out_.string());
         REQUIRE(berth::testing::waitUntil([&] { return output().find("received SUBACK") != std::string::npos; }));
     }
     std::string output() const { return berth::testing::readFile(out_); }
@@ -109,7 +109,8 @@ std::string withoutIdentity(const std::string& conf) {
     return out;
 }
 
-TEST_CASE("TP-469 1.60: OnBoardRequest Notification from an agent whose configuration has no DeviceInfo", "[agent][tp469]") {
+TEST_CASE("TP-469 1.60: OnBoardRequest Notification from an agent whose configuration has no DeviceInfo",
+          "[agent][tp469]") {
     // No DeviceInfo and no EndpointID in the configuration: berth's defaults give the
     // OUI, ProductClass, SerialNumber (here from obuspa's USP_BOARD_SERIAL) and the ID.
     ScopedEnv serial("USP_BOARD_SERIAL", "SN-160");
@@ -170,7 +171,8 @@ TEST_CASE("TP-469 1.62: Operate message using Reboot() with send_resp false", "[
 
 TEST_CASE("TP-469 1.64: Asynchronous operation with send_resp true, on Device.ScheduleTimer()", "[agent][tp469]") {
     AgentFixture f;
-    auto r = f.ctl({"operate", "Device.ScheduleTimer()", "DelaySeconds=1", "--key", "test64", "--wait", "--wait-timeout", "30"});
+    auto r = f.ctl(
+        {"operate", "Device.ScheduleTimer()", "DelaySeconds=1", "--key", "test64", "--wait", "--wait-timeout", "30"});
     INFO(r.describe());
     REQUIRE(r.exitCode == 0);
     // The OperateResp names the Request row, then the OperationComplete arrives.
@@ -222,8 +224,9 @@ TEST_CASE("TP-469 1.79: Operate message using input arguments", "[agent][tp469]"
     CHECK(out.find("\"command_name\":\"ScheduleTimer()\"") != std::string::npos);
     CHECK(out.find("\"obj_path\":\"Device.\"") != std::string::npos);
     // The Request row is gone once the operation completed.
-    CHECK(berth::testing::waitUntil(
-        [&] { return f.ctl({"get", "Device.LocalAgent.Request.*.CommandKey"}).out.find("test79") == std::string::npos; }));
+    CHECK(berth::testing::waitUntil([&] {
+        return f.ctl({"get", "Device.LocalAgent.Request.*.CommandKey"}).out.find("test79") == std::string::npos;
+    }));
 }
 
 TEST_CASE("TP-469 1.91: Unknown arguments in an Operate message", "[agent][tp469]") {

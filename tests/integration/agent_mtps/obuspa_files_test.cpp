@@ -78,7 +78,9 @@ TEST_CASE("A factory file in the style of obuspa's STOMP example starts berthd, 
         "Device.LocalAgent.Controller.1.MTP.1.STOMP.Destination \"/queue/controller-notify-dest\"\"\n"
         "Device.STOMP.Connection.1.Alias \"cpe-1\"\n"
         "Device.STOMP.Connection.1.Enable true\n"
-        "Device.STOMP.Connection.1.Port \"" + std::to_string(broker.stompPort()) + "\"\n"
+        "Device.STOMP.Connection.1.Port \"" +
+        std::to_string(broker.stompPort()) +
+        "\"\n"
         "Device.STOMP.Connection.1.EnableEncryption false\n"
         "Device.STOMP.Connection.1.VirtualHost \"/\"\n"
         "Device.STOMP.Connection.1.EnableHeartbeats \"true\"\n"
@@ -87,14 +89,18 @@ TEST_CASE("A factory file in the style of obuspa's STOMP example starts berthd, 
         "Device.STOMP.Connection.1.ServerRetryInitialInterval \"1\"\n"
         "Internal.Reboot.Cause \"LocalFactoryReset\"\n";
     auto agent = startObuspaStyle(tmp / "agent", file, "SN-STOMP");
-    const std::vector<std::string> transport{"--stomp",        "127.0.0.1:" + std::to_string(broker.stompPort()),
-                                             "--agent",        "os::000000-SN-STOMP",
-                                             "--agent-destination", "/queue/agent-1"};
+    const std::vector<std::string> transport{"--stomp",
+                                             "127.0.0.1:" + std::to_string(broker.stompPort()),
+                                             "--agent",
+                                             "os::000000-SN-STOMP",
+                                             "--agent-destination",
+                                             "/queue/agent-1"};
     bool up = waitAnswering(*agent, transport);
     auto out = testing::readFile(tmp / "agent" / "berthd.out");
     INFO(out);
     REQUIRE(up);
-    CHECK(getValue(transport, "Device.LocalAgent.Controller.1.MTP.1.STOMP.Destination") == "/queue/controller-notify-dest");
+    CHECK(getValue(transport, "Device.LocalAgent.Controller.1.MTP.1.STOMP.Destination") ==
+          "/queue/controller-notify-dest");
     CHECK(getValue(transport, "Device.STOMP.Connection.1.EnableEncryption") == "false");
     CHECK(getValue(transport, "Device.DeviceInfo.SerialNumber") == "SN-STOMP");
     CHECK(out.find("reset.txt:19: stray double quote") != std::string::npos);
@@ -107,7 +113,9 @@ TEST_CASE("A factory file in the style of obuspa's WebSocket example starts bert
     const std::string file =
         "# obuspa-style WebSocket factory reset file\n"
         "Device.LocalAgent.Controller.1.EndpointID \"self::berthctl\"\n"
-        "Device.LocalAgent.MTP.1.WebSocket.Port \"" + std::to_string(port) + "\"\n"
+        "Device.LocalAgent.MTP.1.WebSocket.Port \"" +
+        std::to_string(port) +
+        "\"\n"
         "Device.LocalAgent.MTP.1.WebSocket.Path \"/usp\"\n"
         "Device.LocalAgent.MTP.1.WebSocket.EnableEncryption false\n"
         "Device.LocalAgent.MTP.1.Alias \"cpe-1\"\n"
@@ -124,7 +132,8 @@ TEST_CASE("A factory file in the style of obuspa's WebSocket example starts bert
         "Device.LocalAgent.Controller.1.MTP.1.WebSocket.SessionRetryMinimumWaitInterval \"5\"\n"
         "Internal.Reboot.Cause \"LocalFactoryReset\"\n";
     auto agent = startObuspaStyle(tmp / "agent", file, "SN-WS");
-    const std::vector<std::string> transport{"--ws", "127.0.0.1:" + std::to_string(port), "--agent", "os::000000-SN-WS"};
+    const std::vector<std::string> transport{"--ws", "127.0.0.1:" + std::to_string(port), "--agent",
+                                             "os::000000-SN-WS"};
     bool up = waitAnswering(*agent, transport);
     auto out = testing::readFile(tmp / "agent" / "berthd.out");
     INFO(out);

@@ -133,7 +133,8 @@ TEST_CASE("Internal lines are returned apart from the Device entries", "[config]
     CHECK_THAT(onlyProblem("Internal.A-B \"x\"\n").message, Catch::Contains("may only hold"));
 }
 
-TEST_CASE("A controller MTP's deleted MQTT.Reference is read as AgentMTPReference to the agent MTP using that client", "[config]") {
+TEST_CASE("A controller MTP's deleted MQTT.Reference is read as AgentMTPReference to the agent MTP using that client",
+          "[config]") {
     auto parsed = parseConfigText(
         "Device.LocalAgent.MTP.1.Protocol \"STOMP\"\n"
         "Device.LocalAgent.MTP.2.MQTT.Reference \"Device.MQTT.Client.1\"\n"
@@ -163,7 +164,8 @@ TEST_CASE("A deleted MQTT.Reference that no agent MTP of the file uses is droppe
     CHECK_THAT(parsed.warnings[0].message, Catch::Contains("no Device.LocalAgent.MTP.{i} in this file uses"));
 }
 
-TEST_CASE("A deleted parameter whose successor the file also sets is ignored with a warning naming both lines", "[config]") {
+TEST_CASE("A deleted parameter whose successor the file also sets is ignored with a warning naming both lines",
+          "[config]") {
     auto parsed = parseConfigText(
         "Device.LocalAgent.MTP.1.MQTT.Reference \"Device.MQTT.Client.1\"\n"
         "Device.LocalAgent.Controller.1.MTP.1.MQTT.Reference \"Device.MQTT.Client.1\"\n"

@@ -1,7 +1,6 @@
 #include "../../../agent/src/identity/device_identity.h"
 
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <string>
 
@@ -57,7 +56,8 @@ TEST_CASE("The serial number is the MAC address of the named interface, in upper
     CHECK(*serial == "02FC0A00001B");
 }
 
-TEST_CASE("Without an interface the first one that is up and not a loopback gives the serial number", "[agent][identity]") {
+TEST_CASE("Without an interface the first one that is up and not a loopback gives the serial number",
+          "[agent][identity]") {
     testing::TempDir dir;
     addInterface(dir.path(), "lo", "00:00:00:00:00:00", 772, "0x9");
     addInterface(dir.path(), "a-down", "02:00:00:00:00:01", 1, "0x1002");  // not up
@@ -81,7 +81,8 @@ TEST_CASE("A named interface that does not exist is an error naming it", "[agent
     CHECK_FALSE(identityDefaults(dir.path(), "wlan7"));
 }
 
-TEST_CASE("Identity defaults: obuspa's environment variables win, else the MAC address, else 'undefined'", "[agent][identity]") {
+TEST_CASE("Identity defaults: obuspa's environment variables win, else the MAC address, else 'undefined'",
+          "[agent][identity]") {
     testing::TempDir dir;
     addInterface(dir.path(), "eth0", "02:00:00:00:00:03", 1, "0x1003");
     EnvVar noIf("USP_BOARD_IFNAME", nullptr);

@@ -1,7 +1,6 @@
 #include "../../../agent/src/commands/schedule_timer.h"
 
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <string>
 #include <vector>
@@ -39,7 +38,8 @@ struct TimerFixture {
             return "Device.LocalAgent.Request." + std::to_string(++requests) + ".";
         };
         hooks.completed = [this](const dm::CommandCall& c, const std::string& req, Result<dm::ArgMap> r) {
-            completed.push_back(c.commandKey + "@" + req + ":" + (r ? std::string("ok") : std::to_string(r.error().numeric())));
+            completed.push_back(c.commandKey + "@" + req + ":" +
+                                (r ? std::string("ok") : std::to_string(r.error().numeric())));
         };
     }
 
@@ -52,14 +52,16 @@ struct TimerFixture {
             auto step = std::min(total, std::chrono::milliseconds(250));
             clock.advance(step);
             total -= step;
-            for (int i = 0; i < 3; ++i) loop.runOnce(0ms);
+            for (int i = 0; i < 3; ++i)
+                loop.runOnce(0ms);
         }
     }
 };
 
 }  // namespace
 
-TEST_CASE("Device.ScheduleTimer() completes after DelaySeconds on the injected clock, not before", "[agent][schedule-timer]") {
+TEST_CASE("Device.ScheduleTimer() completes after DelaySeconds on the injected clock, not before",
+          "[agent][schedule-timer]") {
     TimerFixture f;
     auto r = f.operate("test79", {{"DelaySeconds", "30"}});
     REQUIRE_FALSE(r.error);
@@ -76,7 +78,8 @@ TEST_CASE("Device.ScheduleTimer() completes after DelaySeconds on the injected c
     CHECK(f.timer->pending() == 0);
 }
 
-TEST_CASE("Device.ScheduleTimer() timers run side by side and end in the order of their delays", "[agent][schedule-timer]") {
+TEST_CASE("Device.ScheduleTimer() timers run side by side and end in the order of their delays",
+          "[agent][schedule-timer]") {
     TimerFixture f;
     REQUIRE(f.operate("long", {{"DelaySeconds", "5"}}).results.at(0).kind == dm::OperationResult::Kind::kRequestPath);
     REQUIRE(f.operate("short", {{"DelaySeconds", "2"}}).results.at(0).kind == dm::OperationResult::Kind::kRequestPath);
@@ -87,7 +90,8 @@ TEST_CASE("Device.ScheduleTimer() timers run side by side and end in the order o
           std::vector<std::string>{"short@Device.LocalAgent.Request.2.:ok", "long@Device.LocalAgent.Request.1.:ok"});
 }
 
-TEST_CASE("Device.ScheduleTimer() without DelaySeconds fails with 7027 and starts nothing (TP-469 1.100)", "[agent][schedule-timer]") {
+TEST_CASE("Device.ScheduleTimer() without DelaySeconds fails with 7027 and starts nothing (TP-469 1.100)",
+          "[agent][schedule-timer]") {
     TimerFixture f;
     auto r = f.operate("test100", {});
     REQUIRE(r.results.size() == 1);
@@ -112,10 +116,13 @@ TEST_CASE("Device.ScheduleTimer() ignores unknown input arguments (TP-469 1.91)"
     CHECK(f.completed == std::vector<std::string>{"test91@Device.LocalAgent.Request.1.:ok"});
 }
 
-TEST_CASE("Canceling a pending Device.ScheduleTimer() completes it with 7023 and it never fires", "[agent][schedule-timer]") {
+TEST_CASE("Canceling a pending Device.ScheduleTimer() completes it with 7023 and it never fires",
+          "[agent][schedule-timer]") {
     TimerFixture f;
-    REQUIRE(f.operate("cancel-me", {{"DelaySeconds", "10"}}).results.at(0).kind == dm::OperationResult::Kind::kRequestPath);
-    REQUIRE(f.operate("keep-me", {{"DelaySeconds", "10"}}).results.at(0).kind == dm::OperationResult::Kind::kRequestPath);
+    REQUIRE(f.operate("cancel-me", {{"DelaySeconds", "10"}}).results.at(0).kind ==
+            dm::OperationResult::Kind::kRequestPath);
+    REQUIRE(f.operate("keep-me", {{"DelaySeconds", "10"}}).results.at(0).kind ==
+            dm::OperationResult::Kind::kRequestPath);
     dm::CommandCall call{"Device.", "ScheduleTimer()", "Device.ScheduleTimer()", "cancel-me", {}};
     call.requestPath = "Device.LocalAgent.Request.1.";
     REQUIRE(f.engine->cancelCommand(call));
@@ -126,6 +133,6 @@ TEST_CASE("Canceling a pending Device.ScheduleTimer() completes it with 7023 and
     // A second cancel of the same call has nothing left to cancel.
     CHECK_FALSE(f.engine->cancelCommand(call));
     f.advance(10s);
-    CHECK(f.completed ==
-          std::vector<std::string>{"cancel-me@Device.LocalAgent.Request.1.:7023", "keep-me@Device.LocalAgent.Request.2.:ok"});
+    CHECK(f.completed == std::vector<std::string>{"cancel-me@Device.LocalAgent.Request.1.:7023",
+                                                  "keep-me@Device.LocalAgent.Request.2.:ok"});
 }
