@@ -46,7 +46,8 @@ std::string setConfigValue(std::string config, const std::string& key, const std
     return config.substr(0, start) + value + config.substr(end);
 }
 
-Berthd::Berthd(fs::path dir, const std::string& config) : dir_(std::move(dir)) {
+Berthd::Berthd(fs::path dir, const std::string& config, std::vector<std::string> extraArgs)
+    : dir_(std::move(dir)), extraArgs_(std::move(extraArgs)) {
     fs::create_directories(dir_);
     testing::writeFile(dir_ / "berth.conf", config);
     start();
@@ -57,9 +58,10 @@ Berthd::~Berthd() {
 }
 
 void Berthd::start() {
-    proc_ = testing::ProcessGuard::start({BERTHD_BIN, "--config", (dir_ / "berth.conf").string(), "--db", db().string(),
-                                          "--log-level", "debug"},
-                                         (dir_ / "berthd.log").string());
+    std::vector<std::string> argv{BERTHD_BIN, "--config", (dir_ / "berth.conf").string(), "--db", db().string(),
+                                  "--log-level", "debug"};
+    argv.insert(argv.end(), extraArgs_.begin(), extraArgs_.end());
+    proc_ = testing::ProcessGuard::start(argv, (dir_ / "berthd.log").string());
 }
 
 ExitStatus Berthd::stop() {

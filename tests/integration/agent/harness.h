@@ -41,7 +41,8 @@ std::string setConfigValue(std::string config, const std::string& key, const std
 // berthd as a process: configuration, database and log in `dir`.
 class Berthd {
 public:
-    Berthd(fs::path dir, const std::string& config);
+    // extraArgs go on berthd's command line after the usual ones (e.g. a raised limit).
+    Berthd(fs::path dir, const std::string& config, std::vector<std::string> extraArgs = {});
     ~Berthd();
     void start();
     // SIGTERM and wait (returns the exit status).
@@ -55,6 +56,7 @@ public:
 
 private:
     fs::path dir_;
+    std::vector<std::string> extraArgs_;
     std::unique_ptr<testing::ProcessGuard> proc_;
 };
 

@@ -120,6 +120,7 @@ TEST_CASE(
     // App 1 may write its own directory under the prefix, and plants links there.
     fs::path data = site.host / "app1";
     fs::create_directories(data);
+    giveToMappedRoot(data);  // EUs run as the ExecEnv's mapped root, not host root
     auto [du1, eu1] = h.install(
         {{"URL", http.url(attacker)},
          {"HostObject.1.Source", data.string()},
@@ -177,6 +178,7 @@ TEST_CASE(
         // The link replaced by a real directory again: the same EU starts and writes there.
         fs::remove(data / "swap");
         fs::create_directories(data / "swap");
+        giveToMappedRoot(data / "swap");
         REQUIRE(h.operate(eu2 + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
         REQUIRE(h.waitStatus(eu2, "Active"));
         REQUIRE(h.waitFor([&] { return fs::exists(data / "swap" / marker.substr(1)); }));
@@ -233,6 +235,7 @@ TEST_CASE(
         INFO(options);
         fs::path out = site.host / ("out-" + std::to_string(std::hash<std::string>{}(options)));
         fs::create_directories(out);
+        giveToMappedRoot(out);
         auto [du, eu] = h.install({{"URL", http.url(app)},
                                    {"HostObject.1.Source", out.string()},
                                    {"HostObject.1.Destination", "/out"},
@@ -248,6 +251,8 @@ TEST_CASE(
     fs::path ro = site.host / "ro", probe = site.host / "probe";
     fs::create_directories(ro);
     fs::create_directories(probe);
+    giveToMappedRoot(ro);  // writable by the EU's user: only the read-only mount refuses the write
+    giveToMappedRoot(probe);
     auto [du, eu] = h.install(
         {{"URL", http.url(app)},
          {"HostObject.1.Source", ro.string()},
@@ -496,6 +501,7 @@ TEST_CASE(
     CHECK_FALSE(fs::exists("/ran"));
     fs::remove(out);
     fs::create_directories(out);
+    giveToMappedRoot(out, 2);
     REQUIRE(h.operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
     REQUIRE(h.waitStatus(eu, "Active"));
     REQUIRE(h.waitFor([&] { return berth::testing::readFile(out / "ran") == "1.0.0 \n"; }));

@@ -209,7 +209,7 @@ EventArgs eventArgs(const Json& notify) {
     return out;
 }
 
-Fixture::Fixture(const std::function<std::string(std::string)>& adjustConfig)
+Fixture::Fixture(const std::function<std::string(std::string)>& adjustConfig, std::vector<std::string> berthdArgs)
     : tmp("berth-smm-e2e"),
       www(tmp / "www"),
       host(tmp / "host"),
@@ -235,7 +235,7 @@ Fixture::Fixture(const std::function<std::string(std::string)>& adjustConfig)
             "\"\n" + small + "X_BERTH_StateDir \"" + (tmp / "small" / "state").string() + "\"\n" + small +
             "AllocatedDiskSpace \"256\"\n";
     if (adjustConfig) conf = adjustConfig(conf);
-    agent = std::make_unique<agenttest::Berthd>(tmp / "agent", conf);
+    agent = std::make_unique<agenttest::Berthd>(tmp / "agent", conf, std::move(berthdArgs));
     bool up = waitAnswering();
     INFO("berthd log:\n" << agent->log());
     REQUIRE(up);

@@ -106,8 +106,10 @@ EventArgs eventArgs(const Json& notify);
 
 class Fixture {
 public:
-    // adjustConfig sees the configuration (with the ExecEnv set up) before berthd starts.
-    explicit Fixture(const std::function<std::string(std::string)>& adjustConfig = {});
+    // adjustConfig sees the configuration (with the ExecEnv set up) before berthd starts;
+    // berthdArgs go on berthd's command line.
+    explicit Fixture(const std::function<std::string(std::string)>& adjustConfig = {},
+                     std::vector<std::string> berthdArgs = {});
     ~Fixture();
     Fixture(const Fixture&) = delete;
     Fixture& operator=(const Fixture&) = delete;

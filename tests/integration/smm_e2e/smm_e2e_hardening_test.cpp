@@ -40,7 +40,9 @@ TEST_CASE(
     "Ten InstallDUs stalled mid-download over MQTT do not delay an EU start, and Request Cancel() ends each at "
     "once with 7023 and an empty staging area",
     "[smm_e2e][hardening]") {
-    Fixture f;
+    // One controller may run 8 asynchronous commands by default (--max-async-operations);
+    // ten stalled installs from one controller need a little more.
+    Fixture f({}, {"--max-async-operations", "16"});
     std::string quick = buildApp(f.www, "quick", "1.0.0");
     std::string stuck = buildApp(f.www, "stuck", "1.0.0");
     StallingServer slow(f.www, f.tmp / "slow.log");
