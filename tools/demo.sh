@@ -61,6 +61,9 @@ echo "demo: mosquitto listening on 127.0.0.1:$port (pid ${pids[-1]})"
 
 # 2. The agent, with the example configuration pointed at that broker.
 mkdir -p "$work/shared"
+# Apps run as the ExecEnv's mapped root (host uid 2^30 for ExecEnv.1, docs/security.md),
+# not as host root: the directory they write through a rw HostObject is handed to it.
+chown 1073741824:1073741824 "$work/shared"
 sed -e "s/^Device.MQTT.Client.1.BrokerPort .*/Device.MQTT.Client.1.BrokerPort \"$port\"/" \
     -e "s|^\(Device.SoftwareModules.ExecEnv.1.X_BERTH_HostObjectPrefixes\) .*|\1 \"$work/shared\"|" \
   "$here/examples/berth.conf" > "$work/berth.conf"
