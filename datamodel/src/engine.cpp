@@ -1012,10 +1012,10 @@ Status Engine::deleteInstance(std::string_view instancePath) {
     return impl_->commit();
 }
 
-Result<std::vector<std::string>> Engine::resolveObjects(std::string_view path) {
+Result<std::vector<std::string>> Engine::resolveObjects(std::string_view path, const Permissions* perms) {
     auto p = parsePath(path);
     if (!p) return p.error();
-    auto r = impl_->resolve(*p);
+    auto r = impl_->resolve(*p, perms);
     if (!r) return r.error();
     std::vector<std::string> out;
     for (const Pos& pos : r->positions) {

@@ -56,6 +56,13 @@ Permissions Permissions::fullAccess() {
     return p;
 }
 
+Permissions Permissions::fullAccessWithoutSecured() {
+    Permissions p;
+    p.full_ = true;
+    p.secured_ = false;
+    return p;
+}
+
 Permissions Permissions::fromRoles(const Engine& engine, const std::vector<std::string>& roles, bool mayReadSecured) {
     Permissions out;
     out.secured_ = mayReadSecured;

@@ -153,9 +153,16 @@ bool RefPattern::structural(const std::vector<std::string_view>& subject, std::s
     return true;
 }
 
+// Search expressions in a ReferenceList see secured values as "", whatever the recipient
+// may read: otherwise a subscription on [Password=="guess"] would tell by notifying.
+static const dm::Permissions& matcherPermissions() {
+    static const dm::Permissions perms = dm::Permissions::fullAccessWithoutSecured();
+    return perms;
+}
+
 bool RefPattern::resolvedContains(dm::Engine& engine, const std::string& text, const std::string& objPath,
                                   bool prefix) const {
-    auto found = engine.resolveObjects(text);
+    auto found = engine.resolveObjects(text, &matcherPermissions());
     if (!found) return false;
     return std::any_of(found->begin(), found->end(),
                        [&](const std::string& p) { return prefix ? startsWith(objPath, p) : p == objPath; });
@@ -221,7 +228,7 @@ bool RefPattern::mayDependOn(std::string_view path) const {
 void RefPattern::refresh(dm::Engine& engine) {
     if (!usesModel_) return;
     deletionCache_.clear();
-    auto found = engine.resolveObjects(parsed_.text);
+    auto found = engine.resolveObjects(parsed_.text, &matcherPermissions());
     if (found) deletionCache_.insert(found->begin(), found->end());
 }
 

@@ -210,3 +210,25 @@ TEST_CASE("Queued notifications go out on the queue's retry timer once sending w
     CHECK(sent[0].notify().value_change().param_value() == "one");
     CHECK(sent[1].notify().value_change().param_value() == "two");
 }
+
+TEST_CASE("A ValueChange subscription searching on a secured parameter is no password oracle", "[notify][limits]") {
+    Harness h;
+    h.standardControllers();
+    h.createNotifier();
+    auto client = h.engine->addInstance("Device.MQTT.Client.", {{"Name", "uplink"}, {"Password", "s3cret"}});
+    REQUIRE(client);
+    std::string guessed = h.subscribe(kCtrl1, "ValueChange", "Device.MQTT.Client.[Password==\"s3cret\"].Username");
+    std::string byName = h.subscribe(kCtrl1, "ValueChange", "Device.MQTT.Client.[Name==\"uplink\"].Username");
+    h.sent.clear();
+
+    auto set = h.set(*client, "Username", "operator");
+    INFO((set.error ? set.error->message : std::string()));
+    REQUIRE_FALSE(set.error);
+    std::set<std::string> notified;
+    for (const auto& s : h.sentTo(kEp1))
+        if (s.notify().has_value_change()) notified.insert(s.notify().subscription_id());
+    // The control subscription fires: the change did happen and matching works.
+    CHECK(notified.count(h.value(byName + "ID")) == 1);
+    // The right guess does not: the secured value compares as "" in a ReferenceList.
+    CHECK(notified.count(h.value(guessed + "ID")) == 0);
+}

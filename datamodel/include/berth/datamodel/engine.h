@@ -169,8 +169,9 @@ public:
     Result<std::string> addInstance(std::string_view tablePath, const std::vector<std::pair<std::string, std::string>>& values = {},
                                     std::uint32_t instance = 0);
     Status deleteInstance(std::string_view instancePath);
-    // Instance paths matching a path (search paths allowed).
-    Result<std::vector<std::string>> resolveObjects(std::string_view path);
+    // Instance paths matching a path (search paths allowed). With perms, search
+    // expressions see values as that role does (secured values as "" without secured access).
+    Result<std::vector<std::string>> resolveObjects(std::string_view path, const Permissions* perms = nullptr);
 
     // Groups internal writes into one transaction (one SQLite commit, events after it).
     class Batch {

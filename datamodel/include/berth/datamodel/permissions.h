@@ -38,6 +38,9 @@ class Permissions {
 public:
     // Everything allowed, secured values readable (internal callers, tests).
     static Permissions fullAccess();
+    // Everything allowed, but secured values read as "" (the subscription matcher: a
+    // search expression in a ReferenceList must not test a password).
+    static Permissions fullAccessWithoutSecured();
 
     // Reads the given roles (instance paths such as "Device.LocalAgent.ControllerTrust.Role.1."
     // or their Name values) from the engine's model. Disabled roles/permissions and unknown
