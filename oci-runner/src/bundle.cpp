@@ -184,6 +184,7 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
             return RunnerError(ErrorKind::kInvalidArgument, "mount source must be an absolute host path", m.source);
         json opts = {"rbind", "nosuid", "nodev"};
         opts.push_back(m.readOnly ? "ro" : "rw");
+        if (m.noExec) opts.push_back("noexec");
         mounts.push_back({{"destination", m.destination}, {"type", "bind"}, {"source", m.source}, {"options", opts}});
     }
 

@@ -82,6 +82,7 @@ Result<oci::ContainerSettings> SoftwareModulesImpl::settingsFor(const Eu& eu, co
             auto options = parseHostObjectOptions(val(r + "Options"));
             if (!options) return Error(options.error().code, "HostObject " + source + ": " + options.error().message);
             m.readOnly = options->readOnly;
+            m.noExec = options->noExec;
             // The source is staged by the start job (the staging path is set there).
             auto fd = resolveHostObject(ee.hostPrefixes, source);
             if (!fd) {

@@ -31,18 +31,20 @@ Result<HostObjectOptions> parseHostObjectOptions(std::string_view options) {
             sawRw = true;
         else if (opt == "rbind")
             o.recursive = true;
+        else if (opt == "noexec")
+            o.noExec = true;
         else if (opt == "bind" || opt == "nosuid" || opt == "nodev" || opt == "private" || opt == "rprivate" ||
                  opt.empty()) {
-        } else if (opt == "noexec" || opt == "shared" || opt == "rshared" || opt == "slave" || opt == "rslave" ||
+        } else if (opt == "shared" || opt == "rshared" || opt == "slave" || opt == "rslave" ||
                    opt == "unbindable" || opt == "runbindable") {
             return Error(ErrorCode::kInvalidArguments,
                          "HostObject option '" + std::string(opt) +
                              "' is not supported: the mount is always private, nosuid and nodev (allowed: bind, rbind, "
-                             "ro, rw, nosuid, nodev, private, rprivate)");
+                             "ro, rw, nosuid, nodev, noexec, private, rprivate)");
         } else {
             return Error(ErrorCode::kInvalidArguments,
                          "unknown HostObject option '" + std::string(opt) +
-                             "' (allowed: bind, rbind, ro, rw, nosuid, nodev, private, rprivate)");
+                             "' (allowed: bind, rbind, ro, rw, nosuid, nodev, noexec, private, rprivate)");
         }
         if (comma == std::string_view::npos) break;
         pos = comma + 1;
@@ -87,7 +89,8 @@ Status stageHostObject(int fd, const std::string& target, const HostObjectOption
     UniqueFd tree(::open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | rec));
     if (!tree) return sysError("open_tree of a HostObject", errno);
     mount_attr attr{};
-    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (options.readOnly ? MOUNT_ATTR_RDONLY : 0);
+    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (options.readOnly ? MOUNT_ATTR_RDONLY : 0) |
+                    (options.noExec ? MOUNT_ATTR_NOEXEC : 0);
     attr.propagation = MS_PRIVATE;
     if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | rec, &attr, sizeof attr) != 0)
         return sysError("mount_setattr of a HostObject", errno);

@@ -87,6 +87,8 @@ std::string buildBigApp(const fs::path& dir, const std::string& name, std::size_
 void checkNothingLeft(Harness& h, Site& site) {
     CHECK(h.rows("Device.SoftwareModules.DeploymentUnit.").empty());
     CHECK(h.rows("Device.SoftwareModules.ExecutionUnit.").empty());
+    // An image is removed in the background after the Uninstall that freed it returned.
+    CHECK(h.waitFor([&] { return site.stagingFiles() == 0 && site.imageRecords() == 0; }));
     CHECK(site.stagingFiles() == 0);
     CHECK(site.imageRecords() == 0);
 }
@@ -507,4 +509,35 @@ TEST_CASE(
     REQUIRE(h.waitFor([&] { return berth::testing::readFile(out / "ran") == "1.0.0 \n"; }));
     CHECK(fs::is_empty(site.state / "ee" / "crunapps" / "hostobjects"));
     REQUIRE(h.run(du + "Uninstall()", {}));
+}
+
+TEST_CASE("A HostObject mounted rw,noexec is writable but nothing on it runs, and without noexec the same script runs",
+          "[smm][integration][hardening]") {
+    Site site;
+    std::string app = buildApp(site.images, "noexec", "1.0.0");
+    HttpServer http(site.images);
+    Harness h(site);
+    for (const std::string& options : {std::string("rw,noexec"), std::string("rw")}) {
+        INFO(options);
+        fs::path dir = site.host / (options == "rw" ? "exec" : "noexec");
+        fs::create_directories(dir);
+        giveToMappedRoot(dir);
+        auto [du, eu] = h.install(
+            {{"URL", http.url(app)},
+             {"HostObject.1.Source", dir.string()},
+             {"HostObject.1.Destination", "/x"},
+             {"HostObject.1.Options", options},
+             {"EnvVariable.1.Key", "APP_CMD"},
+             {"EnvVariable.1.Value", "printf '#!/bin/sh\\necho ran\\n' > /x/s; chmod 755 /x/s; "
+                                     "if /x/s >/dev/null 2>&1; then echo ran; else echo refused; fi > /x/r; " +
+                                         idleCmd()},
+             {"ShutdownDelay", "2"}});
+        CHECK(h.get(eu + "HostObject.1.Options") == options);
+        REQUIRE(h.operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}})->result);
+        REQUIRE(h.waitStatus(eu, "Active"));
+        const std::string want = options == "rw" ? "ran\n" : "refused\n";
+        REQUIRE(h.waitFor([&] { return berth::testing::readFile(dir / "r") == want; }));
+        CHECK(fs::exists(dir / "s"));  // the write itself went through
+        REQUIRE(h.run(du + "Uninstall()", {}));
+    }
 }

@@ -29,7 +29,10 @@ TEST_CASE("HostObject Options default to read-only, accept rw and bind,rw, and r
     REQUIRE_FALSE(unknown);
     CHECK(unknown.error().code == ErrorCode::kInvalidArguments);
     CHECK(unknown.error().message.find("'exec'") != std::string::npos);
-    for (const char* refused : {"shared", "rshared", "slave", "noexec"}) {
+    CHECK(parseHostObjectOptions("rw,noexec")->noExec);
+    CHECK_FALSE(parseHostObjectOptions("rw")->noExec);
+    CHECK_FALSE(parseHostObjectOptions("rw,noexec")->readOnly);
+    for (const char* refused : {"shared", "rshared", "slave", "unbindable"}) {
         INFO(refused);
         auto r = parseHostObjectOptions(std::string("ro,") + refused);
         REQUIRE_FALSE(r);

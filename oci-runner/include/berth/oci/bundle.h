@@ -35,6 +35,7 @@ struct BindMount {
     std::string source;       // host path
     std::string destination;  // absolute path in the container
     bool readOnly = true;
+    bool noExec = false;  // the runtime's bind remount keeps noexec only when it is listed
 };
 
 struct ContainerSettings {

@@ -20,11 +20,12 @@
 namespace berth::smm {
 
 // The parsed Options of a HostObject: a comma-separated list from the allow-list
-// bind, rbind, ro, rw, nosuid, nodev, private, rprivate. Default "ro,nosuid,nodev".
+// bind, rbind, ro, rw, nosuid, nodev, noexec, private, rprivate. Default "ro,nosuid,nodev".
 // nosuid and nodev are always applied, asked for or not.
 struct HostObjectOptions {
     bool readOnly = true;
     bool recursive = false;  // rbind: submounts below the source come along
+    bool noExec = false;     // noexec: nothing on the mount may be executed
 };
 
 // Errors: 7004 naming the first option not on the allow-list (or ro with rw).
