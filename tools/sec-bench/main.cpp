@@ -139,7 +139,10 @@ double smmStart(const fs::path& dir, const std::string& url, const std::string& 
     std::vector<std::pair<std::string, std::string>> conf = {
         {"Device.SoftwareModules.ExecEnv.1.Name", "bench"},
         {"Device.SoftwareModules.ExecEnv.1.Enable", "true"},
-        {"Device.SoftwareModules.ExecEnv.1.X_BERTH_CgroupParent", cgroup}};
+        {"Device.SoftwareModules.ExecEnv.1.X_BERTH_CgroupParent", cgroup},
+        // file: URLs are off unless the ExecEnv names the directory they may read.
+        {"Device.SoftwareModules.ExecEnv.1.X_BERTH_FileURLDirectories",
+         fs::path(url.substr(std::string("file://").size())).parent_path().string()}};
     if (!secure) {
         conf.push_back({"Device.SoftwareModules.ExecEnv.1.X_BERTH_IdMapSize", "0"});
         conf.push_back({"Device.SoftwareModules.ExecEnv.1.X_BERTH_SeccompProfile", "unconfined"});
