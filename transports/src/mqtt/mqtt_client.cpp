@@ -1,16 +1,14 @@
 // MqttClient: the TR-369 MQTT binding's state machine on top of an MqttConnection.
 //
-// One connection at a time. A connection that is given up is disconnected (which stops
-// its events) and parked in retired_ for a short while before destruction: Paho may
-// still be finishing the callback that reported the failure on its own thread, and
-// destroying its client under it would be a use-after-free.
+// One connection at a time; the life cycle (start, stop, retry waits, retired
+// connections) is the shared Reconnector. A connection that is given up is
+// disconnected (which stops its events) and retired with a grace period before
+// destruction: Paho may still be finishing the callback that reported the failure on
+// its own thread, and destroying its client under it would be a use-after-free.
 #include <algorithm>
-#include <list>
-#include <random>
-#include <sstream>
 
+#include "../reconnector.h"
 #include "berth/core/log.h"
-#include "berth/core/retry.h"
 #include "berth/transports/mqtt.h"
 #include "tcp_nodelay.h"
 
@@ -18,14 +16,16 @@ namespace berth::transports {
 namespace {
 
 constexpr std::string_view kTag = "mqtt";
-constexpr auto kRetiredGrace = std::chrono::milliseconds(200);
-constexpr auto kRetiredMax = std::chrono::seconds(2);
+constexpr detail::Reconnector::Grace kRetiredGrace{std::chrono::milliseconds(200), std::chrono::seconds(2)};
 
-std::string seconds(std::chrono::milliseconds d) {
-    std::ostringstream os;
-    os.precision(1);
-    os << std::fixed << static_cast<double>(d.count()) / 1000.0 << " s";
-    return os.str();
+using detail::formatSeconds;
+
+RetrySchedule retrySchedule(const MqttClientConfig& c) {
+    RetrySchedule schedule;
+    schedule.minWait = c.connectRetryTime;
+    schedule.multiplier = c.connectRetryIntervalMultiplier;
+    schedule.maxWait = c.connectRetryMaxInterval;
+    return schedule;
 }
 
 bool sameConnectionSettings(const MqttClientConfig& a, const MqttClientConfig& b) {
@@ -42,44 +42,36 @@ bool sameConnectionSettings(const MqttClientConfig& a, const MqttClientConfig& b
 
 class MqttClient::Impl final : public MqttConnectionEvents {
 public:
-    Impl(MqttClient& owner, EventLoop& loop, MqttClientConfig config, MqttConnectionFactory factory)
-        : owner_(owner), loop_(loop), config_(std::move(config)), factory_(std::move(factory)),
-          rng_(std::random_device{}()) {
-        retryTimer_ = loop_.createTimer([this] { connectNow(); });
-        reaper_ = loop_.createTimer([this] { reap(); });
+    Impl(MqttClient& owner, EventLoop& loop, MqttClientConfig config, MqttConnectionFactory factory,
+         std::unique_ptr<WorkerPool> ownPool)
+        : ownPool_(std::move(ownPool)), owner_(owner), loop_(loop), config_(std::move(config)),
+          factory_(std::move(factory)),
+          life_(loop, [this] { openConnection(); },
+                [this](MtpStatus s, const std::string& d) { owner_.reportStatus(s, d); }) {
+        life_.setSchedule(retrySchedule(config_));
     }
 
-    ~Impl() {
-        running_ = false;
-        dropConnection();
-        retired_.clear();
-        retryTimer_.reset();
-        reaper_.reset();
-    }
+    // The connection goes first: retiring it needs life_.
+    ~Impl() { dropConnection(); }
 
     // ---- Mtp ----
 
     Status start() {
-        if (running_) return {};
-        running_ = true;
-        retryCount_ = 0;
-        connectNow();
+        life_.start();
         return {};
     }
 
     void stop() {
-        if (!running_) return;
-        retryTimer_->cancel();
-        nextRetryDelay_ = {};
+        if (!life_.running()) return;
+        life_.cancelRetry();
         dropConnection();
-        setStatus(MtpStatus::kDown, "stopped");
-        running_ = false;
+        life_.stop();
     }
 
     Status send(OutboundRecord record) {
-        if (status_ != MtpStatus::kUp || !conn_)
-            return Error(ErrorCode::kMessageFailed,
-                         "MQTT client for " + brokerName() + " is not up (" + std::string(mtpStatusName(status_)) + ")");
+        if (status() != MtpStatus::kUp || !conn_)
+            return Error(ErrorCode::kMessageFailed, "MQTT client for " + brokerName() + " is not up (" +
+                                                        std::string(mtpStatusName(status())) + ")");
         if (!isValidMqttTopicName(record.destination))
             return Error(ErrorCode::kMessageFailed, "'" + record.destination + "' is not an MQTT topic name");
         MqttMessage m;
@@ -121,11 +113,11 @@ public:
         const bool endpointPublishChanged = config.publishEndpointId != config_.publishEndpointId ||
                                             config.endpointIdTopic != config_.endpointIdTopic;
         config_ = std::move(config);
-        if (!running_) return {};
+        life_.setSchedule(retrySchedule(config_));
+        if (!life_.running()) return {};
         if (reconnect || !conn_ || !connected_) {
             BERTH_LOG_INFO(kTag) << brokerName() << ": configuration changed, connecting again";
-            retryCount_ = 0;
-            connectNow();
+            reconnectAtOnce();
             return {};
         }
         // Same connection: bring the subscriptions in line without reconnecting (R-MQTT.34).
@@ -136,8 +128,7 @@ public:
         }
         if (plan->responseTopic != replyTopic_) {
             // Peers learnt the old reply-to from the connect record: start over so a new one goes out.
-            retryCount_ = 0;
-            connectNow();
+            reconnectAtOnce();
             return {};
         }
         for (auto it = subs_.begin(); it != subs_.end();) {
@@ -158,20 +149,20 @@ public:
             if (std::any_of(subs_.begin(), subs_.end(), [&](const Sub& s) { return s.filter == f.filter; })) continue;
             subscribe(f);
         }
-        if (endpointPublishChanged && status_ == MtpStatus::kUp) publishEndpointId();
+        if (endpointPublishChanged && status() == MtpStatus::kUp) publishEndpointId();
         return {};
     }
 
     MqttClientFigures figures() const {
         MqttClientFigures f;
-        f.status = status_;
-        f.statusDetail = detail_;
+        f.status = life_.status();
+        f.statusDetail = life_.detail();
         f.responseTopicDiscovered = connected_ ? replyTopic_ : std::string();
         f.assignedClientId = assignedClientId_;
         f.clientIdInUse = clientIdInUse_;
         for (const auto& s : subs_) f.subscriptions.push_back({s.filter, s.qos, s.status});
-        f.retryCount = retryCount_;
-        f.nextRetryDelay = retryTimer_->armed() ? nextRetryDelay_ : std::chrono::milliseconds(0);
+        f.retryCount = life_.retryCount();
+        f.nextRetryDelay = life_.pendingRetryDelay();
         f.connectAttempts = connectAttempts_;
         f.recordsSent = recordsSent_;
         f.recordsReceived = recordsReceived_;
@@ -212,14 +203,14 @@ public:
 
     void onConnectionLost(const std::string& reason) override {
         if (!conn_) return;
-        if (status_ != MtpStatus::kUp) {
+        if (status() != MtpStatus::kUp) {
             failAttempt(reason);
             return;
         }
         dropConnection();
-        auto d = scheduleRetry();
-        BERTH_LOG_WARN(kTag) << brokerName() << ": " << reason << "; reconnecting in " << seconds(d);
-        setStatus(MtpStatus::kConnecting, reason + "; reconnecting in " + seconds(d));
+        auto d = life_.scheduleRetry();
+        BERTH_LOG_WARN(kTag) << brokerName() << ": " << reason << "; reconnecting in " << formatSeconds(d);
+        life_.setStatus(MtpStatus::kConnecting, reason + "; reconnecting in " + formatSeconds(d));
     }
 
     void onSubscribeResult(const std::string& filter, bool ok, const std::string& detail) override {
@@ -263,14 +254,16 @@ public:
         BERTH_LOG_WARN(kTag) << brokerName() << ": PUBLISH to " << topic << " failed: " << detail;
     }
 
+    MtpStatus status() const { return life_.status(); }
+    void seed(std::uint64_t s) { life_.seed(s); }
+
+    // The default factory's pool; outlives every connection (they go with life_).
+    std::unique_ptr<WorkerPool> ownPool_;
     MqttClient& owner_;
     EventLoop& loop_;
     MqttClientConfig config_;
     MqttConnectionFactory factory_;
-    std::mt19937_64 rng_;
-    bool running_ = false;
-    MtpStatus status_ = MtpStatus::kDown;
-    std::string detail_;
+    detail::Reconnector life_;
     std::string replyTopic_;
 
 private:
@@ -279,27 +272,21 @@ private:
         int qos = 1;
         MqttSubscriptionStatus status = MqttSubscriptionStatus::kSubscribing;
     };
-    struct Retired {
-        std::unique_ptr<MqttConnection> conn;
-        Clock::MonoTime since;
-        bool done = false;
-    };
 
     std::string brokerName() const {
         return std::string(config_.transport == MqttTransport::kTls ? "mqtts://" : "mqtt://") +
                config_.brokerAddress + ":" + std::to_string(config_.brokerPort);
     }
 
-    void setStatus(MtpStatus s, const std::string& detail) {
-        if (s == status_ && detail == detail_) return;
-        status_ = s;
-        detail_ = detail;
-        if (running_) owner_.reportStatus(s, detail);
+    void setStatus(MtpStatus s, const std::string& detail) { life_.setStatus(s, detail); }
+
+    void reconnectAtOnce() {
+        life_.resetRetries();
+        life_.connectNow();
     }
 
-    void connectNow() {
-        retryTimer_->cancel();
-        nextRetryDelay_ = {};
+    // The Reconnector's attempt: a new connection in place of the current one.
+    void openConnection() {
         dropConnection();
         clientIdInUse_ = chooseMqttClientId(config_, assignedClientId_);
         ++connectAttempts_;
@@ -331,7 +318,7 @@ private:
     // Up once every SUBACK is in and at least one subscription holds (R-MQTT.17); if
     // the broker refused them all, give this connection up (TP-469 11.11).
     void maybeUp() {
-        if (status_ == MtpStatus::kUp || !connected_) return;
+        if (status() == MtpStatus::kUp || !connected_) return;
         bool pending = std::any_of(subs_.begin(), subs_.end(),
                                    [](const Sub& s) { return s.status == MqttSubscriptionStatus::kSubscribing; });
         if (pending) return;
@@ -341,8 +328,7 @@ private:
             failAttempt("the broker refused every subscription");
             return;
         }
-        retryCount_ = 0;
-        nextRetryDelay_ = {};
+        life_.succeeded();
         std::string topics;
         for (const auto& s : subs_)
             if (s.status == MqttSubscriptionStatus::kSubscribed) topics += (topics.empty() ? "" : ", ") + s.filter;
@@ -368,8 +354,9 @@ private:
 
     void failAttempt(const std::string& reason) {
         dropConnection();
-        auto d = scheduleRetry();
-        BERTH_LOG_WARN(kTag) << brokerName() << ": " << reason << "; retry " << retryCount_ << " in " << seconds(d);
+        auto d = life_.scheduleRetry();
+        BERTH_LOG_WARN(kTag) << brokerName() << ": " << reason << "; retry " << life_.retryCount() << " in "
+                             << formatSeconds(d);
         setStatus(MtpStatus::kError, reason);
     }
 
@@ -377,62 +364,30 @@ private:
     // until its configuration changes.
     void disable(const std::string& reason) {
         dropConnection();
-        retryTimer_->cancel();
-        nextRetryDelay_ = {};
+        life_.cancelRetry();
         BERTH_LOG_ERROR(kTag) << brokerName() << ": " << reason << "; not reconnecting until reconfigured";
         setStatus(MtpStatus::kError, reason);
     }
 
-    std::chrono::milliseconds scheduleRetry() {
-        RetrySchedule schedule;
-        schedule.minWait = config_.connectRetryTime;
-        schedule.multiplier = config_.connectRetryIntervalMultiplier;
-        schedule.maxWait = config_.connectRetryMaxInterval;
-        ++retryCount_;
-        nextRetryDelay_ = schedule.delay(retryCount_, rng_);
-        retryTimer_->start(nextRetryDelay_);
-        return nextRetryDelay_;
-    }
-
+    // The connection is disconnected (no events after this) and retired, not destroyed:
+    // see the file comment.
     void dropConnection() {
         if (!conn_) return;
         connected_ = false;
         subs_.clear();
         replyTopic_.clear();
-        retired_.push_back({std::move(conn_), loop_.clock().now(), false});
-        MqttConnection* raw = retired_.back().conn.get();
-        std::weak_ptr<Impl*> weak = self_;
-        raw->disconnect([weak, raw] {
-            auto self = weak.lock();
-            if (!self) return;
-            for (auto& r : (*self)->retired_)
-                if (r.conn.get() == raw) r.done = true;
-        });
-        if (!reaper_->armed()) reaper_->start(kRetiredGrace);
-    }
-
-    void reap() {
-        auto now = loop_.clock().now();
-        retired_.remove_if([&](const Retired& r) {
-            return (r.done && now - r.since >= kRetiredGrace) || now - r.since >= kRetiredMax;
-        });
-        if (!retired_.empty()) reaper_->start(kRetiredGrace);
+        MqttConnection* raw = conn_.get();
+        auto done = life_.retire(std::move(conn_), kRetiredGrace);
+        raw->disconnect(std::move(done));
     }
 
 public:
-    // Lets work queued on the loop find out whether this object still exists.
-    std::shared_ptr<Impl*> self_ = std::make_shared<Impl*>(this);
-    std::unique_ptr<Timer> retryTimer_;
-    std::unique_ptr<Timer> reaper_;
     std::unique_ptr<MqttConnection> conn_;
     bool connected_ = false;
     MqttConnack connack_;
     std::vector<Sub> subs_;
-    std::list<Retired> retired_;
     std::string assignedClientId_;
     std::string clientIdInUse_;
-    unsigned retryCount_ = 0;
-    std::chrono::milliseconds nextRetryDelay_{0};
     std::uint64_t connectAttempts_ = 0;
     std::uint64_t recordsSent_ = 0;
     std::uint64_t recordsReceived_ = 0;
@@ -443,9 +398,13 @@ public:
 Result<std::unique_ptr<MqttClient>> MqttClient::create(EventLoop& loop, MqttClientConfig config,
                                                        MqttConnectionFactory factory) {
     BERTH_TRY(validateMqttConfig(config));
-    if (!factory) factory = pahoMqttConnectionFactory();
+    std::unique_ptr<WorkerPool> ownPool;
+    if (!factory) {
+        ownPool = std::make_unique<WorkerPool>(loop, 1);
+        factory = pahoMqttConnectionFactory(*ownPool);
+    }
     std::unique_ptr<MqttClient> client(new MqttClient());
-    client->impl_ = std::make_unique<Impl>(*client, loop, std::move(config), std::move(factory));
+    client->impl_ = std::make_unique<Impl>(*client, loop, std::move(config), std::move(factory), std::move(ownPool));
     return client;
 }
 
@@ -454,11 +413,11 @@ MqttClient::~MqttClient() = default;
 Status MqttClient::start() { return impl_->start(); }
 void MqttClient::stop() { impl_->stop(); }
 Status MqttClient::send(OutboundRecord record) { return impl_->send(std::move(record)); }
-MtpStatus MqttClient::status() const { return impl_->status_; }
-std::string MqttClient::agentAddress() const { return impl_->status_ == MtpStatus::kUp ? impl_->replyTopic_ : ""; }
+MtpStatus MqttClient::status() const { return impl_->status(); }
+std::string MqttClient::agentAddress() const { return impl_->status() == MtpStatus::kUp ? impl_->replyTopic_ : ""; }
 Status MqttClient::applyConfig(MqttClientConfig config) { return impl_->applyConfig(std::move(config)); }
 const MqttClientConfig& MqttClient::config() const { return impl_->config_; }
 MqttClientFigures MqttClient::figures() const { return impl_->figures(); }
-void MqttClient::seedRetryJitter(std::uint64_t seed) { impl_->rng_.seed(seed); }
+void MqttClient::seedRetryJitter(std::uint64_t seed) { impl_->seed(seed); }
 
 }  // namespace berth::transports

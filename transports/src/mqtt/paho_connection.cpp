@@ -4,14 +4,15 @@
 // into the loop through a Bridge; the Bridge forgets the loop when the connection is
 // closed, so nothing is posted afterwards, and posted work checks that the connection
 // still wants events before delivering them. Paho's automatic reconnect stays off: the
-// client drives reconnects with the TR-369 schedule.
+// client drives reconnects with the TR-369 schedule. A failed TLS connect is diagnosed
+// by a job on the worker pool, owned by the Bridge and cancelled when the connection is
+// disconnected or destroyed, so its answer never reaches a connection given up.
 #include <mqtt/async_client.h>
 
 #include <algorithm>
 #include <atomic>
 #include <list>
 #include <mutex>
-#include <thread>
 
 #include "berth/core/log.h"
 #include "berth/transports/mqtt.h"
@@ -29,6 +30,21 @@ struct Bridge : std::enable_shared_from_this<Bridge> {
     // Loop thread only.
     MqttConnectionEvents* events = nullptr;
     std::function<void()> disconnectDone;
+    WorkerPool* pool = nullptr;
+    std::unique_ptr<Job> diagnosis;  // a TLS failure being looked into
+
+    // Loop thread: looks into a failed TLS connect on the pool, then reports the failure
+    // with what was found. Skipped once the connection no longer wants events.
+    void diagnoseTls(const std::string& why, const MqttClientConfig& config) {
+        if (!events || !pool) return;
+        Bridge* self = this;  // the job belongs to this Bridge and is cancelled with it
+        diagnosis = pool->submit<std::string>(
+            [config](const CancelToken&) { return mqtt_detail::diagnoseTlsFailure(config, std::chrono::seconds(5)); },
+            [self, why](std::string tls) {
+                self->diagnosis.reset();
+                if (self->events) self->events->onConnectFailed(why + "; TLS: " + tls);
+            });
+    }
 
     // Publishes handed to Paho whose completion (written, or acknowledged) has not been
     // reported yet; any thread.
@@ -105,16 +121,19 @@ std::string brokerUri(const MqttClientConfig& c) {
 
 class PahoConnection final : public MqttConnection {
 public:
-    PahoConnection(EventLoop& loop, const MqttClientConfig& config, std::string clientId, MqttConnectionEvents& events)
+    PahoConnection(EventLoop& loop, WorkerPool& pool, const MqttClientConfig& config, std::string clientId,
+                   MqttConnectionEvents& events)
         : config_(config), clientId_(std::move(clientId)), uri_(brokerUri(config)),
           bridge_(std::make_shared<Bridge>()) {
         bridge_->loop = &loop;
         bridge_->events = &events;
+        bridge_->pool = &pool;
     }
 
     ~PahoConnection() override {
         bridge_->events = nullptr;
         bridge_->disconnectDone = nullptr;
+        bridge_->diagnosis.reset();
         bridge_->close();
         // A DISCONNECT asked for just before (shutdown) gets a short moment to go out.
         if (disconnectToken_ && !disconnectToken_->is_complete())
@@ -239,12 +258,8 @@ public:
                     return;
                 }
                 // Paho does not say why a TLS connect failed (and its C++ 1.2 error
-                // handler hook is unsafe to use), so look for ourselves, off every loop.
-                std::thread([b, why, config] {
-                    std::string tls = mqtt_detail::diagnoseTlsFailure(config, std::chrono::seconds(5));
-                    std::string full = why + "; TLS: " + tls;
-                    b->toEvents([full](MqttConnectionEvents& ev) { ev.onConnectFailed(full); });
-                }).detach();
+                // handler hook is unsafe to use), so look for ourselves, on the pool.
+                b->post([why, config](Bridge& br) { br.diagnoseTls(why, config); });
                 return;
             }
             MqttConnack ack;
@@ -352,6 +367,7 @@ public:
 
     void disconnect(std::function<void()> done) override {
         bridge_->events = nullptr;
+        bridge_->diagnosis.reset();
         bridge_->disconnectDone = std::move(done);
         std::weak_ptr<Bridge> weak = bridge_;
         auto& listener = addListener([weak](const mqtt::token&, bool) {
@@ -390,10 +406,10 @@ private:
 
 }  // namespace
 
-MqttConnectionFactory pahoMqttConnectionFactory() {
-    return [](EventLoop& loop, const MqttClientConfig& config, const std::string& clientId,
-              MqttConnectionEvents& events) -> Result<std::unique_ptr<MqttConnection>> {
-        auto conn = std::make_unique<PahoConnection>(loop, config, clientId, events);
+MqttConnectionFactory pahoMqttConnectionFactory(WorkerPool& pool) {
+    return [&pool](EventLoop& loop, const MqttClientConfig& config, const std::string& clientId,
+                   MqttConnectionEvents& events) -> Result<std::unique_ptr<MqttConnection>> {
+        auto conn = std::make_unique<PahoConnection>(loop, pool, config, clientId, events);
         BERTH_TRY(conn->init());
         return std::unique_ptr<MqttConnection>(std::move(conn));
     };

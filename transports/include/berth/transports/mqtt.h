@@ -22,8 +22,9 @@
 // which records are worth keeping.
 //
 // TLS: files are loaded with OpenSSL before each attempt so a bad file is named with
-// OpenSSL's reason; when a TLS connect fails, one handshake of our own (on a short-lived
-// thread) says why, e.g. "server certificate rejected: ... (checked against CA file X)".
+// OpenSSL's reason; when a TLS connect fails, one handshake of our own (a job on the
+// worker pool, dropped if the connection is given up first) says why, e.g. "server
+// certificate rejected: ... (checked against CA file X)".
 //
 // Known limits of Paho C (shared by all clients in the process): host names are resolved
 // with a blocking getaddrinfo() on its shared thread, so use IP addresses or a local
@@ -43,6 +44,7 @@
 
 #include "berth/core/event_loop.h"
 #include "berth/core/result.h"
+#include "berth/core/worker_pool.h"
 #include "berth/transports/mtp.h"
 
 namespace berth::transports {
@@ -200,8 +202,9 @@ using MqttConnectionFactory = std::function<Result<std::unique_ptr<MqttConnectio
     EventLoop& loop, const MqttClientConfig& config, const std::string& clientId,
     MqttConnectionEvents& events)>;
 
-// The production factory (Eclipse Paho MQTT C++).
-MqttConnectionFactory pahoMqttConnectionFactory();
+// The production factory (Eclipse Paho MQTT C++). The TLS failure diagnosis runs on
+// `pool` (borrowed; it must outlive every connection the factory makes).
+MqttConnectionFactory pahoMqttConnectionFactory(WorkerPool& pool);
 
 // ---- The client ----
 
@@ -231,7 +234,9 @@ struct MqttClientFigures {
 class MqttClient final : public Mtp {
 public:
     // Validates the config (see validateMqttConfig) and makes an idle client. The loop is
-    // borrowed and must outlive the client. factory defaults to Paho.
+    // borrowed and must outlive the client. factory defaults to Paho on a worker pool of
+    // the client's own (one thread at most, none while idle); pass
+    // pahoMqttConnectionFactory(pool) to share a pool between clients.
     static Result<std::unique_ptr<MqttClient>> create(EventLoop& loop, MqttClientConfig config,
                                                       MqttConnectionFactory factory = {});
     ~MqttClient() override;
