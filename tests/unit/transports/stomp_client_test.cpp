@@ -4,6 +4,12 @@
 // client wrote.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "berth/core/fd.h"
+#include "berth/core/worker_pool.h"
 #include "berth/transports/stomp.h"
 
 using namespace berth;
@@ -302,4 +308,92 @@ TEST_CASE("No answer within the connect timeout is a failed attempt", "[stomp]")
     CHECK(rig.client->status() == MtpStatus::kError);
     CHECK_THAT(rig.client->figures().statusDetail, Catch::Contains("no answer"));
 }
+TEST_CASE("A STOMP stream that was given up cannot call back: its late close counts no second failure", "[stomp]") {
+    Rig rig;
+    std::vector<MtpStatus> statuses;
+    rig.client->onStatus([&](MtpStatus s, const std::string&) { statuses.push_back(s); });
+    REQUIRE(rig.client->start());
+    rig.bringUp();
+    StompStreamEvents* old = rig.net.events;
+    rig.net.serverSends(StompFrame{"ERROR", {{"message", "go away"}}, {}});
+    REQUIRE(rig.client->figures().retryCount == 1);
+    const auto detail = rig.client->figures().statusDetail;
+    const auto reported = statuses.size();
+    // What the old socket still has to say (the server closing after its ERROR frame)
+    // arrives after the client gave the stream up: nothing may come of it.
+    old->onStreamData(serializeStompFrame(StompFrame{"MESSAGE", {{"reply-to-dest", "/queue/c"}}, "late"}));
+    old->onStreamClosed("connection closed by the server");
+    CHECK(rig.client->figures().retryCount == 1);
+    CHECK(rig.client->figures().statusDetail == detail);
+    CHECK(statuses.size() == reported);
+    CHECK(rig.received.empty());
+    // The stream goes on the next loop turn, not inside its own callback.
+    CHECK(rig.net.live != nullptr);
+    rig.loop.runOnce(0ms);
+    CHECK(rig.net.live == nullptr);
+}
+
+TEST_CASE("stop() during a STOMP connect reports Down and nothing arrives afterwards", "[stomp]") {
+    Rig rig;
+    std::vector<MtpStatus> statuses;
+    rig.client->onStatus([&](MtpStatus s, const std::string&) { statuses.push_back(s); });
+    REQUIRE(rig.client->start());
+    StompStreamEvents* connecting = rig.net.events;
+    rig.client->stop();
+    REQUIRE_FALSE(statuses.empty());
+    CHECK(statuses.back() == MtpStatus::kDown);
+    const auto reported = statuses.size();
+    connecting->onStreamClosed("connection refused");
+    rig.advance(1h);
+    CHECK(statuses.size() == reported);
+    CHECK(rig.net.created == 1);
+    CHECK(rig.client->status() == MtpStatus::kDown);
+}
+
+TEST_CASE("A STOMP host name is resolved on the given worker pool and the stream connects", "[stomp]") {
+    SystemClock clock;
+    EventLoop loop(clock);
+    WorkerPool pool(loop, 1);
+    // A listening socket on loopback, port chosen by the kernel.
+    UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(listener);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listener.get(), 4) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+
+    struct Events final : StompStreamEvents {
+        void onStreamConnected() override { connected = true; }
+        void onStreamData(std::string_view) override {}
+        void onStreamClosed(const std::string& r) override { closed = r; }
+        bool connected = false;
+        std::string closed;
+    } events;
+    StompConfig c = Rig::config();
+    c.host = "localhost";  // a name, not an address: resolution goes to the pool
+    c.port = ntohs(addr.sin_port);
+    auto stream = tcpStompStreamFactory(pool)(loop, c, events);
+    REQUIRE(stream);
+    CHECK(pool.threadCount() == 1);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!events.connected && events.closed.empty() && std::chrono::steady_clock::now() < deadline)
+        loop.runOnce(100ms);
+    CHECK(events.closed.empty());
+    CHECK(events.connected);
+
+    // A stream destroyed while its lookup runs is never told the answer.
+    Events quiet;
+    auto quietPool = std::make_unique<WorkerPool>(loop, 1);
+    auto gone = tcpStompStreamFactory(*quietPool)(loop, c, quiet);
+    REQUIRE(gone);
+    gone->reset();
+    quietPool.reset();  // joins: the lookup has finished and posted its answer, or never ran
+    for (int i = 0; i < 5; ++i) loop.runOnce(0ms);
+    CHECK_FALSE(quiet.connected);
+    CHECK(quiet.closed.empty());
+}
+
 #endif

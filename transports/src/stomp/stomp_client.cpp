@@ -1,12 +1,11 @@
 // StompClient: the TR-369 STOMP binding's state machine on top of a StompStream.
 //
-// One stream at a time. A stream that is given up is moved to retired_ and destroyed
-// from a zero-delay timer, never inside one of its own callbacks.
-#include <random>
-#include <sstream>
-
+// One stream at a time; the life cycle (start, stop, retry waits, retired streams) is
+// the shared Reconnector. Each stream reports to its own gate; a stream that is given
+// up has its gate shut, so whatever it still reads or reports goes nowhere, and is
+// retired to be destroyed on the next loop turn, never inside one of its own callbacks.
+#include "../reconnector.h"
 #include "berth/core/log.h"
-#include "berth/core/retry.h"
 #include "berth/transports/stomp.h"
 
 namespace berth::transports {
@@ -15,11 +14,15 @@ namespace {
 constexpr std::string_view kTag = "stomp";
 constexpr std::string_view kContentType = "application/vnd.bbf.usp.msg";
 
-std::string seconds(std::chrono::milliseconds d) {
-    std::ostringstream os;
-    os.precision(1);
-    os << std::fixed << static_cast<double>(d.count()) / 1000.0 << " s";
-    return os.str();
+using detail::formatSeconds;
+
+RetrySchedule retrySchedule(const StompConfig& c) {
+    RetrySchedule schedule;
+    schedule.kind = RetrySchedule::Kind::kStomp;
+    schedule.minWait = c.serverRetryInitialInterval;
+    schedule.multiplier = c.serverRetryIntervalMultiplier;
+    schedule.maxWait = c.serverRetryMaxInterval;
+    return schedule;
 }
 
 bool sameConnectionSettings(const StompConfig& a, const StompConfig& b) {
@@ -35,38 +38,36 @@ bool sameConnectionSettings(const StompConfig& a, const StompConfig& b) {
 
 }  // namespace
 
-class StompClient::Impl final : public StompStreamEvents {
+class StompClient::Impl final {
 public:
-    Impl(StompClient& owner, EventLoop& loop, StompConfig config, StompStreamFactory factory)
-        : owner_(owner), loop_(loop), config_(std::move(config)), factory_(std::move(factory)),
-          rng_(std::random_device{}()) {
-        retryTimer_ = loop_.createTimer([this] { connectNow(); });
-        connectTimer_ = loop_.createTimer([this] { failConnection("no answer from the server within " + seconds(config_.connectTimeout)); });
+    Impl(StompClient& owner, EventLoop& loop, StompConfig config, StompStreamFactory factory,
+         std::unique_ptr<WorkerPool> ownPool)
+        : ownPool_(std::move(ownPool)), owner_(owner), loop_(loop), config_(std::move(config)),
+          factory_(std::move(factory)),
+          life_(loop, [this] { openStream(); },
+                [this](MtpStatus s, const std::string& d) { owner_.reportStatus(s, d); }) {
+        life_.setSchedule(retrySchedule(config_));
+        connectTimer_ = loop_.createTimer(
+            [this] { failConnection("no answer from the server within " + formatSeconds(config_.connectTimeout)); });
         sendBeatTimer_ = loop_.createTimer([this] { sendHeartbeat(); });
         rxTimer_ = loop_.createTimer([this] { onSilence(); });
-        reaper_ = loop_.createTimer([this] { retired_.clear(); });
     }
 
     ~Impl() {
-        running_ = false;
         stream_.reset();
-        retired_.clear();
+        gate_.reset();
     }
 
     // ---- Mtp ----
 
     Status start() {
-        if (running_) return {};
-        running_ = true;
-        retryCount_ = 0;
-        connectNow();
+        life_.start();
         return {};
     }
 
     void stop() {
-        if (!running_) return;
-        retryTimer_->cancel();
-        nextRetryDelay_ = {};
+        if (!life_.running()) return;
+        life_.cancelRetry();
         if (stream_ && connected_) {
             if (!subscriptionId_.empty()) {
                 StompFrame unsub{"UNSUBSCRIBE", {{"id", subscriptionId_}}, {}};
@@ -75,14 +76,13 @@ public:
             (void)stream_->write(serializeStompFrame(StompFrame{"DISCONNECT", {}, {}}));
         }
         dropStream();
-        setStatus(MtpStatus::kDown, "stopped");
-        running_ = false;
+        life_.stop();
     }
 
     Status send(OutboundRecord record) {
-        if (status_ != MtpStatus::kUp || !stream_)
-            return Error(ErrorCode::kMessageFailed,
-                         "STOMP connection to " + serverName() + " is not up (" + std::string(mtpStatusName(status_)) + ")");
+        if (status() != MtpStatus::kUp || !stream_)
+            return Error(ErrorCode::kMessageFailed, "STOMP connection to " + serverName() + " is not up (" +
+                                                        std::string(mtpStatusName(status())) + ")");
         if (record.destination.empty()) return Error(ErrorCode::kMessageFailed, "empty STOMP destination");
         StompFrame f;
         f.command = "SEND";
@@ -104,11 +104,12 @@ public:
         const bool reconnect = !sameConnectionSettings(config_, config);
         const bool destinationChanged = config.destination != config_.destination;
         config_ = std::move(config);
-        if (!running_) return {};
+        life_.setSchedule(retrySchedule(config_));
+        if (!life_.running()) return {};
         if (reconnect || !stream_ || !connected_) {
             BERTH_LOG_INFO(kTag) << serverName() << ": configuration changed, connecting again";
-            retryCount_ = 0;
-            connectNow();
+            life_.resetRetries();
+            life_.connectNow();
             return {};
         }
         if (!destinationChanged || !destinationFromServer_.empty()) return {};
@@ -128,14 +129,14 @@ public:
 
     StompClientFigures figures() const {
         StompClientFigures f;
-        f.status = status_;
-        f.statusDetail = detail_;
+        f.status = status();
+        f.statusDetail = life_.detail();
         f.destinationFromServer = destinationFromServer_;
         f.destinationInUse = connected_ ? destination_ : std::string();
         f.serverName = serverHeader_;
         f.heartbeat = heartbeat_;
-        f.retryCount = retryCount_;
-        f.nextRetryDelay = retryTimer_->armed() ? nextRetryDelay_ : std::chrono::milliseconds(0);
+        f.retryCount = life_.retryCount();
+        f.nextRetryDelay = life_.pendingRetryDelay();
         f.connectAttempts = connectAttempts_;
         f.recordsSent = recordsSent_;
         f.recordsReceived = recordsReceived_;
@@ -146,9 +147,9 @@ public:
         return f;
     }
 
-    // ---- stream events (loop thread) ----
+    // ---- stream events (loop thread, through the current stream's gate) ----
 
-    void onStreamConnected() override {
+    void onStreamConnected() {
         StompFrame f;
         f.command = "STOMP";
         f.add("accept-version", "1.2");
@@ -166,7 +167,7 @@ public:
         (void)stream_->write(serializeStompFrame(f));
     }
 
-    void onStreamData(std::string_view bytes) override {
+    void onStreamData(std::string_view bytes) {
         if (!stream_) return;
         if (heartbeat_.expect.count() > 0) rxTimer_->start(heartbeat_.expect + config_.heartbeatGrace);
         if (!parser_.feed(bytes)) {
@@ -180,33 +181,48 @@ public:
         }
     }
 
-    void onStreamClosed(const std::string& reason) override { failConnection(reason); }
+    void onStreamClosed(const std::string& reason) { failConnection(reason); }
 
-    void seed(std::uint64_t s) { rng_.seed(s); }
+    void seed(std::uint64_t s) { life_.seed(s); }
     const StompConfig& config() const { return config_; }
-    MtpStatus status() const { return status_; }
-    std::string agentAddress() const { return status_ == MtpStatus::kUp ? upDestination_ : std::string(); }
+    MtpStatus status() const { return life_.status(); }
+    std::string agentAddress() const { return status() == MtpStatus::kUp ? upDestination_ : std::string(); }
 
 private:
+    // What one stream reports to. Shut (impl = nullptr) when the stream is given up.
+    struct Gate final : StompStreamEvents {
+        explicit Gate(Impl* i) : impl(i) {}
+        void onStreamConnected() override {
+            if (impl) impl->onStreamConnected();
+        }
+        void onStreamData(std::string_view bytes) override {
+            if (impl) impl->onStreamData(bytes);
+        }
+        void onStreamClosed(const std::string& reason) override {
+            if (impl) impl->onStreamClosed(reason);
+        }
+        Impl* impl;
+    };
+    // A retired stream with the gate it reports to; the stream goes first.
+    struct RetiredStream {
+        std::unique_ptr<Gate> gate;
+        std::unique_ptr<StompStream> stream;
+        ~RetiredStream() { stream.reset(); }
+    };
+
     std::string serverName() const { return config_.host + ":" + std::to_string(config_.port); }
 
-    void setStatus(MtpStatus s, const std::string& detail) {
-        const bool changed = s != status_ || s == MtpStatus::kUp;
-        status_ = s;
-        detail_ = detail;
-        if (changed && running_) owner_.reportStatus(s, detail);
-    }
+    void setStatus(MtpStatus s, const std::string& detail) { life_.setStatus(s, detail); }
 
-    void connectNow() {
-        retryTimer_->cancel();
-        nextRetryDelay_ = {};
+    // The Reconnector's attempt: a new stream in place of the current one.
+    void openStream() {
         dropStream();
         ++connectAttempts_;
         parser_ = StompFrameParser(StompParserLimits{config_.maxFrameSize, 128, 8 * 1024});
         BERTH_LOG_DEBUG(kTag) << "connecting to " << serverName() << (config_.enableEncryption ? " (TLS)" : "");
         setStatus(MtpStatus::kConnecting, "connecting to " + serverName());
-        auto factory = factory_ ? factory_ : tcpStompStreamFactory();
-        auto s = factory(loop_, config_, *this);
+        gate_ = std::make_unique<Gate>(this);
+        auto s = factory_(loop_, config_, *gate_);
         if (!s) {
             failConnection(s.error().message);
             return;
@@ -222,7 +238,7 @@ private:
             if (f.header("receipt-id") == pendingReceipt_ && !pendingReceipt_.empty()) {
                 pendingReceipt_.clear();
                 connectTimer_->cancel();
-                retryCount_ = 0;
+                life_.succeeded();
                 upDestination_ = destination_;
                 BERTH_LOG_INFO(kTag) << serverName() << ": up, subscribed to " << destination_;
                 setStatus(MtpStatus::kUp, destination_);
@@ -280,7 +296,7 @@ private:
         sub.add("ack", "auto");
         sub.add("receipt", pendingReceipt_);
         (void)stream_->write(serializeStompFrame(sub));
-        if (status_ != MtpStatus::kUp) connectTimer_->start(config_.connectTimeout);
+        if (status() != MtpStatus::kUp) connectTimer_->start(config_.connectTimeout);
     }
 
     void sendHeartbeat() {
@@ -295,8 +311,8 @@ private:
     void onSilence() {
         if (!stream_ || !connected_) return;
         ++heartbeatTimeouts_;
-        failConnection("no data from the server for " + seconds(heartbeat_.expect + config_.heartbeatGrace) +
-                           " (heart-beat expected every " + seconds(heartbeat_.expect) + ")");
+        failConnection("no data from the server for " + formatSeconds(heartbeat_.expect + config_.heartbeatGrace) +
+                       " (heart-beat expected every " + formatSeconds(heartbeat_.expect) + ")");
     }
 
     void dropStream() {
@@ -307,45 +323,39 @@ private:
         pendingReceipt_.clear();
         subscriptionId_.clear();
         heartbeat_ = {};
+        if (gate_) gate_->impl = nullptr;
         if (stream_) {
-            retired_.push_back(std::move(stream_));
-            reaper_->start(std::chrono::milliseconds(0));
+            auto retired = std::make_unique<RetiredStream>();
+            retired->gate = std::move(gate_);
+            retired->stream = std::move(stream_);
+            life_.retire(std::move(retired));
         }
+        gate_.reset();
     }
 
     void failConnection(const std::string& reason) {
-        if (!running_) return;
+        if (!life_.running()) return;
         dropStream();
-        ++retryCount_;
-        RetrySchedule schedule;
-        schedule.kind = RetrySchedule::Kind::kStomp;
-        schedule.minWait = config_.serverRetryInitialInterval;
-        schedule.multiplier = config_.serverRetryIntervalMultiplier;
-        schedule.maxWait = config_.serverRetryMaxInterval;
-        nextRetryDelay_ = schedule.delay(retryCount_, rng_);
-        retryTimer_->start(nextRetryDelay_);
-        BERTH_LOG_WARN(kTag) << serverName() << ": " << reason << "; retry " << retryCount_ << " in "
-                             << seconds(nextRetryDelay_);
-        setStatus(MtpStatus::kError, reason + "; retry in " + seconds(nextRetryDelay_));
+        const auto wait = life_.scheduleRetry();
+        BERTH_LOG_WARN(kTag) << serverName() << ": " << reason << "; retry " << life_.retryCount() << " in "
+                             << formatSeconds(wait);
+        setStatus(MtpStatus::kError, reason + "; retry in " + formatSeconds(wait));
     }
 
+    // The default factory's pool; outlives every stream (they go with life_).
+    std::unique_ptr<WorkerPool> ownPool_;
     StompClient& owner_;
     EventLoop& loop_;
     StompConfig config_;
     StompStreamFactory factory_;
-    std::mt19937_64 rng_;
-    std::unique_ptr<Timer> retryTimer_;
+    detail::Reconnector life_;
     std::unique_ptr<Timer> connectTimer_;
     std::unique_ptr<Timer> sendBeatTimer_;
     std::unique_ptr<Timer> rxTimer_;
-    std::unique_ptr<Timer> reaper_;
+    std::unique_ptr<Gate> gate_;  // the current stream's
     std::unique_ptr<StompStream> stream_;
-    std::vector<std::unique_ptr<StompStream>> retired_;
     StompFrameParser parser_;
-    bool running_ = false;
     bool connected_ = false;  // CONNECTED received on the current stream
-    MtpStatus status_ = MtpStatus::kDown;
-    std::string detail_;
     std::string destination_;    // subscribed (or being subscribed) on the current connection
     std::string upDestination_;  // the one the server acknowledged last
     std::string destinationFromServer_;
@@ -354,8 +364,6 @@ private:
     std::string pendingReceipt_;
     unsigned subscriptionCounter_ = 0;
     StompHeartbeat heartbeat_;
-    unsigned retryCount_ = 0;
-    std::chrono::milliseconds nextRetryDelay_{0};
     std::uint64_t connectAttempts_ = 0;
     std::uint64_t recordsSent_ = 0;
     std::uint64_t recordsReceived_ = 0;
@@ -368,8 +376,13 @@ private:
 Result<std::unique_ptr<StompClient>> StompClient::create(EventLoop& loop, StompConfig config,
                                                          StompStreamFactory factory) {
     BERTH_TRY(validateStompConfig(config));
+    std::unique_ptr<WorkerPool> ownPool;
+    if (!factory) {
+        ownPool = std::make_unique<WorkerPool>(loop, 1);
+        factory = tcpStompStreamFactory(*ownPool);
+    }
     std::unique_ptr<StompClient> c(new StompClient());
-    c->impl_ = std::make_unique<Impl>(*c, loop, std::move(config), std::move(factory));
+    c->impl_ = std::make_unique<Impl>(*c, loop, std::move(config), std::move(factory), std::move(ownPool));
     return c;
 }
 

@@ -121,9 +121,30 @@ std::optional<StompFrame> StompFrameParser::next() {
 }
 
 // Parses one frame starting at pos_. Returns true when a frame (or heart-beat) was
-// consumed and more may follow; false when more bytes are needed or on error.
+// consumed and more may follow; false when more bytes are needed or on error. The
+// phases below each return false for the same two reasons (error_ tells them apart).
 bool StompFrameParser::parseOne() {
-    // Heart-beats: bare EOLs between frames.
+    if (!skipHeartbeats()) return false;
+    const std::size_t start = pos_;
+    std::size_t cur = start;
+    StompFrame frame;
+    if (!parseCommand(frame, start, cur)) return false;
+    if (!parseHeaders(frame, start, cur)) return false;
+    const std::size_t bodyStart = cur;
+    if (bodyStart - start > limits_.maxFrameSize) {
+        error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
+        return false;
+    }
+    std::size_t bodyEnd = 0;
+    if (!findBodyEnd(frame, start, bodyStart, bodyEnd)) return false;
+    frame.body.assign(buffer_, bodyStart, bodyEnd - bodyStart);
+    pos_ = bodyEnd + 1;
+    ready_.push_back(std::move(frame));
+    return true;
+}
+
+// Heart-beats: bare EOLs between frames. True when a frame may start at pos_.
+bool StompFrameParser::skipHeartbeats() {
     while (pos_ < buffer_.size()) {
         if (buffer_[pos_] == '\n') {
             ++pos_;
@@ -140,30 +161,29 @@ bool StompFrameParser::parseOne() {
             break;
         }
     }
-    if (pos_ >= buffer_.size()) return false;
+    return pos_ < buffer_.size();
+}
 
-    const std::size_t start = pos_;
+// Reads one line at `cur` ending in LF (CR LF allowed) and moves `cur` past it.
+bool StompFrameParser::readLine(std::size_t& cur, std::string_view& line) {
+    const std::size_t nl = buffer_.find('\n', cur);
+    const std::size_t end = nl == std::string::npos ? buffer_.size() : nl;
+    if (end - cur > limits_.maxHeaderLineLength) {
+        error_ = "header line longer than " + std::to_string(limits_.maxHeaderLineLength) + " bytes";
+        return false;
+    }
+    if (nl == std::string::npos) return false;
+    std::size_t len = nl - cur;
+    if (len > 0 && buffer_[cur + len - 1] == '\r') --len;
+    line = std::string_view(buffer_).substr(cur, len);
+    cur = nl + 1;
+    return true;
+}
+
+bool StompFrameParser::parseCommand(StompFrame& frame, std::size_t start, std::size_t& cur) {
     const std::size_t available = buffer_.size() - start;
-    std::size_t cur = start;
-    // Reads one line ending in LF (CR LF allowed); nullopt when incomplete.
-    auto readLine = [&](std::string_view& line) -> bool {
-        const std::size_t nl = buffer_.find('\n', cur);
-        const std::size_t end = nl == std::string::npos ? buffer_.size() : nl;
-        if (end - cur > limits_.maxHeaderLineLength) {
-            error_ = "header line longer than " + std::to_string(limits_.maxHeaderLineLength) + " bytes";
-            return false;
-        }
-        if (nl == std::string::npos) return false;
-        std::size_t len = nl - cur;
-        if (len > 0 && buffer_[cur + len - 1] == '\r') --len;
-        line = std::string_view(buffer_).substr(cur, len);
-        cur = nl + 1;
-        return true;
-    };
-
-    StompFrame frame;
     std::string_view line;
-    if (!readLine(line)) {
+    if (!readLine(cur, line)) {
         if (failed()) return false;
         if (available > limits_.maxFrameSize) error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
         return false;
@@ -173,16 +193,22 @@ bool StompFrameParser::parseOne() {
         return false;
     }
     frame.command = std::string(line);
+    return true;
+}
+
+// Header lines up to the empty line, unescaped except in CONNECT-type frames.
+bool StompFrameParser::parseHeaders(StompFrame& frame, std::size_t start, std::size_t& cur) {
     const bool unescape = !isConnectFrame(frame.command);
+    std::string_view line;
     for (;;) {
-        if (!readLine(line)) {
+        if (!readLine(cur, line)) {
             if (!failed() && cur - start > limits_.maxFrameSize)
                 error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
             if (!failed() && buffer_.size() - start > limits_.maxFrameSize)
                 error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
             return false;
         }
-        if (line.empty()) break;
+        if (line.empty()) return true;
         if (frame.headers.size() >= limits_.maxHeaderLines) {
             error_ = "more than " + std::to_string(limits_.maxHeaderLines) + " header lines";
             return false;
@@ -194,24 +220,24 @@ bool StompFrameParser::parseOne() {
         }
         std::string_view name = line.substr(0, colon);
         std::string_view value = line.substr(colon + 1);
-        if (unescape) {
-            auto n = unescapeStompHeader(name);
-            auto v = unescapeStompHeader(value);
-            if (!n || !v) {
-                error_ = "undefined escape sequence in header '" + std::string(name.substr(0, 40)) + "'";
-                return false;
-            }
-            frame.headers.emplace_back(std::move(*n), std::move(*v));
-        } else {
+        if (!unescape) {
             frame.headers.emplace_back(std::string(name), std::string(value));
+            continue;
         }
+        auto n = unescapeStompHeader(name);
+        auto v = unescapeStompHeader(value);
+        if (!n || !v) {
+            error_ = "undefined escape sequence in header '" + std::string(name.substr(0, 40)) + "'";
+            return false;
+        }
+        frame.headers.emplace_back(std::move(*n), std::move(*v));
     }
-    const std::size_t bodyStart = cur;
-    if (bodyStart - start > limits_.maxFrameSize) {
-        error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
-        return false;
-    }
-    std::size_t bodyEnd = 0;
+}
+
+// Where the body ends: after content-length bytes (which a NUL must follow), else at
+// the first NUL.
+bool StompFrameParser::findBodyEnd(const StompFrame& frame, std::size_t start, std::size_t bodyStart,
+                                   std::size_t& bodyEnd) {
     if (auto cl = frame.header("content-length")) {
         auto len = parseUnsigned(*cl);
         if (!len) {
@@ -228,22 +254,19 @@ bool StompFrameParser::parseOne() {
             error_ = "frame body not followed by NUL after content-length " + *cl;
             return false;
         }
-    } else {
-        const std::size_t nul = buffer_.find('\0', bodyStart);
-        if (nul == std::string::npos) {
-            if (buffer_.size() - start > limits_.maxFrameSize)
-                error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
-            return false;
-        }
-        bodyEnd = nul;
-        if (bodyEnd - start > limits_.maxFrameSize) {
-            error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
-            return false;
-        }
+        return true;
     }
-    frame.body.assign(buffer_, bodyStart, bodyEnd - bodyStart);
-    pos_ = bodyEnd + 1;
-    ready_.push_back(std::move(frame));
+    const std::size_t nul = buffer_.find('\0', bodyStart);
+    if (nul == std::string::npos) {
+        if (buffer_.size() - start > limits_.maxFrameSize)
+            error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
+        return false;
+    }
+    bodyEnd = nul;
+    if (bodyEnd - start > limits_.maxFrameSize) {
+        error_ = "frame larger than " + std::to_string(limits_.maxFrameSize) + " bytes";
+        return false;
+    }
     return true;
 }
 

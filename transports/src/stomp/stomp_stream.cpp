@@ -13,8 +13,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
-#include <thread>
 
 #include "berth/core/fd.h"
 #include "berth/core/log.h"
@@ -107,26 +105,15 @@ namespace {
 
 constexpr std::string_view kTag = "stomp";
 
-// Resolution state shared with the resolver thread. `cancelled` is written on the loop
-// thread under the mutex; the thread posts only while it is false, so it never touches
-// a loop whose stream is gone.
-struct ResolveState {
-    std::mutex mu;
-    bool cancelled = false;
-};
-
 class TcpStompStream final : public StompStream {
 public:
-    TcpStompStream(EventLoop& loop, const StompConfig& config, StompStreamEvents& events)
-        : loop_(loop), events_(events), host_(config.host), port_(config.port), tlsConfig_(config.tls),
+    TcpStompStream(EventLoop& loop, WorkerPool& pool, const StompConfig& config, StompStreamEvents& events)
+        : loop_(loop), pool_(pool), events_(events), host_(config.host), port_(config.port), tlsConfig_(config.tls),
           useTls_(config.enableEncryption), maxWriteBuffer_(config.maxWriteBuffer) {}
 
+    // Destroying resolveJob_ means a resolution still running is never delivered.
     ~TcpStompStream() override {
         if (destroyedFlag_) *destroyedFlag_ = true;
-        if (resolve_) {
-            std::lock_guard<std::mutex> g(resolve_->mu);
-            resolve_->cancelled = true;
-        }
         watch_.reset();
     }
 
@@ -144,33 +131,9 @@ public:
             loop_.post(deferred([this] { tryNextAddress(); }));
             return {};
         }
-        resolve_ = std::make_shared<ResolveState>();
-        auto state = resolve_;
-        EventLoop* loop = &loop_;
-        std::string host = host_;
-        int port = port_;
-        std::thread([state, loop, host, port, this] {
-            addrinfo hints{};
-            hints.ai_family = AF_UNSPEC;
-            hints.ai_socktype = SOCK_STREAM;
-            addrinfo* res = nullptr;
-            const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
-            std::vector<Addr> addrs;
-            for (addrinfo* ai = res; rc == 0 && ai; ai = ai->ai_next) {
-                Addr a{};
-                std::memcpy(&a.ss, ai->ai_addr, ai->ai_addrlen);
-                a.len = ai->ai_addrlen;
-                addrs.push_back(a);
-            }
-            if (res) freeaddrinfo(res);
-            std::string err = rc == 0 ? std::string() : gai_strerror(rc);
-            std::lock_guard<std::mutex> g(state->mu);
-            if (state->cancelled) return;
-            loop->post([state, this, addrs = std::move(addrs), err] {
-                if (state->cancelled) return;  // the stream is gone
-                onResolved(addrs, err);
-            });
-        }).detach();
+        resolveJob_ = pool_.submit<Resolved>(
+            [host = host_, port = port_](const CancelToken&) { return resolve(host, port); },
+            [this](Resolved r) { onResolved(r.addrs, r.error); });
         return {};
     }
 
@@ -191,6 +154,29 @@ private:
         sockaddr_storage ss;
         socklen_t len;
     };
+    struct Resolved {
+        std::vector<Addr> addrs;
+        std::string error;
+    };
+
+    // Blocking: runs on a worker thread.
+    static Resolved resolve(const std::string& host, int port) {
+        addrinfo hints{};
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+        Resolved out;
+        for (addrinfo* ai = res; rc == 0 && ai; ai = ai->ai_next) {
+            Addr a{};
+            std::memcpy(&a.ss, ai->ai_addr, ai->ai_addrlen);
+            a.len = ai->ai_addrlen;
+            out.addrs.push_back(a);
+        }
+        if (res) freeaddrinfo(res);
+        if (rc != 0) out.error = gai_strerror(rc);
+        return out;
+    }
 
     static bool numericAddress(const std::string& host, int port, sockaddr_storage& ss, socklen_t& len) {
         auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
@@ -439,6 +425,7 @@ private:
     }
 
     EventLoop& loop_;
+    WorkerPool& pool_;
     StompStreamEvents& events_;
     std::string host_;
     int port_;
@@ -447,7 +434,7 @@ private:
     std::size_t maxWriteBuffer_;
     stomp_detail::SslCtxPtr ctx_;
     stomp_detail::SslPtr ssl_;
-    std::shared_ptr<ResolveState> resolve_;
+    std::unique_ptr<Job> resolveJob_;
     std::shared_ptr<bool> token_;
     std::vector<Addr> addrs_;
     std::size_t nextAddr_ = 0;
@@ -464,10 +451,10 @@ private:
 
 }  // namespace
 
-StompStreamFactory tcpStompStreamFactory() {
-    return [](EventLoop& loop, const StompConfig& config,
-              StompStreamEvents& events) -> Result<std::unique_ptr<StompStream>> {
-        auto s = std::make_unique<TcpStompStream>(loop, config, events);
+StompStreamFactory tcpStompStreamFactory(WorkerPool& pool) {
+    return [&pool](EventLoop& loop, const StompConfig& config,
+                   StompStreamEvents& events) -> Result<std::unique_ptr<StompStream>> {
+        auto s = std::make_unique<TcpStompStream>(loop, pool, config, events);
         BERTH_TRY(s->begin());
         return std::unique_ptr<StompStream>(std::move(s));
     };

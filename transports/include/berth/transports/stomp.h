@@ -11,7 +11,8 @@
 // Threading: everything here is called on the loop thread and every callback runs on
 // the loop thread. The client is our own: a non-blocking TCP socket (optionally TLS
 // through OpenSSL) watched by the loop, no thread of its own. Host names are resolved
-// on a short-lived thread that posts its answer back, so DNS never blocks the loop.
+// by a job on the worker pool that posts its answer back (dropped if the stream is gone
+// by then), so DNS never blocks the loop.
 //
 // Protocol (R-STOMP.2-30): the connect frame is `STOMP` with accept-version:1.2, host
 // (VirtualHost, else Host), login/passcode, endpoint-id (':' escaped as "\c") and
@@ -43,6 +44,7 @@
 
 #include "berth/core/event_loop.h"
 #include "berth/core/result.h"
+#include "berth/core/worker_pool.h"
 #include "berth/transports/mtp.h"
 
 namespace berth::transports {
@@ -99,6 +101,12 @@ public:
 
 private:
     bool parseOne();
+    // Phases of parseOne(); see stomp_frame.cpp.
+    bool skipHeartbeats();
+    bool readLine(std::size_t& cur, std::string_view& line);
+    bool parseCommand(StompFrame& frame, std::size_t start, std::size_t& cur);
+    bool parseHeaders(StompFrame& frame, std::size_t start, std::size_t& cur);
+    bool findBodyEnd(const StompFrame& frame, std::size_t start, std::size_t bodyStart, std::size_t& bodyEnd);
 
     StompParserLimits limits_;
     std::string buffer_;
@@ -203,8 +211,9 @@ using StompStreamFactory = std::function<Result<std::unique_ptr<StompStream>>(
     EventLoop& loop, const StompConfig& config, StompStreamEvents& events)>;
 
 // The production factory: non-blocking TCP, with TLS when config.enableEncryption
-// (TLS 1.2+, CA and host name verification, client certificate when configured).
-StompStreamFactory tcpStompStreamFactory();
+// (TLS 1.2+, CA and host name verification, client certificate when configured). Host
+// names are resolved on `pool` (borrowed; it must outlive every stream it makes).
+StompStreamFactory tcpStompStreamFactory(WorkerPool& pool);
 
 // ---- The client ----
 
@@ -229,7 +238,9 @@ struct StompClientFigures {
 class StompClient final : public Mtp {
 public:
     // Validates the config (see validateStompConfig) and makes an idle client. The loop
-    // is borrowed and must outlive the client. factory defaults to TCP/TLS.
+    // is borrowed and must outlive the client. factory defaults to TCP/TLS resolving on a
+    // worker pool of the client's own (one thread at most, none while idle); pass
+    // tcpStompStreamFactory(pool) to share a pool between clients.
     static Result<std::unique_ptr<StompClient>> create(EventLoop& loop, StompConfig config,
                                                        StompStreamFactory factory = {});
     ~StompClient() override;
