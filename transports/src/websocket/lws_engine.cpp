@@ -65,6 +65,18 @@ std::string queryArgs(lws* wsi) {
     return out;
 }
 
+// The eid argument of a query string; lws has already percent-decoded the arguments.
+std::string eidArgument(std::string_view args) {
+    for (std::string_view rest = args; !rest.empty();) {
+        const auto amp = rest.find('&');
+        std::string_view part = rest.substr(0, amp);
+        if (part.substr(0, 4) == "eid=") return std::string(part.substr(4));
+        if (amp == std::string_view::npos) break;
+        rest.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
 }  // namespace
 
 struct LwsEngine::Session {
@@ -301,214 +313,236 @@ int LwsEngine::handle(lws* wsi, int reasonInt, void* in, std::size_t len) {
         case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
             runQueue();
             return 0;
-
         case LWS_CALLBACK_HTTP:
-            // Plain HTTP requests on the USP port: not ours.
-            if (lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "WebSocket (v1.usp) only")) return -1;
-            return -1;
-
-        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-            std::string refusal;
-            const std::string proto = header(wsi, WSI_TOKEN_PROTOCOL);
-            const std::string uri = header(wsi, WSI_TOKEN_GET_URI);
-            if (!offersUspSubprotocol(proto))
-                refusal = "upgrade without the v1.usp subprotocol (offered '" + proto + "')";
-            else if (uri != config_.path)
-                refusal = "upgrade for path '" + uri + "' (serving '" + config_.path + "')";
-            else if (sessions_.size() >= config_.maxSessions)
-                refusal = "too many sessions (" + std::to_string(sessions_.size()) + ")";
-            if (!refusal.empty()) {
-                post([this, refusal] { events_.onRefused(refusal); });
-                return 1;
-            }
-            // lws has already percent-decoded the arguments.
-            std::string eid;
-            const std::string args = queryArgs(wsi);
-            for (std::string_view rest = args; !rest.empty();) {
-                const auto amp = rest.find('&');
-                std::string_view part = rest.substr(0, amp);
-                if (part.substr(0, 4) == "eid=") {
-                    eid = std::string(part.substr(4));
-                    break;
-                }
-                if (amp == std::string_view::npos) break;
-                rest.remove_prefix(amp + 1);
-            }
-            pendingPeer_[wsi] = eid;
-            return 0;
-        }
-
-        case LWS_CALLBACK_ESTABLISHED: {
-            auto s = std::make_unique<Session>();
-            s->wsi = wsi;
-            s->key = "ws-" + std::to_string(nextKey_++);
-            if (auto it = pendingPeer_.find(wsi); it != pendingPeer_.end()) {
-                s->peerId = it->second;
-                pendingPeer_.erase(it);
-            }
-            char addr[128] = "";
-            lws_get_peer_simple(wsi, addr, sizeof addr);
-            s->remote = addr;
-            // R-WS.4: one session per peer; the newest wins.
-            if (!s->peerId.empty()) {
-                for (auto& [other, o] : sessions_) {
-                    if (o->peerId != s->peerId || o->closeCode) continue;
-                    o->closeCode = static_cast<int>(WsCloseCode::kPolicyViolation);
-                    o->closeReason = "replaced by a newer session";
-                    o->endReason = "replaced by a newer session from the same endpoint";
-                    lws_callback_on_writable(other);
-                    post([this] { events_.onReplaced(); });
-                }
-            }
-            post([this, key = s->key, peer = s->peerId, remote = s->remote] { events_.onSessionOpen(key, peer, remote); });
-            sessions_[wsi] = std::move(s);
-            return 0;
-        }
-
-        case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH: {
-            const std::string proto = header(wsi, WSI_TOKEN_PROTOCOL);
-            if (proto != kUspSubprotocol) {
-                clientRefusal_ = "the server did not accept the v1.usp subprotocol (answered '" + proto + "')";
-                return 1;
-            }
-            return 0;
-        }
-
-        case LWS_CALLBACK_CLIENT_ESTABLISHED: {
-            clientConnecting_ = false;
-            auto s = std::make_unique<Session>();
-            s->wsi = wsi;
-            s->key = std::string(WebSocketClient::kSessionKey);
-            s->remote = config_.host + ":" + std::to_string(config_.port);
-            post([this, key = s->key, remote = s->remote] { events_.onSessionOpen(key, "", remote); });
-            sessions_[wsi] = std::move(s);
-            return 0;
-        }
-
-        case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-            if (sessionOf(wsi)) {
-                endSession(wsi);
-                return 0;
-            }
-            if (!clientConnecting_) return 0;
-            clientConnecting_ = false;
-            std::string why = clientRefusal_;
-            if (why.empty()) why = in && len ? std::string(static_cast<const char*>(in), len) : std::string();
-            if (why.empty() && in) why = static_cast<const char*>(in);
-            if (why.empty()) why = "connection failed";
-            post([this, why] { events_.onConnectFailed(why); });
-            return 0;
-        }
-
+            return onHttp(wsi);
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+            return onFilterProtocolConnection(wsi);
+        case LWS_CALLBACK_ESTABLISHED:
+            return onEstablished(wsi);
+        case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+            return onClientFilterPreEstablish(wsi);
+        case LWS_CALLBACK_CLIENT_ESTABLISHED:
+            return onClientEstablished(wsi);
+        case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+            return onClientConnectionError(wsi, in, len);
         case LWS_CALLBACK_RECEIVE:
-        case LWS_CALLBACK_CLIENT_RECEIVE: {
-            Session* s = sessionOf(wsi);
-            if (!s) return -1;
-            s->sawTraffic = true;
-            if (!lws_frame_is_binary(wsi)) {
-                // R-WS.16: records travel in binary frames only.
-                static const char kWhy[] = "text frames carry no USP records";
-                s->localCloseCode = static_cast<int>(WsCloseCode::kUnsupportedData);
-                s->endReason = "text frame received";
-                lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                                 reinterpret_cast<unsigned char*>(const_cast<char*>(kWhy)), sizeof kWhy - 1);
-                return -1;
-            }
-            if (s->rx.size() + len > config_.maxRecordSize) {
-                static const char kWhy[] = "record too big";
-                s->localCloseCode = static_cast<int>(WsCloseCode::kMessageTooBig);
-                s->endReason = "message larger than " + std::to_string(config_.maxRecordSize) + " bytes";
-                lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                                 reinterpret_cast<unsigned char*>(const_cast<char*>(kWhy)), sizeof kWhy - 1);
-                return -1;
-            }
-            s->rx.append(static_cast<const char*>(in), len);
-            if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
-                auto payload = std::make_shared<std::string>(std::move(s->rx));
-                s->rx.clear();
-                post([this, key = s->key, payload] { events_.onMessage(key, std::move(*payload)); });
-            }
-            return 0;
-        }
-
+        case LWS_CALLBACK_CLIENT_RECEIVE:
+            return onReceive(wsi, in, len);
         case LWS_CALLBACK_SERVER_WRITEABLE:
-        case LWS_CALLBACK_CLIENT_WRITEABLE: {
-            Session* s = sessionOf(wsi);
-            if (!s) return 0;
-            if (s->closeCode) {
-                s->localCloseCode = s->closeCode;
-                if (s->endReason.empty()) s->endReason = s->closeReason;
-                std::string r = s->closeReason.substr(0, 120);
-                lws_close_reason(wsi, static_cast<lws_close_status>(s->closeCode),
-                                 reinterpret_cast<unsigned char*>(r.data()), r.size());
-                return -1;
-            }
-            if (s->pingPending) {
-                s->pingPending = false;
-                // A non-empty payload: lws 4.1 reports no RECEIVE_PONG for an empty pong from a client.
-                unsigned char buf[LWS_PRE + 4] = {};
-                std::memcpy(buf + LWS_PRE, "usp", 3);
-                if (lws_write(wsi, buf + LWS_PRE, 3, LWS_WRITE_PING) < 0) return -1;
-                post([this] { events_.onPingSent(); });
-                if (!s->out.empty()) lws_callback_on_writable(wsi);
-                return 0;
-            }
-            if (s->out.empty()) return 0;
-            const std::string& m = s->out.front();
-            std::vector<unsigned char> buf(LWS_PRE + m.size());
-            std::memcpy(buf.data() + LWS_PRE, m.data(), m.size());
-            const int n = lws_write(wsi, buf.data() + LWS_PRE, m.size(), LWS_WRITE_BINARY);
-            if (n < static_cast<int>(m.size())) {
-                s->endReason = "write failed";
-                return -1;
-            }
-            written(s->key, m.size());
-            s->out.pop_front();
-            if (!s->out.empty()) lws_callback_on_writable(wsi);
-            return 0;
-        }
-
+        case LWS_CALLBACK_CLIENT_WRITEABLE:
+            return onWriteable(wsi);
         case LWS_CALLBACK_RECEIVE_PONG:
         case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-            if (Session* s = sessionOf(wsi)) {
-                s->sawTraffic = true;
-                s->awaitingPong = false;
-                post([this] { events_.onPong(); });
-            }
-            return 0;
-
+            return onPong(wsi);
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-            if (Session* s = sessionOf(wsi); s && in && len >= 2) {
-                const auto* p = static_cast<const unsigned char*>(in);
-                s->peerCloseCode = (p[0] << 8) | p[1];
-                if (len > 2) s->endReason = "closed by the peer: " + std::string(reinterpret_cast<const char*>(p + 2), len - 2);
-            }
-            return 0;  // lws answers with a Close frame (TP-469 7.4)
-
+            return onPeerInitiatedClose(wsi, in, len);
         case LWS_CALLBACK_CLOSED:
         case LWS_CALLBACK_CLIENT_CLOSED:
             endSession(wsi);
             return 0;
-
         case LWS_CALLBACK_WSI_DESTROY:
-            pendingPeer_.erase(wsi);
-            endSession(wsi);
-            if (wsi == connectingWsi_) {
-                connectingWsi_ = nullptr;
-                // Some failures after the TLS handshake (a server refusing our missing client
-                // certificate) end the connection without CLIENT_CONNECTION_ERROR.
-                if (clientConnecting_) {
-                    clientConnecting_ = false;
-                    std::string why = clientRefusal_.empty() ? "connection closed during the upgrade" : clientRefusal_;
-                    post([this, why] { events_.onConnectFailed(why); });
-                }
-            }
-            return 0;
-
+            return onWsiDestroy(wsi);
         default:
             break;
     }
     return lws_callback_http_dummy(wsi, reason, nullptr, in, len);
+}
+
+int LwsEngine::onHttp(lws* wsi) {
+    // Plain HTTP requests on the USP port: not ours.
+    (void)lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "WebSocket (v1.usp) only");
+    return -1;
+}
+
+int LwsEngine::onFilterProtocolConnection(lws* wsi) {
+    std::string refusal;
+    const std::string proto = header(wsi, WSI_TOKEN_PROTOCOL);
+    const std::string uri = header(wsi, WSI_TOKEN_GET_URI);
+    if (!offersUspSubprotocol(proto))
+        refusal = "upgrade without the v1.usp subprotocol (offered '" + proto + "')";
+    else if (uri != config_.path)
+        refusal = "upgrade for path '" + uri + "' (serving '" + config_.path + "')";
+    else if (sessions_.size() >= config_.maxSessions)
+        refusal = "too many sessions (" + std::to_string(sessions_.size()) + ")";
+    if (!refusal.empty()) {
+        post([this, refusal] { events_.onRefused(refusal); });
+        return 1;
+    }
+    pendingPeer_[wsi] = eidArgument(queryArgs(wsi));
+    return 0;
+}
+
+int LwsEngine::onEstablished(lws* wsi) {
+    auto s = std::make_unique<Session>();
+    s->wsi = wsi;
+    s->key = "ws-" + std::to_string(nextKey_++);
+    if (auto it = pendingPeer_.find(wsi); it != pendingPeer_.end()) {
+        s->peerId = it->second;
+        pendingPeer_.erase(it);
+    }
+    char addr[128] = "";
+    lws_get_peer_simple(wsi, addr, sizeof addr);
+    s->remote = addr;
+    if (!s->peerId.empty()) replaceSessionsOf(s->peerId);
+    post([this, key = s->key, peer = s->peerId, remote = s->remote] { events_.onSessionOpen(key, peer, remote); });
+    sessions_[wsi] = std::move(s);
+    return 0;
+}
+
+// R-WS.4: one session per peer; the newest wins.
+void LwsEngine::replaceSessionsOf(const std::string& peerId) {
+    for (auto& [other, o] : sessions_) {
+        if (o->peerId != peerId || o->closeCode) continue;
+        o->closeCode = static_cast<int>(WsCloseCode::kPolicyViolation);
+        o->closeReason = "replaced by a newer session";
+        o->endReason = "replaced by a newer session from the same endpoint";
+        lws_callback_on_writable(other);
+        post([this] { events_.onReplaced(); });
+    }
+}
+
+int LwsEngine::onClientFilterPreEstablish(lws* wsi) {
+    const std::string proto = header(wsi, WSI_TOKEN_PROTOCOL);
+    if (proto != kUspSubprotocol) {
+        clientRefusal_ = "the server did not accept the v1.usp subprotocol (answered '" + proto + "')";
+        return 1;
+    }
+    return 0;
+}
+
+int LwsEngine::onClientEstablished(lws* wsi) {
+    clientConnecting_ = false;
+    auto s = std::make_unique<Session>();
+    s->wsi = wsi;
+    s->key = std::string(WebSocketClient::kSessionKey);
+    s->remote = config_.host + ":" + std::to_string(config_.port);
+    post([this, key = s->key, remote = s->remote] { events_.onSessionOpen(key, "", remote); });
+    sessions_[wsi] = std::move(s);
+    return 0;
+}
+
+int LwsEngine::onClientConnectionError(lws* wsi, void* in, std::size_t len) {
+    if (sessionOf(wsi)) {
+        endSession(wsi);
+        return 0;
+    }
+    if (!clientConnecting_) return 0;
+    clientConnecting_ = false;
+    std::string why = clientRefusal_;
+    if (why.empty()) why = in && len ? std::string(static_cast<const char*>(in), len) : std::string();
+    if (why.empty() && in) why = static_cast<const char*>(in);
+    if (why.empty()) why = "connection failed";
+    post([this, why] { events_.onConnectFailed(why); });
+    return 0;
+}
+
+int LwsEngine::onReceive(lws* wsi, void* in, std::size_t len) {
+    Session* s = sessionOf(wsi);
+    if (!s) return -1;
+    s->sawTraffic = true;
+    if (!lws_frame_is_binary(wsi)) {
+        // R-WS.16: records travel in binary frames only.
+        static const char kWhy[] = "text frames carry no USP records";
+        s->localCloseCode = static_cast<int>(WsCloseCode::kUnsupportedData);
+        s->endReason = "text frame received";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                         reinterpret_cast<unsigned char*>(const_cast<char*>(kWhy)), sizeof kWhy - 1);
+        return -1;
+    }
+    if (s->rx.size() + len > config_.maxRecordSize) {
+        static const char kWhy[] = "record too big";
+        s->localCloseCode = static_cast<int>(WsCloseCode::kMessageTooBig);
+        s->endReason = "message larger than " + std::to_string(config_.maxRecordSize) + " bytes";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         reinterpret_cast<unsigned char*>(const_cast<char*>(kWhy)), sizeof kWhy - 1);
+        return -1;
+    }
+    s->rx.append(static_cast<const char*>(in), len);
+    if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+        auto payload = std::make_shared<std::string>(std::move(s->rx));
+        s->rx.clear();
+        post([this, key = s->key, payload] { events_.onMessage(key, std::move(*payload)); });
+    }
+    return 0;
+}
+
+// One thing per WRITEABLE, in order of urgency: a close we were asked for, a ping, the
+// next queued record.
+int LwsEngine::onWriteable(lws* wsi) {
+    Session* s = sessionOf(wsi);
+    if (!s) return 0;
+    if (s->closeCode) return writeClose(wsi, *s);
+    if (s->pingPending) return writePing(wsi, *s);
+    if (s->out.empty()) return 0;
+    return writeNextRecord(wsi, *s);
+}
+
+int LwsEngine::writeClose(lws* wsi, Session& s) {
+    s.localCloseCode = s.closeCode;
+    if (s.endReason.empty()) s.endReason = s.closeReason;
+    std::string r = s.closeReason.substr(0, 120);
+    lws_close_reason(wsi, static_cast<lws_close_status>(s.closeCode), reinterpret_cast<unsigned char*>(r.data()),
+                     r.size());
+    return -1;
+}
+
+int LwsEngine::writePing(lws* wsi, Session& s) {
+    s.pingPending = false;
+    // A non-empty payload: lws 4.1 reports no RECEIVE_PONG for an empty pong from a client.
+    unsigned char buf[LWS_PRE + 4] = {};
+    std::memcpy(buf + LWS_PRE, "usp", 3);
+    if (lws_write(wsi, buf + LWS_PRE, 3, LWS_WRITE_PING) < 0) return -1;
+    post([this] { events_.onPingSent(); });
+    if (!s.out.empty()) lws_callback_on_writable(wsi);
+    return 0;
+}
+
+int LwsEngine::writeNextRecord(lws* wsi, Session& s) {
+    const std::string& m = s.out.front();
+    std::vector<unsigned char> buf(LWS_PRE + m.size());
+    std::memcpy(buf.data() + LWS_PRE, m.data(), m.size());
+    const int n = lws_write(wsi, buf.data() + LWS_PRE, m.size(), LWS_WRITE_BINARY);
+    if (n < static_cast<int>(m.size())) {
+        s.endReason = "write failed";
+        return -1;
+    }
+    written(s.key, m.size());
+    s.out.pop_front();
+    if (!s.out.empty()) lws_callback_on_writable(wsi);
+    return 0;
+}
+
+int LwsEngine::onPong(lws* wsi) {
+    if (Session* s = sessionOf(wsi)) {
+        s->sawTraffic = true;
+        s->awaitingPong = false;
+        post([this] { events_.onPong(); });
+    }
+    return 0;
+}
+
+int LwsEngine::onPeerInitiatedClose(lws* wsi, void* in, std::size_t len) {
+    if (Session* s = sessionOf(wsi); s && in && len >= 2) {
+        const auto* p = static_cast<const unsigned char*>(in);
+        s->peerCloseCode = (p[0] << 8) | p[1];
+        if (len > 2) s->endReason = "closed by the peer: " + std::string(reinterpret_cast<const char*>(p + 2), len - 2);
+    }
+    return 0;  // lws answers with a Close frame (TP-469 7.4)
+}
+
+int LwsEngine::onWsiDestroy(lws* wsi) {
+    pendingPeer_.erase(wsi);
+    endSession(wsi);
+    if (wsi != connectingWsi_) return 0;
+    connectingWsi_ = nullptr;
+    // Some failures after the TLS handshake (a server refusing our missing client
+    // certificate) end the connection without CLIENT_CONNECTION_ERROR.
+    if (clientConnecting_) {
+        clientConnecting_ = false;
+        std::string why = clientRefusal_.empty() ? "connection closed during the upgrade" : clientRefusal_;
+        post([this, why] { events_.onConnectFailed(why); });
+    }
+    return 0;
 }
 
 }  // namespace berth::transports::ws_detail

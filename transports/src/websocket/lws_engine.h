@@ -93,6 +93,24 @@ private:
     Session* sessionOf(lws* wsi);
     void endSession(lws* wsi);
 
+    // One method per libwebsockets callback reason (service thread); each returns what
+    // the callback returns (0 to go on, non-zero to refuse or close).
+    int onHttp(lws* wsi);
+    int onFilterProtocolConnection(lws* wsi);  // server: refuse or admit an upgrade
+    int onEstablished(lws* wsi);                // server: a session opened
+    void replaceSessionsOf(const std::string& peerId);
+    int onClientFilterPreEstablish(lws* wsi);   // client: the server must echo v1.usp
+    int onClientEstablished(lws* wsi);
+    int onClientConnectionError(lws* wsi, void* in, std::size_t len);
+    int onReceive(lws* wsi, void* in, std::size_t len);
+    int onWriteable(lws* wsi);
+    int writeClose(lws* wsi, Session& s);
+    int writePing(lws* wsi, Session& s);
+    int writeNextRecord(lws* wsi, Session& s);
+    int onPong(lws* wsi);
+    int onPeerInitiatedClose(lws* wsi, void* in, std::size_t len);
+    int onWsiDestroy(lws* wsi);
+
     EventLoop& loop_;
     EngineConfig config_;
     EngineEvents& events_;

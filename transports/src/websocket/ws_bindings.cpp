@@ -1,11 +1,13 @@
 // WebSocketClient and WebSocketServer: the loop-thread state machines on top of an
-// LwsEngine (which owns the libwebsockets context and its service thread).
+// LwsEngine (which owns the libwebsockets context and its service thread). The
+// client's life cycle (start, stop, retry waits) is the shared Reconnector; its engine
+// is not retired but destroyed at once when a session is given up: the destructor
+// joins the service thread, after which nothing it posted is delivered, and stop()
+// promises the thread is gone when it returns.
 #include <map>
-#include <random>
-#include <sstream>
 
+#include "../reconnector.h"
 #include "berth/core/log.h"
-#include "berth/core/retry.h"
 #include "berth/transports/websocket.h"
 #include "lws_engine.h"
 
@@ -15,11 +17,13 @@ namespace {
 constexpr std::string_view kTag = "websocket";
 constexpr std::chrono::seconds kWatchdogSlack{2};
 
-std::string seconds(std::chrono::milliseconds d) {
-    std::ostringstream os;
-    os.precision(1);
-    os << std::fixed << static_cast<double>(d.count()) / 1000.0 << " s";
-    return os.str();
+using detail::formatSeconds;
+
+RetrySchedule retrySchedule(const WebSocketClientConfig& c) {
+    RetrySchedule schedule;
+    schedule.minWait = c.sessionRetryMinimumWaitInterval;
+    schedule.multiplier = c.sessionRetryIntervalMultiplier;
+    return schedule;
 }
 
 }  // namespace
@@ -29,43 +33,37 @@ std::string seconds(std::chrono::milliseconds d) {
 class WebSocketClient::Impl final : public ws_detail::EngineEvents {
 public:
     Impl(WebSocketClient& owner, EventLoop& loop, WebSocketClientConfig config)
-        : owner_(owner), loop_(loop), config_(std::move(config)), rng_(std::random_device{}()) {
-        retryTimer_ = loop_.createTimer([this] { dial(); });
+        : owner_(owner), loop_(loop), config_(std::move(config)),
+          life_(loop, [this] { dial(); }, [this](MtpStatus s, const std::string& d) { owner_.reportStatus(s, d); }) {
+        life_.setSchedule(retrySchedule(config_));
         pingTimer_ = loop_.createTimer([this] {
             if (engine_ && open_) engine_->pingAll();
         });
         // A backstop for upgrades libwebsockets neither completes nor reports.
         watchdog_ = loop_.createTimer([this] {
             teardown(WsCloseCode::kGoingAway, "no session");
-            scheduleRetry("no session within " + seconds(config_.connectTimeout + kWatchdogSlack));
+            scheduleRetry("no session within " + formatSeconds(config_.connectTimeout + kWatchdogSlack));
         });
     }
 
-    ~Impl() {
-        running_ = false;
-        teardown(WsCloseCode::kGoingAway, "agent stopping");
-    }
+    ~Impl() { teardown(WsCloseCode::kGoingAway, "agent stopping"); }
 
     Status start() {
-        if (running_) return {};
-        running_ = true;
-        retryCount_ = 0;
-        dial();
+        life_.start();
         return {};
     }
 
     void stop() {
-        if (!running_) return;
-        retryTimer_->cancel();
+        if (!life_.running()) return;
+        life_.cancelRetry();
         teardown(WsCloseCode::kNormal, "agent stopping");
-        setStatus(MtpStatus::kDown, "stopped");
-        running_ = false;
+        life_.stop();
     }
 
     Status send(OutboundRecord record) {
         if (!open_ || !engine_)
-            return Error(ErrorCode::kMessageFailed,
-                         "WebSocket session with " + url() + " is not up (" + std::string(mtpStatusName(status_)) + ")");
+            return Error(ErrorCode::kMessageFailed, "WebSocket session with " + url() + " is not up (" +
+                                                        std::string(mtpStatusName(status())) + ")");
         if (!record.destination.empty() && record.destination != kSessionKey)
             return Error(ErrorCode::kMessageFailed, "unknown WebSocket session '" + record.destination + "'");
         if (record.payload.size() > config_.maxRecordSize)
@@ -78,10 +76,10 @@ public:
     }
 
     void reset() {
-        if (!running_) return;
+        if (!life_.running()) return;
         teardown(WsCloseCode::kNormal, "session reset");
-        retryCount_ = 0;
-        dial();
+        life_.resetRetries();
+        life_.connectNow();
     }
 
     Status closeSession(WsCloseCode code, const std::string& reason) {
@@ -93,20 +91,21 @@ public:
     Status applyConfig(WebSocketClientConfig config) {
         BERTH_TRY(validateWebSocketClientConfig(config));
         config_ = std::move(config);
-        if (running_) {
+        life_.setSchedule(retrySchedule(config_));
+        if (life_.running()) {
             teardown(WsCloseCode::kNormal, "configuration changed");
-            retryCount_ = 0;
-            dial();
+            life_.resetRetries();
+            life_.connectNow();
         }
         return {};
     }
 
     WebSocketClientFigures figures() const {
         WebSocketClientFigures f;
-        f.status = status_;
-        f.statusDetail = detail_;
-        f.currentRetryCount = retryCount_;
-        f.nextRetryDelay = retryTimer_->armed() ? nextRetryDelay_ : std::chrono::milliseconds(0);
+        f.status = status();
+        f.statusDetail = life_.detail();
+        f.currentRetryCount = life_.retryCount();
+        f.nextRetryDelay = life_.pendingRetryDelay();
         f.connectAttempts = connectAttempts_;
         f.recordsSent = recordsSent_;
         f.recordsReceived = recordsReceived_;
@@ -117,14 +116,14 @@ public:
     }
 
     const WebSocketClientConfig& config() const { return config_; }
-    MtpStatus status() const { return status_; }
-    std::string agentAddress() const { return status_ == MtpStatus::kUp ? url() : std::string(); }
+    MtpStatus status() const { return life_.status(); }
+    std::string agentAddress() const { return status() == MtpStatus::kUp ? url() : std::string(); }
 
     // ---- engine events (loop thread) ----
 
     void onSessionOpen(const std::string&, const std::string&, const std::string&) override {
         open_ = true;
-        retryCount_ = 0;
+        life_.succeeded();
         watchdog_->cancel();
         if (config_.keepAliveInterval.count() > 0) pingTimer_->start(config_.keepAliveInterval, true);
         BERTH_LOG_INFO(kTag) << url() << ": session up";
@@ -160,12 +159,7 @@ private:
                path;
     }
 
-    void setStatus(MtpStatus s, const std::string& detail) {
-        const bool changed = s != status_ || s == MtpStatus::kUp;
-        status_ = s;
-        detail_ = detail;
-        if (changed && running_) owner_.reportStatus(s, detail);
-    }
+    void setStatus(MtpStatus s, const std::string& detail) { life_.setStatus(s, detail); }
 
     void teardown(WsCloseCode code, const std::string& reason) {
         pingTimer_->cancel();
@@ -177,9 +171,8 @@ private:
         }
     }
 
+    // The Reconnector's attempt.
     void dial() {
-        retryTimer_->cancel();
-        if (!running_) return;
         if (!engine_) {
             ws_detail::EngineConfig ec;
             ec.server = false;
@@ -205,31 +198,21 @@ private:
     }
 
     void scheduleRetry(const std::string& reason) {
-        if (!running_) return;
-        ++retryCount_;
-        RetrySchedule schedule;
-        schedule.minWait = config_.sessionRetryMinimumWaitInterval;
-        schedule.multiplier = config_.sessionRetryIntervalMultiplier;
-        nextRetryDelay_ = schedule.delay(retryCount_, rng_);
-        retryTimer_->start(nextRetryDelay_);
-        BERTH_LOG_WARN(kTag) << url() << ": " << reason << "; retry " << retryCount_ << " in " << seconds(nextRetryDelay_);
-        setStatus(MtpStatus::kError, reason + "; retry in " + seconds(nextRetryDelay_));
+        if (!life_.running()) return;
+        const auto wait = life_.scheduleRetry();
+        BERTH_LOG_WARN(kTag) << url() << ": " << reason << "; retry " << life_.retryCount() << " in "
+                             << formatSeconds(wait);
+        setStatus(MtpStatus::kError, reason + "; retry in " + formatSeconds(wait));
     }
 
     WebSocketClient& owner_;
     EventLoop& loop_;
     WebSocketClientConfig config_;
-    std::mt19937_64 rng_;
-    std::unique_ptr<Timer> retryTimer_;
+    detail::Reconnector life_;
     std::unique_ptr<Timer> pingTimer_;
     std::unique_ptr<Timer> watchdog_;
     std::unique_ptr<ws_detail::LwsEngine> engine_;
-    bool running_ = false;
     bool open_ = false;
-    MtpStatus status_ = MtpStatus::kDown;
-    std::string detail_;
-    unsigned retryCount_ = 0;
-    std::chrono::milliseconds nextRetryDelay_{0};
     std::uint64_t connectAttempts_ = 0;
     std::uint64_t recordsSent_ = 0;
     std::uint64_t recordsReceived_ = 0;
