@@ -48,6 +48,7 @@ void applyTlsDefaults(Tls& tls, const Defaults& d) {
 
 MtpManager::MtpManager(EventLoop& loop, dm::Engine& engine, std::string endpointId, RecordSink onRecord, UpSink onUp)
     : loop_(loop),
+      pool_(loop, 2),
       engine_(engine),
       endpointId_(std::move(endpointId)),
       onRecord_(std::move(onRecord)),
@@ -475,7 +476,7 @@ void MtpManager::reloadMtpRow(const std::string& row, std::map<std::string, bool
         ensure(
             row, Kind::kMqtt, client, "",
             [&]() -> Result<std::unique_ptr<transports::Mtp>> {
-                auto c = transports::MqttClient::create(loop_, *cfg);
+                auto c = transports::MqttClient::create(loop_, *cfg, transports::pahoMqttConnectionFactory(pool_));
                 if (!c) return std::move(c).error();
                 return std::unique_ptr<transports::Mtp>(std::move(*c));
             },
@@ -498,7 +499,7 @@ void MtpManager::reloadMtpRow(const std::string& row, std::map<std::string, bool
         ensure(
             row, Kind::kStomp, conn, fp.str(),
             [&]() -> Result<std::unique_ptr<transports::Mtp>> {
-                auto c = transports::StompClient::create(loop_, cfg);
+                auto c = transports::StompClient::create(loop_, cfg, transports::tcpStompStreamFactory(pool_));
                 if (!c) return std::move(c).error();
                 return std::unique_ptr<transports::Mtp>(std::move(*c));
             },

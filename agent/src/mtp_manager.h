@@ -19,7 +19,10 @@
 // 1008; a server session that opens while the client binding is not Up suspends that
 // client (stops dialling) until the server session ends, then the client dials again.
 //
-// Threading: loop thread only.
+// Threading: loop thread only. The bindings' blocking work (STOMP host name lookups, the
+// diagnosis of a failed MQTT TLS connect) runs on a worker pool of their own, so a slow
+// resolver never waits behind the agent's downloads and runtime calls. It has no thread
+// while idle; destroying the manager joins it.
 
 #include <functional>
 #include <map>
@@ -28,6 +31,7 @@
 #include <string>
 
 #include "berth/core/event_loop.h"
+#include "berth/core/worker_pool.h"
 #include "berth/datamodel/engine.h"
 #include "berth/transports/mtp.h"
 #include "controllers.h"
@@ -158,6 +162,8 @@ private:
     void onStatus(const std::string& mtpPath, transports::MtpStatus s, const std::string& detail);
 
     EventLoop& loop_;
+    // Outlives every binding (declared before bindings_).
+    WorkerPool pool_;
     dm::Engine& engine_;
     TlsDefaults tlsDefaults_;
     std::string endpointId_;
