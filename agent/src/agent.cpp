@@ -59,7 +59,7 @@ std::string systemUptime() {
     return std::to_string(static_cast<unsigned long>(up));
 }
 
-class AgentImpl final : public Agent, private dm::Provider, private dm::ChangeListener {
+class AgentImpl final : public Agent, private dm::Provider {
 public:
     AgentImpl(EventLoop& loop, Clock& clock, AgentOptions options)
         : loop_(loop), clock_(clock), options_(std::move(options)), started_(clock.now()) {}
@@ -71,7 +71,6 @@ public:
 #endif
         pool_.reset();  // joins the workers; cancelled jobs never deliver
         if (engine_) {
-            engine_->removeListener(this);
             if (notifier_) engine_->removeListener(notifier_.get());
         }
         notifier_.reset();
@@ -98,12 +97,6 @@ public:
 private:
     // dm::Provider for computed values (UpTime).
     Result<std::string> get(const dm::ObjectView& obj, std::string_view param) override;
-    // dm::ChangeListener: MTP rows edited -> reconfigure bindings.
-    void onValueChange(std::string_view paramPath, std::string_view value) override;
-    void onObjectCreated(std::string_view path, const std::vector<std::pair<std::string_view, std::string>>&) override;
-    void onObjectDeleted(std::string_view path) override;
-    void onEvent(std::string_view, const dm::ArgMap&) override {}
-    void scheduleMtpReload(std::string_view path);
 
     Status applyConfigFile();
     // Internal.* lines of the configuration file (obuspa's private state).
@@ -167,7 +160,6 @@ private:
 #ifdef BERTH_WITH_OCI
     std::unique_ptr<smm::SoftwareModules> smm_;
 #endif
-    bool reloadPending_ = false;
     bool stopping_ = false;
     bool restartRequested_ = false;
     // Asynchronous calls still running, by their Device.LocalAgent.Request.{i}. row,
@@ -268,8 +260,8 @@ Status AgentImpl::init() {
         [this](const std::string& mtp, transports::InboundRecord r) { onRecord(mtp, std::move(r)); },
         [this](const std::string& mtp, const std::string& addr) { onMtpUp(mtp, addr); });
     mtps_->setTlsDefaults({options_.authCertFile, options_.trustStore});
+    // MTP rows edited -> bindings reconfigured: MtpManager listens and coalesces.
     BERTH_TRY(mtps_->registerWithEngine());
-    engine_->addListener(this);
 
     NotifierOptions no;
     no.queueDbPath = (stateDir / "notify.db").string();
@@ -485,29 +477,6 @@ void AgentImpl::stop(std::function<void()> done) {
     mtps_->stopAll();
     loop_.post(std::move(done));
 }
-
-void AgentImpl::scheduleMtpReload(std::string_view path) {
-    bool relevant = path.rfind("Device.MQTT.", 0) == 0 || path.rfind("Device.LocalAgent.MTP.", 0) == 0 ||
-                    path.rfind("Device.STOMP.", 0) == 0;
-    if (!relevant || reloadPending_ || stopping_) return;
-    reloadPending_ = true;
-    // Coalesce: a Set of several MQTT parameters reconnects once, after the message.
-    loop_.post([this] {
-        reloadPending_ = false;
-        if (!stopping_) mtps_->reload();
-    });
-}
-
-void AgentImpl::onValueChange(std::string_view paramPath, std::string_view) {
-    if (paramPath.size() >= 6 && (paramPath.substr(paramPath.size() - 6) == "Status" ||
-                                  paramPath.find("ResponseTopicDiscovered") != std::string_view::npos))
-        return;  // our own provided figures
-    scheduleMtpReload(paramPath);
-}
-void AgentImpl::onObjectCreated(std::string_view path, const std::vector<std::pair<std::string_view, std::string>>&) {
-    scheduleMtpReload(path);
-}
-void AgentImpl::onObjectDeleted(std::string_view path) { scheduleMtpReload(path); }
 
 std::string AgentImpl::configuredDestination(const std::string& mtpPath, const std::optional<ControllerInfo>& ctrl) {
     if (!ctrl) return {};

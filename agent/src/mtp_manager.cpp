@@ -572,6 +572,7 @@ void MtpManager::reloadControllerRows(std::map<std::string, bool>& wanted) {
 
 void MtpManager::reload() {
     stopped_ = false;
+    ++reloads_;
     std::map<std::string, bool> wanted;
     if (auto rows = engine_.resolveObjects("Device.LocalAgent.MTP.*.")) {
         for (const auto& row : *rows)
@@ -589,21 +590,33 @@ void MtpManager::reload() {
     }
 }
 
-void MtpManager::scheduleReload(std::string_view path) {
-    if (stopped_ || !startsWith(path, kControllerPrefix)) return;
+bool MtpManager::affectsBindings(std::string_view path, bool valueChange) {
+    if (startsWith(path, "Device.MQTT.") || startsWith(path, "Device.STOMP.") ||
+        startsWith(path, "Device.LocalAgent.MTP.")) {
+        // Never our own figures (Status, ResponseTopicDiscovered).
+        return !valueChange || !(endsWith(path, "Status") || path.find("ResponseTopicDiscovered") != std::string_view::npos);
+    }
+    if (!startsWith(path, kControllerPrefix)) return false;
     // Only what feeds WebSocket clients: MTP rows, a controller's Enable and EndpointID,
     // controller rows themselves. Never our own CurrentRetryCount.
     bool relevant = path.find(".MTP.") != std::string_view::npos || endsWith(path, ".Enable") ||
                     endsWith(path, ".EndpointID") || std::count(path.begin(), path.end(), '.') <= 4;
-    if (!relevant || endsWith(path, "CurrentRetryCount")) return;
+    return relevant && !endsWith(path, "CurrentRetryCount");
+}
+
+// The one coalescer: however many rows a message edits (a Set of several MQTT
+// parameters, an Add of a row with its values), the bindings are reconfigured once,
+// on the next loop turn, after the message.
+void MtpManager::scheduleReload(std::string_view path, bool valueChange) {
+    if (stopped_ || !affectsBindings(path, valueChange)) return;
     if (!reloadTimer_->armed()) reloadTimer_->start(std::chrono::milliseconds(0));
 }
 
-void MtpManager::onValueChange(std::string_view paramPath, std::string_view) { scheduleReload(paramPath); }
+void MtpManager::onValueChange(std::string_view paramPath, std::string_view) { scheduleReload(paramPath, true); }
 void MtpManager::onObjectCreated(std::string_view path, const std::vector<std::pair<std::string_view, std::string>>&) {
-    scheduleReload(path);
+    scheduleReload(path, false);
 }
-void MtpManager::onObjectDeleted(std::string_view path) { scheduleReload(path); }
+void MtpManager::onObjectDeleted(std::string_view path) { scheduleReload(path, false); }
 
 // ------------------------------------------------------------------ events
 

@@ -10,6 +10,10 @@
 //   Device.LocalAgent.Controller.{i}.MTP.{j}. Protocol=WebSocket with a Host
 //                                                  -> WebSocketClient dialling that controller
 //
+// Edits of those rows (Device.MQTT., Device.STOMP., Device.LocalAgent.MTP., the
+// Controller MTP rows) are coalesced here, and only here: one reload on the next loop
+// turn however many parameters a message changed.
+//
 // Bindings are named by their row: the LocalAgent.MTP.{i}. row, or for a WebSocket
 // client the Controller.{i}.MTP.{j}. row. That name is the `mtpPath` of records and
 // status changes.
@@ -24,6 +28,7 @@
 // resolver never waits behind the agent's downloads and runtime calls. It has no thread
 // while idle; destroying the manager joins it.
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -77,11 +82,13 @@ public:
     void setTlsDefaults(TlsDefaults defaults) { tlsDefaults_ = std::move(defaults); }
 
     // Registers the provided values and Controller.{i}.MTP.{j}.WebSocket.Reset() with
-    // the engine, and listens for edits of the Controller MTP rows (WebSocket clients).
+    // the engine, and listens for edits of every MTP row (see above).
     Status registerWithEngine();
     // (Re)reads the MTP rows and starts, reconfigures or stops bindings to match.
     void reload();
     void stopAll();
+    // How many reloads ran (coalesced edits count once; tests and figures).
+    std::uint64_t reloadCount() const { return reloads_; }
 
     // The binding named `path`, or of the MQTT client / STOMP connection it references
     // (both accepted).
@@ -125,13 +132,14 @@ private:
         bool suspended = false;  // WebSocket client stopped while the controller has a server session (R-WS.4)
     };
 
-    // dm::ChangeListener: Controller rows feed WebSocket clients; the agent reloads on
-    // the other MTP tables itself.
+    // dm::ChangeListener: edits of MTP rows schedule one coalesced reload.
     void onValueChange(std::string_view paramPath, std::string_view value) override;
     void onObjectCreated(std::string_view path, const std::vector<std::pair<std::string_view, std::string>>&) override;
     void onObjectDeleted(std::string_view path) override;
     void onEvent(std::string_view, const dm::ArgMap&) override {}
-    void scheduleReload(std::string_view path);
+    // Does an edit of `path` (a value when valueChange, else a row) feed a binding?
+    static bool affectsBindings(std::string_view path, bool valueChange);
+    void scheduleReload(std::string_view path, bool valueChange);
     // Controller.{i}.MTP.{j}.WebSocket.Reset(): drop the session and dial again now.
     Result<dm::ArgMap> resetWebSocket(const dm::CommandCall& call);
 
@@ -170,7 +178,8 @@ private:
     RecordSink onRecord_;
     UpSink onUp_;
     std::map<std::string, Binding> bindings_;  // by binding name
-    std::unique_ptr<Timer> reloadTimer_;       // coalesces Controller row edits into one reload
+    std::unique_ptr<Timer> reloadTimer_;       // coalesces MTP row edits into one reload
+    std::uint64_t reloads_ = 0;
     bool listening_ = false;  // registered as a ChangeListener
     bool stopped_ = false;    // after stopAll(): no reloads from edits until reload() is called
 };
