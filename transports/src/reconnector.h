@@ -22,9 +22,9 @@
 //   - retired connections: a connection that is given up is handed over with retire()
 //     and destroyed from a loop timer, never inside one of its own callbacks. With a
 //     grace period the binding's library gets time to finish a callback it is running
-//     on its own thread (Paho); markDone() (callable after the Reconnector is gone)
-//     says the connection finished closing, after which it goes once the grace has
-//     passed; it goes at the latest after `max`.
+//     on its own thread (Paho); markDone() (loop thread; harmless after the Reconnector
+//     is gone) says the connection finished closing, after which it goes once the grace
+//     has passed; it goes at the latest after `max`.
 //
 // A retired connection must not call back into its binding: the binding either cuts
 // its events before retiring it (MQTT's disconnect(), a gate as STOMP uses) or
