@@ -322,10 +322,16 @@ TEST_CASE("fleet install with a canary of 1 and concurrency 2 installs on all fi
     REQUIRE(started.exitCode == 0);
     for (int i = 1; i <= 5; ++i) CHECK(f.get(i, "Device.SoftwareModules.ExecutionUnit.1.Status") == "Active");
 
-    auto stopped = f.fleet({"--targets", f.targets({1, 2, 3, 4, 5}), "--concurrency", "5", "--journal",
-                            (f.tmp / "stop.journal").string(), "stop", "hello"});
+    // On a terminal (script(1) gives berthctl a pty) the progress is a bar that is redrawn.
+    std::string cmd;
+    for (const auto& a : f.fleetArgv({"--targets", f.targets({1, 2, 3, 4, 5}), "--concurrency", "5", "--journal",
+                                      (f.tmp / "stop.journal").string(), "stop", "hello"}))
+        cmd += "'" + a + "' ";
+    auto stopped = berth::agenttest::runCtl({"script", "-qec", cmd, "/dev/null"});
     INFO(stopped.describe());
     REQUIRE(stopped.exitCode == 0);
+    CHECK(stopped.out.find("\r[##############################] 5/5  ok 5  failed 0  in flight 0") != std::string::npos);
+    CHECK(stopped.out.find(Fleet::id(1) + " ok ") == std::string::npos);  // no plain lines on a terminal
     for (int i = 1; i <= 5; ++i) CHECK(f.get(i, "Device.SoftwareModules.ExecutionUnit.1.Status") == "Idle");
 
     auto removed = f.fleet({"--targets", f.targets({1, 2, 3, 4, 5}), "--journal", (f.tmp / "rm.journal").string(),
