@@ -334,6 +334,17 @@ TEST_CASE("fleet install with a canary of 1 and concurrency 2 installs on all fi
     CHECK(stopped.out.find(Fleet::id(1) + " ok ") == std::string::npos);  // no plain lines on a terminal
     for (int i = 1; i <= 5; ++i) CHECK(f.get(i, "Device.SoftwareModules.ExecutionUnit.1.Status") == "Idle");
 
+    // Update finds the DU by its URL this time.
+    std::string v2 = berth::smme2e::buildApp(f.www, "hello", "1.1.0");
+    auto updated = f.fleet({"--targets", f.targets({1, 2, 3, 4, 5}), "--concurrency", "3", "--journal",
+                            (f.tmp / "update.journal").string(), "update", f.http->url(archive), f.http->url(v2)});
+    INFO(updated.describe());
+    REQUIRE(updated.exitCode == 0);
+    for (int i = 1; i <= 5; ++i) {
+        CHECK(f.get(i, "Device.SoftwareModules.DeploymentUnit.1.Version") == "1.1.0");
+        CHECK(f.get(i, "Device.SoftwareModules.DeploymentUnit.1.URL") == f.http->url(v2));
+    }
+
     auto removed = f.fleet({"--targets", f.targets({1, 2, 3, 4, 5}), "--journal", (f.tmp / "rm.journal").string(),
                             "uninstall", "hello"});
     INFO(removed.describe());
@@ -373,11 +384,21 @@ TEST_CASE("A rollout whose failures pass --max-failures is aborted with exit 5 a
     CHECK(j->agents.count(Fleet::id(2)) == 0);
 
     // A failing canary stops everything after it.
-    auto c = f.fleet({"--targets", f.targets({4, 2, 3}, "canary.txt"), "--canary", "1", "--max-failures", "100%",
-                      "--journal", (f.tmp / "canary.journal").string(), "install", f.http->url(archive)});
+    auto c = f.fleet({"--json", "--targets", f.targets({4, 2, 3}, "canary.txt"), "--canary", "1", "--max-failures",
+                      "100%", "--journal", (f.tmp / "canary.journal").string(), "install", f.http->url(archive)});
     INFO(c.describe());
     CHECK(c.exitCode == 5);
-    CHECK(c.out.find("ABORTED: canary agent " + Fleet::id(4) + " failed") != std::string::npos);
+    auto lines = jsonLines(c.out);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0]["endpoint"] == Fleet::id(4));
+    CHECK(lines[0]["error"] == 7227);
+    const auto& sum = lines[1]["summary"];
+    CHECK(sum["aborted"] == "canary agent " + Fleet::id(4) + " failed");
+    CHECK(sum["succeeded"] == 0);
+    CHECK(sum["failed"] == 1);
+    CHECK(sum["not_started"] == 2);
+    REQUIRE(sum["failures"].size() == 1);
+    CHECK(sum["failures"][0]["error"] == 7227);
     CHECK(f.duCount(2) == 0);
 
     // A bad threshold is a usage error before anything is sent.
