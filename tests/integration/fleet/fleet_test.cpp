@@ -4,9 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
 
@@ -84,7 +83,8 @@ public:
     int size() const { return static_cast<int>(configs.size()); }
 
     void startAll() {
-        for (int i = 1; i <= size(); ++i) startAgent(i);
+        for (int i = 1; i <= size(); ++i)
+            startAgent(i);
         for (int i = 1; i <= size(); ++i) {
             bool up = answering(i);
             INFO("berthd " << i << " log:\n" << agents[static_cast<std::size_t>(i - 1)]->log());
@@ -97,7 +97,7 @@ public:
             a->start();
         } else {
             a = std::make_unique<berth::agenttest::Berthd>(dirs[static_cast<std::size_t>(i - 1)],
-                                                          configs[static_cast<std::size_t>(i - 1)]);
+                                                           configs[static_cast<std::size_t>(i - 1)]);
         }
     }
     void stopAgent(int i) { agents[static_cast<std::size_t>(i - 1)]->stop(); }
@@ -107,8 +107,9 @@ public:
         return waitUntil(
             [&] {
                 berth::SpawnOptions o;
-                o.argv = {BERTHCTL_BIN, "--mqtt", broker->address(), "--agent", id(i), "--timeout", "0.5", "get",
-                          "Device.LocalAgent.EndpointID"};
+                o.argv = {BERTHCTL_BIN, "--mqtt", broker->address(),
+                          "--agent",    id(i),    "--timeout",
+                          "0.5",        "get",    "Device.LocalAgent.EndpointID"};
                 auto run = berth::runCommand(o, 30s);
                 return run && run->status.success();
             },
@@ -124,7 +125,8 @@ public:
 
     std::string targets(const std::vector<int>& which, const std::string& name = "targets.txt") {
         std::string text = "# test fleet\n";
-        for (int i : which) text += id(i) + "\n";
+        for (int i : which)
+            text += id(i) + "\n";
         writeFile(tmp / name, text);
         return (tmp / name).string();
     }
@@ -174,8 +176,8 @@ private:
                 (void)berth::runCommand(d, 30s);
             }
         }
-        for (const char* ctl : {"memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio", "systemd",
-                                "unified", ""}) {
+        for (const char* ctl :
+             {"memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""}) {
             fs::path base = fs::path("/sys/fs/cgroup") / ctl / cgroupBase.substr(1);
             std::error_code ec;
             if (!fs::exists(base, ec)) continue;
@@ -185,7 +187,8 @@ private:
                 if (it->is_directory(ec)) sub.push_back(it->path());
             std::sort(sub.begin(), sub.end(),
                       [](const fs::path& a, const fs::path& b) { return a.string().size() > b.string().size(); });
-            for (const auto& d : sub) ::rmdir(d.c_str());
+            for (const auto& d : sub)
+                ::rmdir(d.c_str());
             ::rmdir(base.c_str());
         }
     }
@@ -220,15 +223,15 @@ std::size_t countOf(const std::vector<std::string>& v, const std::string& s) {
 
 }  // namespace
 
-TEST_CASE("fleet discover records the agents that announce themselves, and --match addresses them by glob",
-          "[fleet]") {
+TEST_CASE("fleet discover records the agents that announce themselves, and --match addresses them by glob", "[fleet]") {
     Fleet f(5, {}, false);
     std::string known = (f.tmp / "known").string();
     auto discover = berth::testing::ProcessGuard::start(
-        f.fleetArgv({"--known", known, "discover", "--count", "5", "--duration", "90"}), (f.tmp / "discover.out").string());
+        f.fleetArgv({"--known", known, "discover", "--count", "5", "--duration", "90"}),
+        (f.tmp / "discover.out").string());
     // Agents send Boot! once, at start: listen first.
-    REQUIRE(waitUntil([&] { return f.broker->log().find("Received SUBSCRIBE from berthctl-fleet-") != std::string::npos; },
-                      20s));
+    REQUIRE(waitUntil(
+        [&] { return f.broker->log().find("Received SUBSCRIBE from berthctl-fleet-") != std::string::npos; }, 20s));
     f.startAll();
     REQUIRE(waitUntil([&] { return !discover->running(); }, 60s));
     auto st = discover->stop();
@@ -262,7 +265,8 @@ TEST_CASE("fleet get prints one table across five agents, with per-agent errors 
     Fleet f(5);
     std::string ghost = "os::012345-F0099";
     std::string agents;
-    for (int i = 1; i <= 5; ++i) agents += Fleet::id(i) + ",";
+    for (int i = 1; i <= 5; ++i)
+        agents += Fleet::id(i) + ",";
     agents += ghost;
     auto r = f.fleet({"--agents", agents, "--timeout", "3", "get", "Device.DeviceInfo.SerialNumber",
                       "Device.DeviceInfo.X_NoSuchThing"});
@@ -281,13 +285,16 @@ TEST_CASE("fleet get prints one table across five agents, with per-agent errors 
     auto lines = jsonLines(j.out);
     REQUIRE(lines.size() == 5);
     std::map<std::string, std::string> values;
-    for (const auto& l : lines) values[l["endpoint"]] = l["value"];
-    for (int i = 1; i <= 5; ++i) CHECK(values[Fleet::id(i)] == Fleet::serial(i));
+    for (const auto& l : lines)
+        values[l["endpoint"]] = l["value"];
+    for (int i = 1; i <= 5; ++i)
+        CHECK(values[Fleet::id(i)] == Fleet::serial(i));
 }
 
-TEST_CASE("fleet install with a canary of 1 and concurrency 2 installs on all five agents, then start, stop and "
-          "uninstall follow the DU by name",
-          "[fleet]") {
+TEST_CASE(
+    "fleet install with a canary of 1 and concurrency 2 installs on all five agents, then start, stop and "
+    "uninstall follow the DU by name",
+    "[fleet]") {
     Fleet f(5);
     std::string archive = berth::smme2e::buildApp(f.www, "hello", "1.0.0");
     std::string journal = (f.tmp / "install.journal").string();
@@ -320,7 +327,8 @@ TEST_CASE("fleet install with a canary of 1 and concurrency 2 installs on all fi
                             (f.tmp / "start.journal").string(), "start", "hello"});
     INFO(started.describe());
     REQUIRE(started.exitCode == 0);
-    for (int i = 1; i <= 5; ++i) CHECK(f.get(i, "Device.SoftwareModules.ExecutionUnit.1.Status") == "Active");
+    for (int i = 1; i <= 5; ++i)
+        CHECK(f.get(i, "Device.SoftwareModules.ExecutionUnit.1.Status") == "Active");
 
     // On a terminal (script(1) gives berthctl a pty) the progress is a bar that is redrawn.
     std::string cmd;
@@ -332,7 +340,8 @@ TEST_CASE("fleet install with a canary of 1 and concurrency 2 installs on all fi
     REQUIRE(stopped.exitCode == 0);
     CHECK(stopped.out.find("\r[##############################] 5/5  ok 5  failed 0  in flight 0") != std::string::npos);
     CHECK(stopped.out.find(Fleet::id(1) + " ok ") == std::string::npos);  // no plain lines on a terminal
-    for (int i = 1; i <= 5; ++i) CHECK(f.get(i, "Device.SoftwareModules.ExecutionUnit.1.Status") == "Idle");
+    for (int i = 1; i <= 5; ++i)
+        CHECK(f.get(i, "Device.SoftwareModules.ExecutionUnit.1.Status") == "Idle");
 
     // Update finds the DU by its URL this time.
     std::string v2 = berth::smme2e::buildApp(f.www, "hello", "1.1.0");
@@ -345,15 +354,16 @@ TEST_CASE("fleet install with a canary of 1 and concurrency 2 installs on all fi
         CHECK(f.get(i, "Device.SoftwareModules.DeploymentUnit.1.URL") == f.http->url(v2));
     }
 
-    auto removed = f.fleet({"--targets", f.targets({1, 2, 3, 4, 5}), "--journal", (f.tmp / "rm.journal").string(),
-                            "uninstall", "hello"});
+    auto removed = f.fleet(
+        {"--targets", f.targets({1, 2, 3, 4, 5}), "--journal", (f.tmp / "rm.journal").string(), "uninstall", "hello"});
     INFO(removed.describe());
     REQUIRE(removed.exitCode == 0);
-    for (int i = 1; i <= 5; ++i) CHECK(f.duCount(i) == 0);
+    for (int i = 1; i <= 5; ++i)
+        CHECK(f.duCount(i) == 0);
 
     // A DU that is not there: 7016 per agent, nothing changes.
-    auto missing = f.fleet({"--agents", Fleet::id(1), "--journal", (f.tmp / "m.journal").string(), "uninstall",
-                            "nosuchapp"});
+    auto missing =
+        f.fleet({"--agents", Fleet::id(1), "--journal", (f.tmp / "m.journal").string(), "uninstall", "nosuchapp"});
     CHECK(missing.exitCode != 0);
     CHECK(missing.out.find("error 7016: no DeploymentUnit with Name nosuchapp") != std::string::npos);
 }
@@ -366,8 +376,8 @@ TEST_CASE("A rollout whose failures pass --max-failures is aborted with exit 5 a
     });
     std::string archive = berth::smme2e::buildApp(f.www, "hello", "1.0.0");
     std::string journal = (f.tmp / "abort.journal").string();
-    auto r = f.fleet({"--targets", f.targets({1, 4, 5, 2, 3}), "--canary", "1", "--concurrency", "1",
-                      "--max-failures", "1", "--journal", journal, "install", f.http->url(archive)});
+    auto r = f.fleet({"--targets", f.targets({1, 4, 5, 2, 3}), "--canary", "1", "--concurrency", "1", "--max-failures",
+                      "1", "--journal", journal, "install", f.http->url(archive)});
     INFO(r.describe());
     CHECK(r.exitCode == 5);
     CHECK(r.out.find("ABORTED: 2 agents failed, more than --max-failures 1 of 5") != std::string::npos);
@@ -408,9 +418,10 @@ TEST_CASE("A rollout whose failures pass --max-failures is aborted with exit 5 a
     CHECK(f.duCount(2) == 0);
 }
 
-TEST_CASE("A rollout resumed from its journal after berthctl was killed finishes the rest without redoing finished "
-          "agents",
-          "[fleet]") {
+TEST_CASE(
+    "A rollout resumed from its journal after berthctl was killed finishes the rest without redoing finished "
+    "agents",
+    "[fleet]") {
     Fleet f(5);
     std::string archive = berth::smme2e::buildApp(f.www, "hello", "1.0.0");
     std::string journal = (f.tmp / "resume.journal").string();
@@ -440,7 +451,8 @@ TEST_CASE("A rollout resumed from its journal after berthctl was killed finishes
     REQUIRE(r.exitCode == 0);
     CHECK(r.out.find("targets 5: 5 succeeded, 0 failed, 0 not started (2 done by an earlier run") != std::string::npos);
     auto ev = journalEvents(journal);
-    for (int i : {1, 2, 4, 5}) CHECK(countOf(ev, "begin " + Fleet::id(i)) == 1);
+    for (int i : {1, 2, 4, 5})
+        CHECK(countOf(ev, "begin " + Fleet::id(i)) == 1);
     CHECK(countOf(ev, "begin " + Fleet::id(3)) == 2);
     for (int i = 1; i <= 5; ++i) {
         CHECK(countOf(ev, "end " + Fleet::id(i) + " ok") == 1);

@@ -1,22 +1,24 @@
+#include "fleet_journal.h"
+
 #include <catch2/catch.hpp>
 
 #include "berth/testing/support.h"
-#include "fleet_journal.h"
 
 using namespace berthctl::fleet;
 
 namespace {
 
-const std::string kHeader = R"({"journal":"berthctl-fleet","version":1,"spec":{"op":"install","targets":["a","b","c"]}})";
+const std::string kHeader =
+    R"({"journal":"berthctl-fleet","version":1,"spec":{"op":"install","targets":["a","b","c"]}})";
 
 }  // namespace
 
 TEST_CASE("The journal tells which agents ended, how, and which were still in flight", "[berthctl]") {
-    auto j = parseJournal(kHeader + "\n" + R"({"agent":"a","event":"begin"})" + "\n" +
-                          R"({"agent":"b","event":"begin"})" + "\n" +
-                          R"({"agent":"a","event":"end","ok":true,"code":0,"msg":"","ms":120})" + "\n" +
-                          R"({"agent":"b","event":"end","ok":false,"code":7223,"msg":"no such ExecEnv","ms":40})" +
-                          "\n" + R"({"agent":"c","event":"begin"})" + "\n");
+    auto j =
+        parseJournal(kHeader + "\n" + R"({"agent":"a","event":"begin"})" + "\n" + R"({"agent":"b","event":"begin"})" +
+                     "\n" + R"({"agent":"a","event":"end","ok":true,"code":0,"msg":"","ms":120})" + "\n" +
+                     R"({"agent":"b","event":"end","ok":false,"code":7223,"msg":"no such ExecEnv","ms":40})" + "\n" +
+                     R"({"agent":"c","event":"begin"})" + "\n");
     REQUIRE(j);
     CHECK(j->spec["op"] == "install");
     CHECK(!j->tornTail);
@@ -73,7 +75,8 @@ TEST_CASE("A journal with a broken line in the middle or no header is refused wi
     auto mid = parseJournal(kHeader + "\nnot json\n" + R"({"agent":"a","event":"begin"})" + "\n");
     REQUIRE(!mid);
     CHECK(mid.error().numeric() == 7035);
-    auto noHeader = parseJournal(R"({"agent":"a","event":"begin"})" "\n");
+    auto noHeader = parseJournal(R"({"agent":"a","event":"begin"})"
+                                 "\n");
     REQUIRE(!noHeader);
     CHECK(noHeader.error().numeric() == 7035);
 }

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "fleet_rollout.h"
+
+#include <catch2/catch.hpp>
 
 using namespace berthctl::fleet;
 
@@ -23,7 +23,8 @@ AgentRecord fail(unsigned code = 7022, long long ms = 10) {
 
 std::vector<std::string> agents(int n) {
     std::vector<std::string> out;
-    for (int i = 1; i <= n; ++i) out.push_back("a" + std::to_string(i));
+    for (int i = 1; i <= n; ++i)
+        out.push_back("a" + std::to_string(i));
     return out;
 }
 
@@ -120,7 +121,8 @@ TEST_CASE("Failures past the threshold abort the rollout; below it the rollout f
     CHECK(r.notStarted() == 6);
 
     Rollout fine(agents(3), options(3, 0, "1"));
-    while (auto a = fine.next()) fine.finished(*a, *a == "a2" ? fail() : ok());
+    while (auto a = fine.next())
+        fine.finished(*a, *a == "a2" ? fail() : ok());
     CHECK(fine.done());
     CHECK(!fine.aborted());
     CHECK(fine.failed() == 1);
@@ -136,7 +138,8 @@ TEST_CASE("A resumed rollout skips agents that ended and runs again those that w
     Rollout r(agents(4), options(10, 1, "100%"), &j);
     CHECK(r.resumedDone() == 2);
     std::vector<std::string> started;
-    while (auto a = r.next()) started.push_back(*a);
+    while (auto a = r.next())
+        started.push_back(*a);
     CHECK(started == std::vector<std::string>{"a2", "a4"});
     r.finished("a2", ok());
     r.finished("a4", ok());

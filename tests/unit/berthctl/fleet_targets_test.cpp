@@ -1,13 +1,15 @@
+#include "fleet_targets.h"
+
 #include <catch2/catch.hpp>
 
 #include "berth/testing/support.h"
-#include "fleet_targets.h"
 
 using namespace berthctl::fleet;
 
 TEST_CASE("A targets file gives its endpoint IDs in order, without comments, blanks or duplicates", "[berthctl]") {
-    auto t = parseTargets("# gateways of street 1\nos::012345-0001\n\n  os::012345-0002  # the corner one\n"
-                          "os::012345-0001\r\nproto::abc\n");
+    auto t = parseTargets(
+        "# gateways of street 1\nos::012345-0001\n\n  os::012345-0002  # the corner one\n"
+        "os::012345-0001\r\nproto::abc\n");
     REQUIRE(t);
     CHECK(*t == std::vector<std::string>{"os::012345-0001", "os::012345-0002", "proto::abc"});
 }

@@ -40,7 +40,9 @@ namespace {
 struct Failure : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
-[[noreturn]] void die(const std::string& what) { throw Failure(what); }
+[[noreturn]] void die(const std::string& what) {
+    throw Failure(what);
+}
 
 std::string setValue(std::string conf, const std::string& key, const std::string& value) {
     auto line = "\n" + key + " \"";
@@ -64,7 +66,8 @@ std::unique_ptr<berth::ChildProcess> spawn(std::vector<std::string> argv, const 
 
 void waitPort(int port, const std::string& what) {
     auto deadline = Clock::now() + 15s;
-    while (!berth::bench::loopbackPortOpen(port) && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    while (!berth::bench::loopbackPortOpen(port) && Clock::now() < deadline)
+        std::this_thread::sleep_for(20ms);
     if (!berth::bench::loopbackPortOpen(port)) die(what + " did not start");
 }
 
@@ -72,7 +75,8 @@ std::size_t lines(const fs::path& p) {
     std::ifstream in(p);
     std::size_t n = 0;
     std::string l;
-    while (std::getline(in, l)) ++n;
+    while (std::getline(in, l))
+        ++n;
     return n;
 }
 
@@ -106,9 +110,11 @@ struct Owned {
                 }
             }
         }
-        for (const char* ctl : {"memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio", "systemd", ""}) {
+        for (const char* ctl :
+             {"memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio", "systemd", ""}) {
             fs::path base = fs::path("/sys/fs/cgroup") / ctl / cgroup.substr(1);
-            for (int i = 1; i <= agents; ++i) ::rmdir((base / ("a" + std::to_string(i))).c_str());
+            for (int i = 1; i <= agents; ++i)
+                ::rmdir((base / ("a" + std::to_string(i))).c_str());
             ::rmdir(base.c_str());
         }
         std::error_code ec;
@@ -169,7 +175,8 @@ int run(int argc, char** argv) {
     int port = berth::bench::freeLoopbackPort();
     std::ofstream(owned.dir / "mosquitto.conf") << "persistence false\nallow_anonymous true\nlog_type error\n"
                                                 << "listener " << port << " 127.0.0.1\n";
-    owned.procs.push_back(spawn({"mosquitto", "-c", (owned.dir / "mosquitto.conf").string()}, owned.dir / "mosquitto.log"));
+    owned.procs.push_back(
+        spawn({"mosquitto", "-c", (owned.dir / "mosquitto.conf").string()}, owned.dir / "mosquitto.log"));
     waitPort(port, "mosquitto");
     std::string broker = "127.0.0.1:" + std::to_string(port);
 
@@ -205,8 +212,11 @@ int run(int argc, char** argv) {
     auto deadline = Clock::now() + 60s;
     while (true) {
         berth::SpawnOptions o;
-        o.argv = {BERTHCTL_BIN, "fleet", "--mqtt", broker, "--timeout", "1", "--targets", (owned.dir / "targets").string(),
-                  "get", "Device.LocalAgent.EndpointID"};
+        o.argv = {BERTHCTL_BIN, "fleet",
+                  "--mqtt",     broker,
+                  "--timeout",  "1",
+                  "--targets",  (owned.dir / "targets").string(),
+                  "get",        "Device.LocalAgent.EndpointID"};
         auto r = berth::runCommand(o, 60s);
         if (r && r->status.success()) break;
         if (Clock::now() > deadline) die("the agents did not all answer within 60 s");
@@ -222,7 +232,8 @@ int run(int argc, char** argv) {
         auto probe = Clock::now() + 10s;
         while (Clock::now() < probe) {
             berth::SpawnOptions o;
-            o.argv = {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port), "-t", "usp/bench-probe", "-m", "x"};
+            o.argv = {"mosquitto_pub",   "-h", "127.0.0.1", "-p", std::to_string(port), "-t",
+                      "usp/bench-probe", "-m", "x"};
             (void)berth::runCommand(o, 10s);
             if (lines(counted) > 0) break;
             std::this_thread::sleep_for(50ms);
@@ -232,9 +243,21 @@ int run(int argc, char** argv) {
     std::size_t before = lines(counted);
 
     berth::SpawnOptions o;
-    o.argv = {BERTHCTL_BIN, "fleet", "--mqtt", broker, "--json", "--targets", (owned.dir / "targets").string(),
-              "--concurrency", std::to_string(concurrency), "--canary", std::to_string(canary), "--journal",
-              (owned.dir / "rollout.journal").string(), "install", url};
+    o.argv = {BERTHCTL_BIN,
+              "fleet",
+              "--mqtt",
+              broker,
+              "--json",
+              "--targets",
+              (owned.dir / "targets").string(),
+              "--concurrency",
+              std::to_string(concurrency),
+              "--canary",
+              std::to_string(canary),
+              "--journal",
+              (owned.dir / "rollout.journal").string(),
+              "install",
+              url};
     auto t0 = Clock::now();
     auto r = berth::runCommand(o, 3600s);
     double wall = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -256,9 +279,10 @@ int run(int argc, char** argv) {
     }
     if (summary.is_null()) die("no summary from berthctl: " + r->out + r->err);
 
-    std::printf("berth-fleet-bench: berthctl fleet install to %d berthd agents (runc ExecEnv), image %.0f KiB,\n"
-                "  concurrency %d, canary %d, one mosquitto 127.0.0.1:%d\n",
-                agents, archiveKiB, concurrency, canary, port);
+    std::printf(
+        "berth-fleet-bench: berthctl fleet install to %d berthd agents (runc ExecEnv), image %.0f KiB,\n"
+        "  concurrency %d, canary %d, one mosquitto 127.0.0.1:%d\n",
+        agents, archiveKiB, concurrency, canary, port);
     std::printf("  exit status          %d (%d succeeded, %d failed)\n", r->status.shellCode(),
                 summary.value("succeeded", 0), summary.value("failed", 0));
     std::printf("  wall time            %.2f s (berthctl process, connect to summary)\n", wall);

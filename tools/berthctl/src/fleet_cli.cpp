@@ -171,7 +171,8 @@ std::vector<std::string> selectTargets(const Options& o) {
         return *t;
     }
     std::string text;
-    for (const auto& a : splitComma(o.agents)) text += a + "\n";
+    for (const auto& a : splitComma(o.agents))
+        text += a + "\n";
     auto t = parseTargets(text);
     if (!t) throw Failure(kExitUsage, "--agents: " + t.error().message);
     if (t->empty()) throw Failure(kExitUsage, "--agents names no endpoint");
@@ -238,8 +239,8 @@ int runDiscover(FleetSession& session, const Options& o, double seconds, std::si
     auto limit = std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
     session.waitFor([&] { return (count && heard.size() >= count) || writeError; }, limit);
     if (writeError) throw Failure(kExitAgentError, writeError->message);
-    std::cerr << "berthctl: " << heard.size() << " agent(s) announced themselves; " << known->size()
-              << " known in " << o.known << "\n";
+    std::cerr << "berthctl: " << heard.size() << " agent(s) announced themselves; " << known->size() << " known in "
+              << o.known << "\n";
     return heard.empty() ? kExitNoAnswer : kExitOk;
 }
 
@@ -259,11 +260,13 @@ std::vector<Row> rowsOf(const std::string& agent, const std::vector<std::string>
                         Json{{"endpoint", agent}, {"path", path}, {"error", code}, {"message", msg}}});
     };
     if (!answer) {
-        for (const auto& p : paths) bad(p, answer.error().numeric(), answer.error().message);
+        for (const auto& p : paths)
+            bad(p, answer.error().numeric(), answer.error().message);
         return rows;
     }
     if (answer->body().has_error()) {
-        for (const auto& p : paths) bad(p, answer->body().error().err_code(), answer->body().error().err_msg());
+        for (const auto& p : paths)
+            bad(p, answer->body().error().err_code(), answer->body().error().err_msg());
         return rows;
     }
     for (const auto& rp : answer->body().response().get_resp().req_path_results()) {
@@ -304,7 +307,8 @@ int runGet(FleetSession& session, const Options& o, const std::vector<std::strin
                 byAgent[agent] = rowsOf(agent, paths, a, failed);
                 anyFailed = anyFailed || failed;
                 if (o.json)
-                    for (const auto& r : byAgent[agent]) std::cout << r.json.dump() << "\n";
+                    for (const auto& r : byAgent[agent])
+                        std::cout << r.json.dump() << "\n";
                 pump();
             });
         }
@@ -322,8 +326,9 @@ int runGet(FleetSession& session, const Options& o, const std::vector<std::strin
             w1 = std::max(w1, r.endpoint.size());
             w2 = std::max(w2, r.path.size());
         }
-    std::cout << std::left << std::setw(static_cast<int>(w1)) << "ENDPOINT" << "  " << std::setw(static_cast<int>(w2))
-              << "PATH" << "  VALUE\n";
+    std::cout << std::left << std::setw(static_cast<int>(w1)) << "ENDPOINT"
+              << "  " << std::setw(static_cast<int>(w2)) << "PATH"
+              << "  VALUE\n";
     for (const auto& t : targets)
         for (const auto& r : byAgent[t])
             std::cout << std::left << std::setw(static_cast<int>(w1)) << r.endpoint << "  "
@@ -336,9 +341,15 @@ int runGet(FleetSession& session, const Options& o, const std::vector<std::strin
 
 Json specToJson(const OpSpec& s, const std::vector<std::string>& targets, const RolloutOptions& r,
                 const std::string& maxFailures) {
-    return Json{{"op", s.op},       {"url", s.url},         {"ee", s.ee},
-                {"args", s.args},   {"du", s.du},           {"op_timeout_ms", s.opTimeout.count()},
-                {"targets", targets}, {"canary", r.canary}, {"concurrency", r.concurrency},
+    return Json{{"op", s.op},
+                {"url", s.url},
+                {"ee", s.ee},
+                {"args", s.args},
+                {"du", s.du},
+                {"op_timeout_ms", s.opTimeout.count()},
+                {"targets", targets},
+                {"canary", r.canary},
+                {"concurrency", r.concurrency},
                 {"max_failures", maxFailures}};
 }
 
@@ -392,7 +403,8 @@ int runRollout(FleetSession& session, berth::EventLoop& loop, const Options& o, 
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     auto summary = summarize(rollout);
     bool interrupted = session.interrupted();
-    if (interrupted && !summary.abortReason) summary.abortReason = "interrupted; resume with --resume " + journal.path();
+    if (interrupted && !summary.abortReason)
+        summary.abortReason = "interrupted; resume with --resume " + journal.path();
     if (journalError) summary.abortReason = "journal: " + journalError->message;
     if (rollout.aborted()) (void)journal.abort(*rollout.abortReason());
     std::uint64_t sent = session.sentRecords() - sent0;
@@ -419,8 +431,8 @@ int runRollout(FleetSession& session, berth::EventLoop& loop, const Options& o, 
         if (summary.abortReason) j["summary"]["aborted"] = *summary.abortReason;
         std::cout << j.dump() << std::endl;
     } else {
-        std::cout << spec.op << ": " << formatSummary(summary, wall) << "USP records: " << sent << " sent, "
-                  << received << " received on one MQTT connection; journal " << journal.path() << std::endl;
+        std::cout << spec.op << ": " << formatSummary(summary, wall) << "USP records: " << sent << " sent, " << received
+                  << " received on one MQTT connection; journal " << journal.path() << std::endl;
     }
     if (summary.abortReason) return kExitAborted;
     return summary.failed ? kExitAgentError : kExitOk;
@@ -444,9 +456,10 @@ OpSpec specFromJson(const Json& j) {
 }  // namespace
 
 int runFleet(int argc, char** argv) {
-    CLI::App app{"berthctl fleet - discover agents, read a value across them, roll out software modules "
-                 "(one MQTT connection for the whole fleet)",
-                 "berthctl fleet"};
+    CLI::App app{
+        "berthctl fleet - discover agents, read a value across them, roll out software modules "
+        "(one MQTT connection for the whole fleet)",
+        "berthctl fleet"};
     app.footer(kFooter);
     app.require_subcommand(0, 1);
     app.fallthrough();
@@ -479,8 +492,8 @@ int runFleet(int argc, char** argv) {
     auto* concOpt = app.add_option("--concurrency", o.concurrency, "Agents in flight at once (get: default 200)")
                         ->check(CLI::Range(1, 100000))
                         ->capture_default_str();
-    auto* canaryOpt = app.add_option("--canary", o.canary, "The first K agents go first and must all succeed")
-                          ->capture_default_str();
+    auto* canaryOpt =
+        app.add_option("--canary", o.canary, "The first K agents go first and must all succeed")->capture_default_str();
     auto* maxOpt = app.add_option("--max-failures", o.maxFailures,
                                   "Abort when more agents failed than this count or percentage (N or P%)")
                        ->capture_default_str();
@@ -490,7 +503,8 @@ int runFleet(int argc, char** argv) {
     auto* opTimeoutOpt = app.add_option("--op-timeout", o.opTimeoutSeconds, "Seconds one agent may take")
                              ->check(CLI::PositiveNumber)
                              ->capture_default_str();
-    for (auto* opt : app.get_options()) opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    for (auto* opt : app.get_options())
+        opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
     double discoverSeconds = 30;
     std::size_t discoverCount = 0;
@@ -548,14 +562,16 @@ int runFleet(int argc, char** argv) {
         ro.canary = previous->spec.value("canary", std::size_t{0});
         ro.concurrency = concOpt->count() ? o.concurrency : previous->spec.value("concurrency", std::size_t{10});
         if (!maxOpt->count()) o.maxFailures = previous->spec.value("max_failures", o.maxFailures);
-        if (opTimeoutOpt->count()) spec.opTimeout = std::chrono::milliseconds(static_cast<long long>(o.opTimeoutSeconds * 1000));
+        if (opTimeoutOpt->count())
+            spec.opTimeout = std::chrono::milliseconds(static_cast<long long>(o.opTimeoutSeconds * 1000));
         if (targets.empty()) throw Failure(kExitUsage, o.resume + ": the journal names no targets");
     } else if (*discover) {
         if (!o.targetsFile.empty() || !o.match.empty() || !o.agents.empty())
             throw Failure(kExitUsage, "discover takes no targets: it records the agents that announce themselves");
     } else if (app.get_subcommands().empty()) {
-        throw Failure(kExitUsage, "give a command (discover, get, install, update, uninstall, start, stop) or --resume; "
-                                  "see berthctl fleet --help");
+        throw Failure(kExitUsage,
+                      "give a command (discover, get, install, update, uninstall, start, stop) or --resume; "
+                      "see berthctl fleet --help");
     } else {
         targets = selectTargets(o);
     }

@@ -14,13 +14,17 @@ namespace {
 
 constexpr unsigned kNoAnswer = static_cast<unsigned>(ErrorCode::kMessageFailed);
 
-bool isUrl(const std::string& s) { return s.find("://") != std::string::npos || s.rfind("file:", 0) == 0; }
+bool isUrl(const std::string& s) {
+    return s.find("://") != std::string::npos || s.rfind("file:", 0) == 0;
+}
 
 std::string firstListEntry(const std::string& list) {
     auto comma = list.find(',');
     std::string first = list.substr(0, comma);
-    while (!first.empty() && first.front() == ' ') first.erase(first.begin());
-    while (!first.empty() && first.back() == ' ') first.pop_back();
+    while (!first.empty() && first.front() == ' ')
+        first.erase(first.begin());
+    while (!first.empty() && first.back() == ' ')
+        first.pop_back();
     return first;
 }
 
@@ -107,8 +111,7 @@ void AgentJob::resolveDu(std::function<void()> next) {
                             "no DeploymentUnit with " + std::string(isUrl(spec_.du) ? "URL " : "Name ") + spec_.du);
         if (!euPath_.empty() && euPath_.back() != '.') euPath_ += '.';
         if ((spec_.op == "start" || spec_.op == "stop") && euPath_.empty())
-            return complete(static_cast<unsigned>(ErrorCode::kObjectDoesNotExist),
-                            duPath_ + " has no ExecutionUnit");
+            return complete(static_cast<unsigned>(ErrorCode::kObjectDoesNotExist), duPath_ + " has no ExecutionUnit");
         next();
     });
 }
@@ -176,7 +179,8 @@ void AgentJob::pollState() {
             std::string fault;
             for (const auto& rp : a.body().response().get_resp().req_path_results())
                 for (const auto& res : rp.resolved_path_results())
-                    for (const auto& [k, v] : res.result_params()) (k == "Status" ? status : fault) = v;
+                    for (const auto& [k, v] : res.result_params())
+                        (k == "Status" ? status : fault) = v;
             if (status == want) return complete(0, "");
             if (spec_.op == "start" && status == "Idle" && !fault.empty() && fault != "NoFault")
                 return complete(static_cast<unsigned>(ErrorCode::kCommandFailure),
@@ -205,10 +209,9 @@ void AgentJob::complete(unsigned code, std::string message) {
     std::string sub = subscription_;
     subscription_.clear();
     std::weak_ptr<int> alive = alive_;
-    session_.request(agent_, makeDelete(session_.nextMsgId(), {sub}, false),
-                     [this, alive, r](berth::Result<usp::Msg>) {
-                         if (!alive.expired()) done_(r);
-                     });
+    session_.request(agent_, makeDelete(session_.nextMsgId(), {sub}, false), [this, alive, r](berth::Result<usp::Msg>) {
+        if (!alive.expired()) done_(r);
+    });
 }
 
 }  // namespace berthctl::fleet

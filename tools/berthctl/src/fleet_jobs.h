@@ -29,13 +29,13 @@
 namespace berthctl::fleet {
 
 struct OpSpec {
-    std::string op;  // install, update, uninstall, start, stop
-    std::string url;  // install, update
+    std::string op;                                       // install, update, uninstall, start, stop
+    std::string url;                                      // install, update
     std::string ee = "Device.SoftwareModules.ExecEnv.1";  // install: ExecutionEnvRef
     std::vector<std::string> args;  // install: more Name=value input arguments (UUID=..., EnvVariable.1.Key=...)
-    std::string du;  // update, uninstall, start, stop: DU Name, or URL when it has "://"
+    std::string du;                 // update, uninstall, start, stop: DU Name, or URL when it has "://"
     std::chrono::milliseconds opTimeout{300000};  // for the outcome of one agent
-    std::string tag;  // unique per run: subscription IDs and command keys derive from it
+    std::string tag;                              // unique per run: subscription IDs and command keys derive from it
 };
 
 // Checks an OpSpec before anything is sent. Errors: kInvalidArguments.
@@ -72,10 +72,10 @@ private:
     std::string agent_;
     Done done_;
     std::chrono::steady_clock::time_point started_;
-    std::string key_;            // command_key and subscription ID
-    std::string subscription_;   // instantiated path of our subscription, "" when none
-    std::string duPath_;         // Device.SoftwareModules.DeploymentUnit.N.
-    std::string euPath_;         // Device.SoftwareModules.ExecutionUnit.N.
+    std::string key_;           // command_key and subscription ID
+    std::string subscription_;  // instantiated path of our subscription, "" when none
+    std::string duPath_;        // Device.SoftwareModules.DeploymentUnit.N.
+    std::string euPath_;        // Device.SoftwareModules.ExecutionUnit.N.
     bool awaitingComplete_ = false;
     bool finished_ = false;
     std::unique_ptr<berth::Timer> deadline_;

@@ -69,7 +69,8 @@ berth::Result<JournalContents> parseJournal(const std::string& text) {
 
 berth::Result<JournalContents> readJournal(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) return Error(ErrorCode::kInvalidArguments, "cannot read journal: " + std::string(std::strerror(errno)), path);
+    if (!in)
+        return Error(ErrorCode::kInvalidArguments, "cannot read journal: " + std::string(std::strerror(errno)), path);
     std::ostringstream os;
     os << in.rdbuf();
     auto c = parseJournal(os.str());
@@ -86,16 +87,19 @@ berth::Result<std::unique_ptr<JournalWriter>> JournalWriter::create(const std::s
         return Error(ErrorCode::kInternalError, "cannot create journal " + path + ": " + std::strerror(errno), path);
     }
     std::unique_ptr<JournalWriter> w(new JournalWriter(path, fd));
-    if (auto st = w->append(Json{{"journal", "berthctl-fleet"}, {"version", 1}, {"spec", spec}}); !st) return st.error();
+    if (auto st = w->append(Json{{"journal", "berthctl-fleet"}, {"version", 1}, {"spec", spec}}); !st)
+        return st.error();
     return w;
 }
 
 berth::Result<std::unique_ptr<JournalWriter>> JournalWriter::resume(const std::string& path, std::size_t validLength) {
     int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) return Error(ErrorCode::kInternalError, "cannot open journal " + path + ": " + std::strerror(errno), path);
+    if (fd < 0)
+        return Error(ErrorCode::kInternalError, "cannot open journal " + path + ": " + std::strerror(errno), path);
     std::unique_ptr<JournalWriter> w(new JournalWriter(path, fd));
     if (::ftruncate(fd, static_cast<off_t>(validLength)) != 0 || ::fsync(fd) != 0)
-        return Error(ErrorCode::kInternalError, "cannot cut the torn end of " + path + ": " + std::strerror(errno), path);
+        return Error(ErrorCode::kInternalError, "cannot cut the torn end of " + path + ": " + std::strerror(errno),
+                     path);
     return w;
 }
 
@@ -109,7 +113,9 @@ berth::Status JournalWriter::append(const Json& line) {
     while (done < text.size()) {
         auto n = ::write(fd_, text.data() + done, text.size() - done);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return Error(ErrorCode::kInternalError, "cannot write journal: " + std::string(std::strerror(errno)), path_);
+        if (n <= 0)
+            return Error(ErrorCode::kInternalError, "cannot write journal: " + std::string(std::strerror(errno)),
+                         path_);
         done += static_cast<std::size_t>(n);
     }
     if (::fsync(fd_) != 0)
@@ -117,10 +123,13 @@ berth::Status JournalWriter::append(const Json& line) {
     return {};
 }
 
-berth::Status JournalWriter::begin(const std::string& agent) { return append(Json{{"agent", agent}, {"event", "begin"}}); }
+berth::Status JournalWriter::begin(const std::string& agent) {
+    return append(Json{{"agent", agent}, {"event", "begin"}});
+}
 
 berth::Status JournalWriter::end(const std::string& agent, const AgentRecord& r) {
-    return append(Json{{"agent", agent}, {"event", "end"}, {"ok", r.ok}, {"code", r.code}, {"msg", r.message}, {"ms", r.ms}});
+    return append(
+        Json{{"agent", agent}, {"event", "end"}, {"ok", r.ok}, {"code", r.code}, {"msg", r.message}, {"ms", r.ms}});
 }
 
 berth::Status JournalWriter::abort(const std::string& reason) {

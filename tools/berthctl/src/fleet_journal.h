@@ -27,7 +27,7 @@ namespace berthctl::fleet {
 struct AgentRecord {
     bool ended = false;  // false: begun, not ended (in flight when berthctl died)
     bool ok = false;
-    unsigned code = 0;   // USP / TR-181 error code of a failure
+    unsigned code = 0;  // USP / TR-181 error code of a failure
     std::string message;
     long long ms = 0;
 };

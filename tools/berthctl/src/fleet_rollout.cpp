@@ -73,7 +73,8 @@ bool Rollout::canaryFinished() const {
 
 std::optional<std::string> Rollout::next() {
     if (abortReason_ || inFlight_.size() >= options_.concurrency) return std::nullopt;
-    while (cursor_ < targets_.size() && results_.count(targets_[cursor_])) ++cursor_;
+    while (cursor_ < targets_.size() && results_.count(targets_[cursor_]))
+        ++cursor_;
     if (cursor_ >= targets_.size()) return std::nullopt;
     // Past the canary batch only once every canary agent has ended (well).
     if (!inCanary(cursor_) && !canaryFinished()) return std::nullopt;
@@ -109,7 +110,9 @@ std::size_t Rollout::succeeded() const {
         std::count_if(results_.begin(), results_.end(), [](const auto& kv) { return kv.second.ok; }));
 }
 
-std::size_t Rollout::failed() const { return results_.size() - succeeded(); }
+std::size_t Rollout::failed() const {
+    return results_.size() - succeeded();
+}
 
 std::size_t Rollout::notStarted() const {
     std::size_t n = 0;

@@ -84,7 +84,7 @@ struct Summary {
     std::size_t succeeded = 0;
     std::size_t failed = 0;
     std::size_t notStarted = 0;
-    std::size_t fromJournal = 0;  // counted in succeeded/failed, done by an earlier run
+    std::size_t fromJournal = 0;          // counted in succeeded/failed, done by an earlier run
     long long p50 = 0, p95 = 0, max = 0;  // ms per agent
     struct Failure {
         std::string agent;

@@ -82,7 +82,8 @@ std::unique_ptr<FleetSession> FleetSession::open(berth::EventLoop& loop, FleetOp
     });
     s->mtp_->onRecord([self](berth::transports::InboundRecord r) { self->onRecord(std::move(r)); });
     if (auto st = s->mtp_->start(); !st)
-        throw Failure(kExitNoBroker, "cannot start the " + describeTransport(o.transport) + ": " + st.error().describe());
+        throw Failure(kExitNoBroker,
+                      "cannot start the " + describeTransport(o.transport) + ": " + st.error().describe());
     bool up = s->waitFor(
         [self] {
             return self->lastStatus_ &&

@@ -80,7 +80,8 @@ berth::Result<std::vector<std::string>> parseTargets(const std::string& text) {
 berth::Result<std::vector<std::string>> readTargetsFile(const std::string& path) {
     std::string text;
     if (!readWhole(path, text))
-        return Error(ErrorCode::kInvalidArguments, "cannot read targets file: " + std::string(std::strerror(errno)), path);
+        return Error(ErrorCode::kInvalidArguments, "cannot read targets file: " + std::string(std::strerror(errno)),
+                     path);
     auto ids = parseTargets(text);
     if (!ids) return Error(ErrorCode::kInvalidArguments, path + ": " + ids.error().message, path);
     if (ids->empty()) return Error(ErrorCode::kInvalidArguments, "no endpoint IDs in " + path, path);
@@ -172,9 +173,9 @@ berth::Result<std::vector<std::string>> selectByGlob(const std::vector<KnownEndp
     for (const auto& k : known)
         if (::fnmatch(glob.c_str(), k.endpointId.c_str(), 0) == 0) out.push_back(k.endpointId);
     if (out.empty())
-        return Error(ErrorCode::kInvalidArguments,
-                     "no known endpoint matches '" + glob + "' (" + std::to_string(known.size()) +
-                         " known; run `berthctl fleet discover` to record agents)");
+        return Error(ErrorCode::kInvalidArguments, "no known endpoint matches '" + glob + "' (" +
+                                                       std::to_string(known.size()) +
+                                                       " known; run `berthctl fleet discover` to record agents)");
     return out;
 }
 
