@@ -295,6 +295,11 @@ int runGet(FleetSession& session, const Options& o, const std::vector<std::strin
            const std::vector<std::string>& paths, std::size_t concurrency) {
     std::map<std::string, std::vector<Row>> byAgent;
     bool anyFailed = false;
+    // Notifications that want an answer (an OnBoardRequest, say) get one, so agents stop resending.
+    session.onNotify([&session](const std::string& from, const usp::Msg& msg) {
+        const auto& n = msg.body().request().notify();
+        if (n.send_resp()) (void)session.send(from, makeNotifyResp(msg.header().msg_id(), n.subscription_id()));
+    });
     std::size_t next = 0;
     std::size_t inFlight = 0;
     std::function<void()> pump = [&] {
