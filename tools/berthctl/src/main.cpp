@@ -11,6 +11,7 @@
 #include "berth/core/event_loop.h"
 #include "berth/agent/local_cli.h"
 #include "berth/core/log.h"
+#include "fleet_cli.h"
 #include "messages.h"
 #include "render.h"
 #include "session.h"
@@ -25,6 +26,9 @@ using namespace berthctl;
 using namespace std::chrono_literals;
 
 constexpr const char* kFooter = R"(
+Fleets: berthctl fleet [OPTIONS] COMMAND ... addresses many agents over one MQTT
+connection (discover, get, install, update, uninstall, start, stop, --resume JOURNAL);
+`berthctl fleet --help` explains it.
 Local CLI (no broker): berthctl --local [SOCKET] COMMAND ... talks to berthd over its
 UNIX socket (default /var/lib/berth/berthd.sock); `berthctl --local help` lists the commands.
 
@@ -463,6 +467,7 @@ int main(int argc, char** argv) {
         return berth::agent::runLocalCli(socket, std::vector<std::string>(argv + at, argv + argc), std::cout, std::cerr);
     }
     try {
+        if (argc >= 2 && std::string(argv[1]) == "fleet") return berthctl::fleet::runFleet(argc - 1, argv + 1);
         return run(argc, argv);
     } catch (const Failure& f) {
         std::cerr << "berthctl: " << f.what() << std::endl;
