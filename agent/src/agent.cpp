@@ -22,7 +22,7 @@
 #include "controllers.h"
 #include "identity/device_identity.h"
 #include "mtp_manager.h"
-#include "notify/notifier.h"
+#include "berth/agent/notifier.h"
 
 #ifdef BERTH_WITH_OCI
 #include "berth/smm/software_modules.h"

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -71,6 +72,15 @@ struct PendingEvent {
     ArgMap args;
 };
 
+// 7016 for an instance the tree lacks; 7026 for a path the supported model lacks.
+inline Error notFound(std::string_view path, const std::string& what) {
+    return Error(ErrorCode::kObjectDoesNotExist, what + " does not exist: " + std::string(path), std::string(path));
+}
+inline Error unsupported(std::string_view path, const std::string& what) {
+    return Error(ErrorCode::kInvalidPath, what + " is not in the supported data model: " + std::string(path),
+                 std::string(path));
+}
+
 }  // namespace berth::dm::detail
 
 namespace berth::dm {
@@ -136,6 +146,37 @@ struct Engine::Impl {
     Status commit();  // at depth 1 persists and announces; returns 7003 on storage failure (rolled back)
     void abort();     // rolls back everything at depth 1
 
+    // The engine transaction of a scope: begin() when made; abort() when it goes unless
+    // commit() was called. Nested ones join the outermost (depth), as begin() does.
+    class Txn {
+    public:
+        explicit Txn(Impl& im) : im_(&im) { im.begin(); }
+        ~Txn() {
+            if (im_) im_->abort();
+        }
+        Txn(const Txn&) = delete;
+        Txn& operator=(const Txn&) = delete;
+        Status commit() {
+            Impl* im = im_;
+            im_ = nullptr;
+            return im->commit();
+        }
+
+    private:
+        Impl* im_;
+    };
+
+    // Phases of commit() (engine_txn.cpp): the net effect of the undo log, its storage
+    // in one store transaction, and what listeners and providers are then told.
+    struct NetChange;
+    struct Announcement;
+    NetChange netChange() const;
+    Status persist(const NetChange& c);
+    std::vector<Announcement> announcements(const NetChange& c);
+    void deliver(const std::vector<ProvidedWrite>& writes, const std::vector<Announcement>& out,
+                 const std::vector<detail::PendingEvent>& events);
+    void discard();  // drops the whole transaction: undo, pending events, provided writes
+
     void writeValue(ObjNode& n, std::uint16_t param, std::string value);
     Result<ObjNode*> addRow(ObjNode& owner, std::uint16_t child, std::uint32_t instance);
     void removeRow(ObjNode& row);
@@ -153,8 +194,34 @@ struct Engine::Impl {
     Status persistNode(ObjNode& n, bool withRow);
     Status restore();
     Status applyPairs(const std::vector<std::pair<std::string, std::string>>& values);
+    Status storeWholeTree();  // factory reset: the store gets exactly the current tree
 
     void emitEvent(std::string path, ArgMap args);
+
+    // ---- USP Set / Add / Delete by phase (operations_write.cpp) ----
+    struct Target {
+        bool isSearch = false;
+        detail::Resolved resolved;
+    };
+    // Resolve: the objects the path of a Set / Add / Delete names, or the error it gets.
+    Result<Target> resolveObjectPath(const std::string& path, const Permissions& perms, std::string_view needs);
+    Result<Target> resolveForSet(const std::string& path, const Permissions& perms);
+    Result<Target> resolveForAdd(const std::string& path, const Permissions& perms);
+    Result<Target> resolveForDelete(const std::string& path, const Permissions& perms);
+    // Validate and apply: one setting, one instance, one UpdateObject. A returned
+    // MessageError fails the whole message; otherwise the object's result is in resp.
+    std::optional<ParamError> setParam(ObjNode& n, const ParamSetting& ps, const Permissions& perms, UpdatedInstance& ui,
+                                       std::vector<std::string_view>& changed);
+    std::vector<ParamError> setInstance(ObjNode& n, const UpdateObject& uo, const Permissions& perms, UpdatedInstance& ui);
+    std::optional<MessageError> setObject(const UpdateObject& uo, bool allowPartial, const Permissions& perms, SetResponse& resp);
+    void dropProvidedWritesUnder(const std::vector<std::string>& objPaths);
+    std::optional<ParamError> addParam(ObjNode& row, const ParamSetting& ps, const Permissions& perms, const std::string& tpath,
+                                       bool& isKey);
+    std::optional<ParamError> fillNewRow(ObjNode& row, const CreateObject& co, const Permissions& perms, const std::string& tpath,
+                                         std::vector<ParamError>& optionalErrs);
+    std::optional<MessageError> addObject(const CreateObject& co, bool allowPartial, const Permissions& perms, AddResponse& resp);
+    std::optional<Error> checkDeletable(const std::vector<ObjNode*>& rows, const Permissions& perms);
+    void deleteRows(const std::vector<ObjNode*>& rows, const Permissions& perms, DeletedObjectResult& res);
 };
 
 }  // namespace berth::dm

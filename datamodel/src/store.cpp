@@ -6,7 +6,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 
 #include <cerrno>
 #include <cstring>
@@ -49,83 +48,48 @@ struct CipherCtx {
 
 }  // namespace
 
-Error Store::dbError(const std::string& what) const {
-    return Error(ErrorCode::kInternalError, what + ": " + (db_ ? sqlite3_errmsg(db_) : "no database"));
-}
-
 Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& db, const std::filesystem::path& key) {
     std::unique_ptr<Store> s(new Store());
     auto k = loadOrCreateKey(key);
     if (!k) return k.error();
     s->key_ = std::move(*k);
-    bool existed = std::filesystem::exists(db);
-    if (!existed) {
-        // Create the file ourselves so it is 0600 from the start; SQLite gives the -wal and
-        // -shm files the same mode.
-        int fd = ::open(db.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) return Error(ErrorCode::kInternalError, "cannot create database: " + std::string(std::strerror(errno)), db);
-        ::close(fd);
-    }
-    ::chmod(db.c_str(), 0600);
-    if (sqlite3_open_v2(db.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
-        return s->dbError("cannot open database " + db.string());
-    sqlite3_busy_timeout(s->db_, 5000);
-    BERTH_TRY(s->exec("PRAGMA journal_mode=WAL"));
-    BERTH_TRY(s->exec("PRAGMA synchronous=FULL"));
-    BERTH_TRY(s->exec(
+    sql::OpenOptions o;
+    o.fileMode = 0600;  // created 0600 from the start; SQLite gives -wal and -shm the same mode
+    o.busyTimeoutMs = 5000;
+    o.pragmas = {"journal_mode=WAL", "synchronous=FULL"};
+    auto d = sql::Database::open(db, o);
+    if (!d) return d.error();
+    s->db_ = std::move(*d);
+    BERTH_TRY(s->db_->exec(
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS instances(path TEXT PRIMARY KEY);"
         "CREATE TABLE IF NOT EXISTS params(path TEXT PRIMARY KEY, value BLOB NOT NULL, enc INTEGER NOT NULL DEFAULT 0);"
         "CREATE TABLE IF NOT EXISTS counters(path TEXT PRIMARY KEY, next INTEGER NOT NULL);"
         "CREATE TABLE IF NOT EXISTS factory(seq INTEGER PRIMARY KEY, path TEXT NOT NULL, value TEXT NOT NULL);"));
-    auto st = s->stmt(0, "SELECT value FROM meta WHERE key='initialized'");
+    auto st = s->db_->cached("SELECT value FROM meta WHERE key='initialized'");
     if (!st) return st.error();
-    s->fresh_ = sqlite3_step(*st) != SQLITE_ROW;
-    sqlite3_reset(*st);
+    auto row = (*st)->step();
+    if (!row) return row.error();
+    s->fresh_ = !*row;
+    (*st)->reset();
     return s;
 }
 
-Store::~Store() {
-    for (auto* st : stmts_)
-        if (st) sqlite3_finalize(st);
-    if (db_) sqlite3_close(db_);
-}
+Store::~Store() = default;
 
-Status Store::exec(const char* sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-        std::string msg = err ? err : "unknown";
-        sqlite3_free(err);
-        return Error(ErrorCode::kInternalError, std::string("database: ") + msg);
-    }
-    return okStatus();
-}
-
-Result<sqlite3_stmt*> Store::stmt(int id, const char* sql) {
-    if (stmts_.size() <= static_cast<std::size_t>(id)) stmts_.resize(id + 1, nullptr);
-    if (!stmts_[id] && sqlite3_prepare_v2(db_, sql, -1, &stmts_[id], nullptr) != SQLITE_OK)
-        return dbError("prepare");
-    sqlite3_reset(stmts_[id]);
-    sqlite3_clear_bindings(stmts_[id]);
-    return stmts_[id];
-}
-
-Status Store::begin() { return exec("BEGIN IMMEDIATE"); }
-Status Store::commit() { return exec("COMMIT"); }
-void Store::rollback() { (void)exec("ROLLBACK"); }
+Result<sql::Transaction> Store::transaction() { return sql::Transaction::begin(*db_); }
 
 Result<Store::Contents> Store::load() {
     Contents c;
-    auto a = stmt(1, "SELECT path FROM instances");
+    auto a = db_->cached("SELECT path FROM instances");
     if (!a) return a.error();
-    while (sqlite3_step(*a) == SQLITE_ROW) c.instances.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(*a, 0)));
-    auto b = stmt(2, "SELECT path, value, enc FROM params");
+    for (auto row = (*a)->step(); row && *row; row = (*a)->step()) c.instances.push_back((*a)->columnText(0));
+    auto b = db_->cached("SELECT path, value, enc FROM params");
     if (!b) return b.error();
-    while (sqlite3_step(*b) == SQLITE_ROW) {
-        std::string path = reinterpret_cast<const char*>(sqlite3_column_text(*b, 0));
-        std::string value(static_cast<const char*>(sqlite3_column_blob(*b, 1)) ? static_cast<const char*>(sqlite3_column_blob(*b, 1)) : "",
-                          static_cast<std::size_t>(sqlite3_column_bytes(*b, 1)));
-        if (sqlite3_column_int(*b, 2)) {
+    for (auto row = (*b)->step(); row && *row; row = (*b)->step()) {
+        std::string path = (*b)->columnText(0);
+        std::string value = (*b)->columnBlob(1);
+        if ((*b)->columnInt(2)) {
             auto plain = decrypt(path, value);
             if (!plain) {
                 BERTH_LOG_WARN("dm") << "cannot decrypt stored " << path << ": " << plain.error().message;
@@ -135,20 +99,18 @@ Result<Store::Contents> Store::load() {
         }
         c.params.emplace_back(std::move(path), std::move(value));
     }
-    auto d = stmt(3, "SELECT path, next FROM counters");
+    auto d = db_->cached("SELECT path, next FROM counters");
     if (!d) return d.error();
-    while (sqlite3_step(*d) == SQLITE_ROW)
-        c.counters.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(*d, 0)),
-                                static_cast<std::uint32_t>(sqlite3_column_int64(*d, 1)));
+    for (auto row = (*d)->step(); row && *row; row = (*d)->step())
+        c.counters.emplace_back((*d)->columnText(0), static_cast<std::uint32_t>((*d)->columnInt(1)));
     return c;
 }
 
 Status Store::putInstance(const std::string& path) {
-    auto s = stmt(4, "INSERT OR REPLACE INTO instances(path) VALUES(?1)");
+    auto s = db_->cached("INSERT OR REPLACE INTO instances(path) VALUES(?1)");
     if (!s) return s.error();
-    sqlite3_bind_text(*s, 1, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
-    if (sqlite3_step(*s) != SQLITE_DONE) return dbError("store instance");
-    return okStatus();
+    (*s)->bindText(1, path);
+    return (*s)->run("store instance");
 }
 
 Status Store::deleteSubtree(const std::string& prefix) {
@@ -160,18 +122,17 @@ Status Store::deleteSubtree(const std::string& prefix) {
         "DELETE FROM params WHERE path >= ?1 AND path < ?2",
         "DELETE FROM counters WHERE path >= ?1 AND path < ?2",
     };
-    for (int i = 0; i < 3; ++i) {
-        auto s = stmt(5 + i, kSql[i]);
+    for (const char* sql : kSql) {
+        auto s = db_->cached(sql);
         if (!s) return s.error();
-        sqlite3_bind_text(*s, 1, prefix.data(), static_cast<int>(prefix.size()), SQLITE_STATIC);
-        sqlite3_bind_text(*s, 2, upper.data(), static_cast<int>(upper.size()), SQLITE_STATIC);
-        if (sqlite3_step(*s) != SQLITE_DONE) return dbError("delete subtree");
+        (*s)->bindText(1, prefix).bindText(2, upper);
+        BERTH_TRY((*s)->run("delete subtree"));
     }
     return okStatus();
 }
 
 Status Store::putParam(const std::string& path, const std::string& value, bool secured) {
-    auto s = stmt(8, "INSERT OR REPLACE INTO params(path, value, enc) VALUES(?1, ?2, ?3)");
+    auto s = db_->cached("INSERT OR REPLACE INTO params(path, value, enc) VALUES(?1, ?2, ?3)");
     if (!s) return s.error();
     std::string stored = value;
     if (secured) {
@@ -179,49 +140,41 @@ Status Store::putParam(const std::string& path, const std::string& value, bool s
         if (!enc) return enc.error();
         stored = std::move(*enc);
     }
-    sqlite3_bind_text(*s, 1, path.data(), static_cast<int>(path.size()), SQLITE_STATIC);
-    sqlite3_bind_blob(*s, 2, stored.data(), static_cast<int>(stored.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_int(*s, 3, secured ? 1 : 0);
-    if (sqlite3_step(*s) != SQLITE_DONE) return dbError("store parameter");
-    return okStatus();
+    (*s)->bindText(1, path).bindBlob(2, stored).bindInt(3, secured ? 1 : 0);
+    return (*s)->run("store parameter");
 }
 
 Status Store::putCounter(const std::string& tablePath, std::uint32_t next) {
-    auto s = stmt(9, "INSERT OR REPLACE INTO counters(path, next) VALUES(?1, ?2)");
+    auto s = db_->cached("INSERT OR REPLACE INTO counters(path, next) VALUES(?1, ?2)");
     if (!s) return s.error();
-    sqlite3_bind_text(*s, 1, tablePath.data(), static_cast<int>(tablePath.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(*s, 2, next);
-    if (sqlite3_step(*s) != SQLITE_DONE) return dbError("store counter");
-    return okStatus();
+    (*s)->bindText(1, tablePath).bindInt(2, next);
+    return (*s)->run("store counter");
 }
 
-Status Store::clearModel() { return exec("DELETE FROM instances; DELETE FROM params; DELETE FROM counters;"); }
+Status Store::clearModel() { return db_->exec("DELETE FROM instances; DELETE FROM params; DELETE FROM counters;"); }
 
 Status Store::setFactory(const std::vector<std::pair<std::string, std::string>>& values) {
-    BERTH_TRY(exec("DELETE FROM factory"));
+    BERTH_TRY(db_->exec("DELETE FROM factory"));
     for (const auto& [p, v] : values) {
-        auto s = stmt(10, "INSERT INTO factory(path, value) VALUES(?1, ?2)");
+        auto s = db_->cached("INSERT INTO factory(path, value) VALUES(?1, ?2)");
         if (!s) return s.error();
-        sqlite3_bind_text(*s, 1, p.data(), static_cast<int>(p.size()), SQLITE_STATIC);
-        sqlite3_bind_text(*s, 2, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-        if (sqlite3_step(*s) != SQLITE_DONE) return dbError("store factory value");
+        (*s)->bindText(1, p).bindText(2, v);
+        BERTH_TRY((*s)->run("store factory value"));
     }
     return okStatus();
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> Store::factory() {
     std::vector<std::pair<std::string, std::string>> out;
-    auto s = stmt(11, "SELECT path, value FROM factory ORDER BY seq");
+    auto s = db_->cached("SELECT path, value FROM factory ORDER BY seq");
     if (!s) return s.error();
-    while (sqlite3_step(*s) == SQLITE_ROW)
-        out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(*s, 0)),
-                         reinterpret_cast<const char*>(sqlite3_column_text(*s, 1)));
+    for (auto row = (*s)->step(); row && *row; row = (*s)->step()) out.emplace_back((*s)->columnText(0), (*s)->columnText(1));
     return out;
 }
 
 Status Store::markInitialized() {
     fresh_ = false;
-    return exec("INSERT OR REPLACE INTO meta(key, value) VALUES('initialized', '1')");
+    return db_->exec("INSERT OR REPLACE INTO meta(key, value) VALUES('initialized', '1')");
 }
 
 Result<std::string> Store::encrypt(const std::string& path, const std::string& plain) const {

@@ -23,9 +23,7 @@
 #include <vector>
 
 #include "berth/core/result.h"
-
-struct sqlite3;
-struct sqlite3_stmt;
+#include "berth/datamodel/sqlite.h"
 
 namespace berth::dm::detail {
 
@@ -43,9 +41,8 @@ public:
     };
     Result<Contents> load();
 
-    Status begin();
-    Status commit();
-    void rollback();
+    // A write transaction on the database, rolled back unless committed.
+    Result<sql::Transaction> transaction();
 
     Status putInstance(const std::string& path);
     Status deleteSubtree(const std::string& objPrefix);  // rows, params and counters under it
@@ -58,14 +55,10 @@ public:
 
 private:
     Store() = default;
-    Status exec(const char* sql);
-    Result<sqlite3_stmt*> stmt(int id, const char* sql);
-    Error dbError(const std::string& what) const;
     Result<std::string> encrypt(const std::string& path, const std::string& plain) const;
     Result<std::string> decrypt(const std::string& path, const std::string& blob) const;
 
-    sqlite3* db_ = nullptr;
-    std::vector<sqlite3_stmt*> stmts_;
+    std::unique_ptr<sql::Database> db_;
     std::string key_;
     bool fresh_ = false;
 };

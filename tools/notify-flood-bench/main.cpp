@@ -34,7 +34,7 @@
 #include "berth/core/log.h"
 #include "berth/core/process.h"
 #include "berth/datamodel/engine.h"
-#include "notify/notifier.h"
+#include "berth/agent/notifier.h"
 
 using namespace berth;
 using namespace std::chrono_literals;

@@ -18,8 +18,7 @@
 #include <vector>
 
 #include "berth/core/result.h"
-
-struct sqlite3;
+#include "berth/datamodel/sqlite.h"
 
 namespace berth::agent::notify {
 
@@ -48,10 +47,8 @@ public:
 
 private:
     NotifyStore() = default;
-    Status exec(const char* sql);
-    Error dbError(const std::string& what) const;
 
-    sqlite3* db_ = nullptr;
+    std::unique_ptr<dm::sql::Database> db_;
 };
 
 }  // namespace berth::agent::notify

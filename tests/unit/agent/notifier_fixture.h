@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "../../../agent/src/notify/notifier.h"
+#include "berth/agent/notifier.h"
 #include "berth/core/clock.h"
 #include "berth/core/event_loop.h"
 #include "berth/datamodel/engine.h"
