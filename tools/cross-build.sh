@@ -81,6 +81,18 @@ if [[ ! -f $sysroot/.complete ]]; then
   rm -rf "$sysroot/debs"
   touch "$sysroot/.complete"
 fi
+# Absolute symlinks (libcap.so -> /lib/<triplet>/libcap.so.2) point out of the sysroot.
+# Made relative, so a moved build directory keeps working and a rerun finds none.
+find "$sysroot" -type l -lname '/*' -print0 | while IFS= read -r -d '' l; do
+  t=$(readlink "$l")
+  [[ $t == "$sysroot"/* ]] || t=$sysroot$t
+  ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$t")" "$l"
+done
+# CMake packages that name libraries by absolute path (libwebsockets' targets link
+# "/usr/lib/<triplet>/libssl.so") would send the linker to the build machine's own
+# files: point those paths into the sysroot. Idempotent.
+find "$sysroot/usr/lib/$triplet/cmake" -name '*.cmake' -print0 2>/dev/null |
+  xargs -0 -r sed -i -E "/INTERFACE_LINK_LIBRARIES|foreach\(item/ s#([\";])/usr/lib/$triplet/#\1$sysroot/usr/lib/$triplet/#g"
 
 # 3. Configure and build.
 targets=()
