@@ -19,8 +19,12 @@ install(FILES ${berth_example_confs} DESTINATION ${CMAKE_INSTALL_DOCDIR}/example
 if(BERTH_INSTALL_SYSTEMD_UNIT)
   install(FILES packaging/systemd/berthd.service DESTINATION ${BERTH_SYSTEMD_UNIT_DIR})
 endif()
-file(GLOB_RECURSE berth_seccomp_profiles ${CMAKE_CURRENT_SOURCE_DIR}/*seccomp*.json)
-list(FILTER berth_seccomp_profiles EXCLUDE REGEX "/(build[^/]*|tests|debian|obj-[^/]*)/")
+# Relative paths, so a source tree that itself lies below a build-* directory (the copy
+# tools/deb-test.sh builds the package from) is not filtered out as a whole.
+file(GLOB_RECURSE berth_seccomp_profiles RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}
+     ${CMAKE_CURRENT_SOURCE_DIR}/*seccomp*.json)
+list(FILTER berth_seccomp_profiles EXCLUDE REGEX "^(build[^/]*|tests|debian|obj-[^/]*)/")
+list(TRANSFORM berth_seccomp_profiles PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/)
 if(berth_seccomp_profiles)
   install(FILES ${berth_seccomp_profiles} DESTINATION ${CMAKE_INSTALL_DATADIR}/berth/seccomp)
 endif()

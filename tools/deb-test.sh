@@ -5,7 +5,7 @@
 # the package and checks nothing it installed or created is left.
 #
 #   tools/deb-test.sh                      # dpkg-buildpackage -b -us -uc, then the test
-#   tools/deb-test.sh ../berth_0.1.0_amd64.deb
+#   tools/deb-test.sh build-deb/berth_0.1.0_amd64.deb
 #
 # Only the broker port differs from the installed configuration (it names 1883): the
 # test copies /etc/berth/berth.conf with the free port put in. The data model database
@@ -15,8 +15,21 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deb=${1:-}
 if [[ -z $deb ]]; then
-  (cd "$here" && dpkg-buildpackage -b -us -uc)
-  deb=$(ls -t "$here"/../berth_*_"$(dpkg --print-architecture)".deb | head -1)
+  # Built from a copy of the tree (tracked and new files, not ignored ones) in
+  # build-deb/src, so the .deb and dpkg-buildpackage's other output land in build-deb/
+  # and not beside the tree. The fixed path lets ccache hit from one run to the next.
+  out=$here/build-deb
+  rm -rf "$out/src" "$out"/berth_* "$out"/berth-dbgsym_*
+  mkdir -p "$out/src"
+  (cd "$here" && git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$out/src")
+  if command -v ccache >/dev/null && [[ -z ${BERTH_DEB_CMAKE_ARGS:-} ]]; then
+    export BERTH_DEB_CMAKE_ARGS="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache"
+  fi
+  start=$(date +%s)
+  (cd "$out/src" && dpkg-buildpackage -b -us -uc) > "$out/build.log" 2>&1 || {
+    tail -50 "$out/build.log" >&2; echo "deb-test: FAIL: dpkg-buildpackage (log: $out/build.log)" >&2; exit 1; }
+  echo "deb-test: dpkg-buildpackage took $(($(date +%s) - start)) s"
+  deb=$(ls -t "$out"/berth_*_"$(dpkg --print-architecture)".deb | head -1)
 fi
 deb=$(readlink -f "$deb")
 echo "deb-test: testing $deb"
@@ -28,6 +41,15 @@ fi
 for d in /etc/berth /var/lib/berth /run/berth; do
   if [[ -e $d ]]; then echo "deb-test: $d exists before the test; refusing to run" >&2; exit 2; fi
 done
+
+# What must be the same after the purge: users, groups, systemd's enablement state.
+snapshot() {
+  getent passwd | cut -d: -f1 | sort
+  getent group | cut -d: -f1 | sort
+  find /etc/systemd /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked \
+    -name '*berth*' 2>/dev/null | sort || true  # some of the directories may not exist
+}
+before=$(snapshot)
 
 work=$(mktemp -d /tmp/berth-deb-test.XXXXXX)
 chmod 755 "$work"
@@ -82,6 +104,15 @@ for _ in $(seq 50); do
 done
 [[ -n $answer ]] || { cat "$work/berthd.log" >&2; fail "berthd does not answer over MQTT"; }
 echo "deb-test: installed berthd answers: $(tr '\n' ' ' <<<"$answer")"
+# Built with BERTH_LAZY_LIBS (no DT_NEEDED for them), berthd loads libcurl and
+# libarchive on the first image pull only.
+if ! objdump -p /usr/sbin/berthd | grep -qE 'NEEDED +lib(curl|archive)\.so'; then
+  if grep -qE '/lib(curl|archive)\.so' "/proc/$berthd_pid/maps"; then
+    fail "the idle berthd maps libcurl or libarchive"
+  fi
+  echo "deb-test: the idle berthd maps neither libcurl nor libarchive"
+fi
+echo "deb-test: idle VmRSS $(awk '/^VmRSS/ {print $2, $3}' "/proc/$berthd_pid/status")"
 kill "$berthd_pid"
 wait "$berthd_pid" || fail "berthd did not stop cleanly on SIGTERM"
 
@@ -96,4 +127,9 @@ while read -r f; do
 done <<<"$files"
 for d in /etc/berth /var/lib/berth /run/berth; do [[ -e $d ]] && left+=("$d"); done
 ((${#left[@]} == 0)) || fail "left behind after purge: ${left[*]}"
+after=$(snapshot)
+[[ $before == "$after" ]] || fail "users, groups or unit links differ after purge: $(diff <(echo "$before") <(echo "$after") | tr '\n' ' ')"
+if dpkg-query -W -f='${Status}' berth 2>/dev/null | grep -qE ' (installed|config-files|unpacked|half-[a-z]+)$'; then
+  fail "dpkg still has the package: $(dpkg-query -W -f='${Status}' berth)"
+fi
 echo "deb-test: PASS (installed, answered, purged without leftovers)"

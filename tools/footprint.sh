@@ -7,6 +7,9 @@
 #   tools/footprint.sh gateway gateway-mqtt  # some of them
 #   IDLE_SECONDS=10 KEEP=1 tools/footprint.sh
 #   NO_BUILD=1 tools/footprint.sh             # measure what is built, build nothing
+#   BERTHD_ENV="LD_PRELOAD=libcurl.so.4:libarchive.so.13" tools/footprint.sh gateway
+#                                             # extra environment for berthd (here: what
+#                                             # it maps without BERTH_LAZY_LIBS)
 #
 # Profiles:
 #   gateway         CMake preset "gateway": MinSizeRel, LTO, section GC, every MTP and
@@ -99,7 +102,7 @@ for p in "${profiles[@]}"; do
       -e "s#\"/berth/apps\"#\"/berth-footprint-$$-$p\"#" "$here/examples/berth.conf" > "$conf"
   [[ $oci == ON ]] || sed -i '/^Device\.SoftwareModules\./d' "$conf"
   # The environment the systemd unit gives berthd (as deployed).
-  env $unit_env "$work/$p/berthd" -c "$conf" -d "$work/$p/berth.db" --state-dir "$work/$p/state" \
+  env $unit_env ${BERTHD_ENV:-} "$work/$p/berthd" -c "$conf" -d "$work/$p/berth.db" --state-dir "$work/$p/state" \
     > "$work/$p/berthd.log" 2>&1 &
   pid=$!
   pids+=("$pid")
@@ -128,7 +131,7 @@ for p in "${profiles[@]}"; do
 done
 
 echo
-echo "berthd footprint on $(uname -m), idle ${idle} s after start against mosquitto; environment: ${unit_env:-none}"
+echo "berthd footprint on $(uname -m), idle ${idle} s after start against mosquitto; environment: ${unit_env:-none} ${BERTHD_ENV:-}"
 echo "| profile        | MTPs                   | SMM | stripped   | VmRSS      | RssAnon    | RssFile    | Pss        | th | MQTT | thread names |"
 echo "|----------------|------------------------|-----|------------|------------|------------|------------|------------|----|------|--------------|"
 printf '%s\n' "${rows[@]}"

@@ -22,8 +22,11 @@ PACKAGECONFIG ??= "mqtt stomp websocket oci"
 PACKAGECONFIG[mqtt] = "-DBERTH_WITH_MQTT=ON,-DBERTH_WITH_MQTT=OFF,paho-mqtt-cpp paho-mqtt-c"
 PACKAGECONFIG[stomp] = "-DBERTH_WITH_STOMP=ON,-DBERTH_WITH_STOMP=OFF"
 PACKAGECONFIG[websocket] = "-DBERTH_WITH_WEBSOCKET=ON,-DBERTH_WITH_WEBSOCKET=OFF,libwebsockets"
-PACKAGECONFIG[oci] = "-DBERTH_WITH_OCI=ON,-DBERTH_WITH_OCI=OFF,curl libarchive libcgroup,${BERTH_OCI_RUNTIME}"
+PACKAGECONFIG[oci] = "-DBERTH_WITH_OCI=ON,-DBERTH_WITH_OCI=OFF,curl libarchive libcgroup,${BERTH_OCI_RUNTIME} libcurl libarchive"
 
+# libcurl and libarchive are runtime dependencies by name: berthd loads them with dlopen()
+# on the first image pull (BERTH_LAZY_LIBS, on for x86-64 and aarch64), so the automatic
+# shared-library dependencies do not see them.
 # The OCI runtime the software modules run on: runc (meta-virtualization's
 # runc-opencontainers) or crun. Set the ExecEnv's X_BERTH_Runtime to match.
 BERTH_OCI_RUNTIME ??= "runc-opencontainers"
