@@ -78,7 +78,7 @@ struct Figures {
     std::size_t disconnects = 0;
 };
 
-Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t inFlight) {
+Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t inFlight, unsigned processes) {
     Figures fig;
     fig.agents = n;
     char templ[] = "/tmp/berth-sim-bench-XXXXXX";
@@ -99,6 +99,40 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
     fig.rssBase = statusKb(0, "VmRSS");
     fig.anonBase = statusKb(0, "RssAnon");
 
+    // --processes K > 1: K berth-sim processes with disjoint agent ranges instead of
+    // agents in this process; their memory is the sum over the processes.
+    std::vector<std::unique_ptr<ChildProcess>> children;
+    long childBaseRss = 0, childBaseAnon = 0;
+    if (processes > 1) {
+        for (unsigned k = 0; k < processes; ++k) {
+            std::uint64_t first = 1 + k * (n / processes);
+            std::uint64_t count = k + 1 == processes ? n - k * (n / processes) : n / processes;
+            SpawnOptions so;
+            so.argv = {BERTH_SIM_BIN, "--agents", std::to_string(count), "--first", std::to_string(first),
+                       "--mqtt", "127.0.0.1:" + std::to_string(broker.port), "--connect-rate",
+                       std::to_string(rate / processes), "--log-level", "error",
+                       "--state-dir", (dir / ("state" + std::to_string(k))).string()};
+            auto c = ChildProcess::spawn(so);
+            if (!c) throw std::runtime_error("cannot start berth-sim: " + c.error().describe());
+            children.push_back(std::move(*c));
+        }
+        // What one berth-sim process costs before its agents: from a 1-agent run.
+        SpawnOptions so;
+        so.argv = {BERTH_SIM_BIN, "--agents", "1", "--first", std::to_string(n + 1), "--mqtt",
+                   "127.0.0.1:" + std::to_string(broker.port), "--log-level", "error", "--state-dir",
+                   (dir / "state-base").string()};
+        auto base = ChildProcess::spawn(so);
+        if (!base) throw std::runtime_error("cannot start berth-sim: " + base.error().describe());
+        ctl.runUntil([&] { return ctl.connects.count(sim::expandTemplate("os::012345-%06d", n + 1)) != 0; },
+                     std::chrono::seconds(60));
+        childBaseRss = statusKb((*base)->pid(), "VmRSS");
+        childBaseAnon = statusKb((*base)->pid(), "RssAnon");
+        (void)(*base)->signal(SIGTERM);
+        (void)(*base)->waitFor(std::chrono::seconds(10));
+        ctl.connects.erase(sim::expandTemplate("os::012345-%06d", n + 1));
+        ctl.boots.erase(sim::expandTemplate("os::012345-%06d", n + 1));
+        ctl.disconnects.erase(sim::expandTemplate("os::012345-%06d", n + 1));
+    }
     std::atomic<bool> allStarted{false};
     std::atomic<double> startSecs{0};
     std::atomic<bool> simReady{false};
@@ -108,6 +142,11 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
     std::string simError;
     const auto t0 = Steady::now();
     std::thread simThread([&] {
+        if (processes > 1) {
+            simReady = true;
+            stopped = true;
+            return;
+        }
         SystemClock c;
         EventLoop l(c);
         sim::SimOptions o;
@@ -139,7 +178,18 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
     }
 
     const auto connectTimeout = std::chrono::milliseconds(static_cast<long long>((n / rate + 120) * 1000));
-    ctl.runUntil([&] { return ctl.connects.size() >= n; }, connectTimeout);
+    {
+        auto last = Steady::now();
+        ctl.runUntil(
+            [&] {
+                if (secondsSince(last) >= 10) {
+                    last = Steady::now();
+                    std::fprintf(stderr, "  %.0f s: %zu connected\n", secondsSince(t0), ctl.connects.size());
+                }
+                return ctl.connects.size() >= n;
+            },
+            connectTimeout);
+    }
     fig.connectSecs = secondsSince(t0);
     fig.connected = ctl.connects.size();
     ctl.runUntil([&] { return ctl.boots.size() >= n; }, std::chrono::seconds(60));
@@ -151,6 +201,16 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
     fig.rssAll = statusKb(0, "VmRSS");
     fig.anonAll = statusKb(0, "RssAnon");
     fig.threads = statusKb(0, "Threads");
+    if (processes > 1) {
+        fig.rssAll = fig.rssBase - static_cast<long>(processes) * childBaseRss;
+        fig.anonAll = fig.anonBase - static_cast<long>(processes) * childBaseAnon;
+        fig.threads = 0;
+        for (auto& c : children) {
+            fig.rssAll += statusKb(c->pid(), "VmRSS");
+            fig.anonAll += statusKb(c->pid(), "RssAnon");
+            fig.threads += statusKb(c->pid(), "Threads");
+        }
+    }
     fig.brokerRss = statusKb(broker.proc->pid(), "VmRSS");
 
     // Gets to random agents, inFlight at a time, for getsSeconds.
@@ -200,8 +260,14 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
     fig.pmax = bench::percentile(rtts, 1.0);
 
     const auto s0 = Steady::now();
-    simLoop->post([&] { simPtr->stop([&] { simLoop->stop(); }); });
-    while (!stopped) loop.runOnce(std::chrono::milliseconds(10));
+    if (processes > 1) {
+        for (auto& c : children) (void)c->signal(SIGTERM);
+        for (auto& c : children)
+            while (c->running()) loop.runOnce(std::chrono::milliseconds(10));
+    } else {
+        simLoop->post([&] { simPtr->stop([&] { simLoop->stop(); }); });
+        while (!stopped) loop.runOnce(std::chrono::milliseconds(10));
+    }
     simThread.join();
     fig.stopSecs = secondsSince(s0);
     ctl.runUntil([&] { return ctl.disconnects.size() >= n; }, std::chrono::seconds(10));
@@ -217,10 +283,15 @@ int main(int argc, char** argv) {
     double rate = 500;
     double getsSeconds = 10;
     std::size_t inFlight = 32;
+    unsigned processes = 1;
     app.add_option("--agents", counts, "Agent counts to measure, e.g. 1000,10000")->delimiter(',')->capture_default_str();
     app.add_option("--connect-rate", rate, "Agents started per second")->capture_default_str();
     app.add_option("--gets-seconds", getsSeconds, "How long the Get load runs")->capture_default_str();
     app.add_option("--in-flight", inFlight, "Gets the controller keeps outstanding")->capture_default_str();
+    app.add_option("--processes", processes,
+                   "Spread the agents over this many berth-sim processes (1: all in this process)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 64));
     CLI11_PARSE(app, argc, argv);
 
     berth::log::Config lc;
@@ -236,13 +307,14 @@ int main(int argc, char** argv) {
     for (auto n : counts) {
         Figures f;
         try {
-            f = runOnce(n, rate, getsSeconds, inFlight);
+            f = runOnce(n, rate, getsSeconds, inFlight, processes);
         } catch (const std::exception& e) {
             std::printf("N=%llu: failed: %s\n", static_cast<unsigned long long>(n), e.what());
             return 1;
         }
         const double dn = static_cast<double>(n);
-        std::printf("\nN = %llu agents\n", static_cast<unsigned long long>(n));
+        std::printf("\nN = %llu agents in %s\n", static_cast<unsigned long long>(n),
+                    processes > 1 ? (std::to_string(processes) + " berth-sim processes").c_str() : "this process");
         std::printf("  started                %8.1f s\n", f.startSecs);
         std::printf("  all connected          %8.1f s   (%zu/%llu MQTTConnect records seen by the controller)\n",
                     f.connectSecs, f.connected, static_cast<unsigned long long>(n));
@@ -251,7 +323,7 @@ int main(int argc, char** argv) {
                     f.rssAll);
         std::printf("  RssAnon per agent      %8.1f KB  (%ld -> %ld kB)\n", (f.anonAll - f.anonBase) / dn, f.anonBase,
                     f.anonAll);
-        std::printf("  threads in process     %8ld\n", f.threads);
+        std::printf("  threads                %8ld\n", f.threads);
         std::printf("  mosquitto VmRSS        %8ld kB\n", f.brokerRss);
         std::printf("  Gets/s (random agents) %8.0f     (%zu answered, %zu errors, %zu wrong values, %zu unanswered)\n",
                     f.getsPerSec, f.gets, f.errors, f.wrong, f.unanswered);
