@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "berth/bench/support.h"
+#include "berth/core/fd.h"
 #include "berth/core/log.h"
 #include "berth/core/process.h"
 #include "berth/sim/sim_controller.h"
@@ -112,6 +113,10 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
                        "--mqtt", "127.0.0.1:" + std::to_string(broker.port), "--connect-rate",
                        std::to_string(rate / processes), "--log-level", "error",
                        "--state-dir", (dir / ("state" + std::to_string(k))).string()};
+            UniqueFd log(::open((dir.parent_path() / ("berth-sim-bench-child" + std::to_string(k) + ".log")).c_str(),
+                                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+            so.stdoutFd = log.get();
+            so.stderrFd = log.get();
             auto c = ChildProcess::spawn(so);
             if (!c) throw std::runtime_error("cannot start berth-sim: " + c.error().describe());
             children.push_back(std::move(*c));
@@ -185,6 +190,10 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
                 if (secondsSince(last) >= 10) {
                     last = Steady::now();
                     std::fprintf(stderr, "  %.0f s: %zu connected\n", secondsSince(t0), ctl.connects.size());
+                    for (auto& c : children)
+                        if (auto st = c->poll())
+                            throw std::runtime_error("berth-sim " + std::to_string(c->pid()) + " ended: " +
+                                                     st->describe());
                 }
                 return ctl.connects.size() >= n;
             },
@@ -263,7 +272,7 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
     if (processes > 1) {
         for (auto& c : children) (void)c->signal(SIGTERM);
         for (auto& c : children)
-            while (c->running()) loop.runOnce(std::chrono::milliseconds(10));
+            while (!c->poll()) loop.runOnce(std::chrono::milliseconds(10));
     } else {
         simLoop->post([&] { simPtr->stop([&] { simLoop->stop(); }); });
         while (!stopped) loop.runOnce(std::chrono::milliseconds(10));
