@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_flag("--software-modules", o.softwareModules,
-                 "Give every agent Device.SoftwareModules (runc runtime, needs root; off by default)");
+                 "Give every agent the Device.SoftwareModules of berthd (runc; about 150 KB and one more SQLite database per agent; off by default)");
     app.add_option("--worker-threads", o.workerThreads, "Threads of the worker pool all agents share")
         ->capture_default_str()
         ->check(CLI::Range(1, 64));
