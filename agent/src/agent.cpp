@@ -69,7 +69,7 @@ public:
         if (smm_) smm_->stop();
         smm_.reset();
 #endif
-        pool_.reset();  // joins the workers; cancelled jobs never deliver
+        ownPool_.reset();  // joins the workers; cancelled jobs never deliver
         if (engine_) {
             if (notifier_) engine_->removeListener(notifier_.get());
         }
@@ -155,8 +155,10 @@ private:
     std::unique_ptr<MtpManager> mtps_;
     std::unique_ptr<Notifier> notifier_;
     std::unique_ptr<ScheduleTimerCommand> scheduleTimer_;
-    // Blocking work (downloads, unpacking, runtime calls) off the loop.
-    std::unique_ptr<WorkerPool> pool_;
+    // Blocking work (downloads, unpacking, runtime calls) off the loop: options_.workerPool
+    // when given, else ownPool_.
+    std::unique_ptr<WorkerPool> ownPool_;
+    WorkerPool* pool_ = nullptr;
 #ifdef BERTH_WITH_OCI
     std::unique_ptr<smm::SoftwareModules> smm_;
 #endif
@@ -191,11 +193,17 @@ private:
 
 Status AgentImpl::init() {
     namespace fs = std::filesystem;
-    if (options_.dbFile.empty()) return Error(ErrorCode::kInvalidConfiguration, "no database file given (--db)");
-    fs::path db = fs::absolute(options_.dbFile);
     std::error_code ec;
-    fs::create_directories(db.parent_path(), ec);
-    if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + db.parent_path().string() + ": " + ec.message());
+    fs::path db;
+    if (options_.persistent) {
+        if (options_.dbFile.empty()) return Error(ErrorCode::kInvalidConfiguration, "no database file given (--db)");
+        db = fs::absolute(options_.dbFile);
+        fs::create_directories(db.parent_path(), ec);
+        if (ec)
+            return Error(ErrorCode::kInvalidConfiguration, "cannot create " + db.parent_path().string() + ": " + ec.message());
+    } else if (options_.stateDir.empty()) {
+        return Error(ErrorCode::kInvalidConfiguration, "an agent without a database needs a state directory");
+    }
     fs::path stateDir = options_.stateDir.empty() ? db.parent_path() : fs::path(options_.stateDir);
     fs::create_directories(stateDir, ec);
     if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + stateDir.string() + ": " + ec.message());
@@ -209,8 +217,10 @@ Status AgentImpl::init() {
     if (options_.cliSocketPath.empty()) options_.cliSocketPath = (stateDir / "berthd.sock").string();
 
     dm::EngineOptions eo;
-    eo.dbPath = db;
-    eo.keyPath = stateDir / (db.filename().string() + ".key");
+    if (options_.persistent) {
+        eo.dbPath = db;
+        eo.keyPath = stateDir / (db.filename().string() + ".key");
+    }
     eo.clock = &clock_;
     auto engine = dm::Engine::open(eo);
     if (!engine) {
@@ -221,6 +231,17 @@ Status AgentImpl::init() {
     engine_ = std::move(*engine);
     freshDatabase_ = engine_->freshDatabase();  // applying the factory defaults clears it
     BERTH_TRY(applyConfigFile());
+    if (!options_.overrides.empty()) {
+        dm::Engine::Batch batch(*engine_);
+        for (const auto& [path, value] : options_.overrides) {
+            if (auto st = engine_->setValue(path, value); !st) {
+                Error e = std::move(st).error();
+                e.message = "override " + path + " = '" + value + "': " + e.message;
+                return e;
+            }
+        }
+        BERTH_TRY(batch.commit());
+    }
     BERTH_TRY(applyIdentityDefaults());
 
     endpointId_ = options_.endpointId;
@@ -264,7 +285,7 @@ Status AgentImpl::init() {
     BERTH_TRY(mtps_->registerWithEngine());
 
     NotifierOptions no;
-    no.queueDbPath = (stateDir / "notify.db").string();
+    if (options_.persistent) no.queueDbPath = (stateDir / "notify.db").string();
     no.boot = boot_;
     no.maxSubscriptionsPerController = options_.maxSubscriptionsPerController;
     no.maxSubscriptions = options_.maxSubscriptions;
@@ -277,8 +298,14 @@ Status AgentImpl::init() {
     BERTH_TRY(notifier_->registerWithEngine());
     engine_->addListener(notifier_.get());
 
-    pool_ = std::make_unique<WorkerPool>(loop_, 2);
+    if (options_.workerPool) {
+        pool_ = options_.workerPool;
+    } else {
+        ownPool_ = std::make_unique<WorkerPool>(loop_, 2);
+        pool_ = ownPool_.get();
+    }
 #ifdef BERTH_WITH_OCI
+    if (!options_.softwareModules) return {};
     smm::SmmOptions so;
     so.stateDir = stateDir / "smm";
     auto smm = smm::SoftwareModules::create(loop_, clock_, *engine_, *pool_, so);
@@ -434,7 +461,7 @@ Status AgentImpl::start() {
 #ifdef BERTH_WITH_OCI
     // Recovery, adoption and AutoStart run on the workers; operations a crash cut
     // short end with an OperationComplete (their Request rows did not survive).
-    BERTH_TRY(smm_->start([this] {
+    if (smm_) BERTH_TRY(smm_->start([this] {
         for (const auto& op : smm_->interruptedOperations()) {
             auto paren = op.commandPath.rfind('.', op.commandPath.size() - 3);
             std::string objPath = op.commandPath.substr(0, paren + 1);
@@ -782,7 +809,12 @@ void AgentImpl::requestRestart() {
     loop_.post([this] {
         if (stopping_) return;
         restartRequested_ = true;
-        stop([this] { loop_.stop(); });
+        stop([this] {
+            if (options_.onRestart)
+                options_.onRestart();
+            else
+                loop_.stop();
+        });
     });
 }
 

@@ -173,13 +173,36 @@ public:
 
     // ---- connection events (loop thread) ----
 
+    // TCP_NODELAY for this connection's socket: a scan of the process's sockets now, or,
+    // when another client scanned less than kNoDelayScanGap ago, at most that much later
+    // unless a scan that began after this connect came first (tcp_nodelay.h).
+    static constexpr std::chrono::milliseconds kNoDelayScanGap{100};
+    void scheduleNoDelay() {
+        const auto upAt = std::chrono::steady_clock::now();
+        const auto since = upAt - detail::lastNoDelayScan();
+        if (since >= kNoDelayScanGap) {
+            scanNoDelay();
+            return;
+        }
+        if (!noDelayTimer_)
+            noDelayTimer_ = loop_.createTimer([this] {
+                if (conn_ && connected_ && detail::lastNoDelayScan() <= noDelayUpAt_) scanNoDelay();
+            });
+        noDelayUpAt_ = upAt;
+        noDelayTimer_->start(std::chrono::duration_cast<std::chrono::milliseconds>(kNoDelayScanGap - since) +
+                             std::chrono::milliseconds(1));
+    }
+    void scanNoDelay() {
+        int fast = detail::enableNoDelayToBroker(config_.brokerAddress, config_.brokerPort);
+        BERTH_LOG_DEBUG(kTag) << brokerName() << ": TCP_NODELAY set on " << fast << " socket(s)";
+    }
+
     void onConnected(const MqttConnack& connack) override {
         if (!conn_) return;
         connected_ = true;
         connack_ = connack;
         // See tcp_nodelay.h: without this every second small PUBLISH waits ~40 ms.
-        int fast = detail::enableNoDelayToBroker(config_.brokerAddress, config_.brokerPort);
-        BERTH_LOG_DEBUG(kTag) << brokerName() << ": TCP_NODELAY set on " << fast << " socket(s)";
+        scheduleNoDelay();
         if (!connack.assignedClientId.empty()) {
             assignedClientId_ = connack.assignedClientId;
             clientIdInUse_ = connack.assignedClientId;
@@ -382,6 +405,8 @@ private:
     }
 
 public:
+    std::unique_ptr<Timer> noDelayTimer_;  // made on first need (scheduleNoDelay)
+    std::chrono::steady_clock::time_point noDelayUpAt_{};
     std::unique_ptr<MqttConnection> conn_;
     bool connected_ = false;
     MqttConnack connack_;

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -34,9 +35,16 @@ bool peerMatches(const sockaddr_storage& ss, const std::string& host, int port) 
     return !numeric || host == buf;
 }
 
+std::atomic<std::chrono::steady_clock::rep> lastScanTicks{0};
+
 }  // namespace
 
+std::chrono::steady_clock::time_point lastNoDelayScan() {
+    return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(lastScanTicks.load()));
+}
+
 int enableNoDelayToBroker(const std::string& host, int port) {
+    lastScanTicks.store(std::chrono::steady_clock::now().time_since_epoch().count());
     DIR* dir = ::opendir("/proc/self/fd");
     if (!dir) return 0;
     int changed = 0;

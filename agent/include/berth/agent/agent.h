@@ -10,11 +10,17 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "berth/core/clock.h"
 #include "berth/core/event_loop.h"
 #include "berth/core/process.h"
 #include "berth/core/result.h"
+
+namespace berth {
+class WorkerPool;
+}
 
 namespace berth::agent {
 
@@ -68,6 +74,25 @@ struct AgentOptions {
     bool protocolTrace = false;
     // Where network interfaces are listed (tests point this at a fake tree).
     std::string sysClassNet = "/sys/class/net";
+
+    // For many agents in one process (tools/berth-sim). Defaults keep berthd as it was.
+    //
+    // Data model values set at every start, after the configuration file and before the
+    // MTPs start (e.g. Device.DeviceInfo.SerialNumber, Device.MQTT.Client.1.BrokerPort).
+    // A value the data model refuses fails create() with the path named.
+    std::vector<std::pair<std::string, std::string>> overrides;
+    // false: the data model and the notification queue live in memory only (no SQLite
+    // file); dbFile may be empty, stateDir must then be given (the Boot! cause file).
+    bool persistent = true;
+    // false: no Device.SoftwareModules at all (no smm.db, no runtime state per agent).
+    bool softwareModules = true;
+    // Borrowed worker pool for blocking work, shared with other agents; it must outlive
+    // the agent. nullptr: the agent makes its own (2 threads, started on demand).
+    WorkerPool* workerPool = nullptr;
+    // Called on the loop thread once Device.Reboot() or Device.FactoryReset() has
+    // stopped the agent (restartRequested() is then true), instead of stopping the
+    // loop: the simulator restarts that one agent and the loop goes on.
+    std::function<void()> onRestart;
 };
 
 // Why the agent (re)started, for Boot!: kept in the state directory across a Reboot()
