@@ -12,6 +12,7 @@
 #include "berth/core/log.h"
 #include "berth/smm/faults.h"
 #include "berth/smm/uuid.h"
+#include "paths.h"
 #include "smm_impl.h"
 
 namespace berth::smm {
@@ -20,15 +21,6 @@ namespace {
 
 constexpr std::string_view kTag = "smm";
 
-std::string noDot(std::string p) {
-    if (!p.empty() && p.back() == '.') p.pop_back();
-    return p;
-}
-std::string hexOf(const std::string& digest) {
-    auto c = digest.find(':');
-    return c == std::string::npos ? digest : digest.substr(c + 1);
-}
-bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 bool isDomainName(const std::string& s) {
     if (s.empty() || s.size() > 128 || s.find('.') == std::string::npos) return false;
@@ -50,14 +42,6 @@ std::string fileStem(const std::string& url) {
             break;
         }
     return f.empty() ? "du" : f;
-}
-bool cleanAbsolute(const std::string& p) {
-    if (p.empty() || p[0] != '/') return false;
-    std::stringstream ss(p);
-    std::string part;
-    while (std::getline(ss, part, '/'))
-        if (part == "..") return false;
-    return true;
 }
 // Compares dotted numeric versions; nullopt when either is not of that form.
 std::optional<int> compareVersions(const std::string& a, const std::string& b) {
@@ -103,108 +87,12 @@ DuIdentity identityOf(const oci::ImageRecord& rec, const std::string& url) {
 }  // namespace
 
 Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee) {
-    DuArgs a;
-    auto get = [&](const std::string& k) {
-        auto it = in.find(k);
-        return it == in.end() ? std::string() : it->second;
-    };
-    a.url = get("URL");
-    a.username = get("Username");
-    a.password = get("Password");
-    a.uuid = get("UUID");
-    a.moduleVersion = get("ModuleVersion");
-    a.eeRef = get("ExecutionEnvRef");
-    if (!a.url.empty()) {
-        if (!startsWith(a.url, "http://") && !startsWith(a.url, "https://") && !startsWith(a.url, "file:"))
-            return Error(ErrorCode::kInvalidArguments, "URL must be http://, https:// or file: (got '" + a.url + "')");
-        if (startsWith(a.url, "file:") && (!ee || ee->fileDirectories.empty()))
-            return Error(ErrorCode::kInvalidArguments, "file: URLs are not enabled in this ExecEnv (an operator enables them "
-                                                       "for chosen directories with X_BERTH_FileURLDirectories)");
-        std::string authority = a.url.substr(a.url.find("://") == std::string::npos ? 0 : a.url.find("://") + 3);
-        authority = authority.substr(0, authority.find('/'));
-        if (authority.find('@') != std::string::npos)
-            return Error(ErrorCode::kInvalidArguments, "URL must not carry credentials; use Username and Password");
+    DuArgsContext context;
+    if (ee) {
+        context.fileUrls = !ee->fileDirectories.empty();
+        context.hostPrefixes = ee->hostPrefixes;
     }
-    if (install && !a.uuid.empty() && !isValidUuid(a.uuid))
-        return Error(ErrorCode::kInvalidArguments, "UUID '" + a.uuid + "' is not of the form 8-4-4-4-12 hex digits");
-    if (get("Privileged") == "true")
-        return Error(ErrorCode::kRequestDenied, "privileged execution units are not allowed in this ExecEnv");
-    if (!get("Signature").empty())
-        return Error(ErrorCode::kBadSignature, "signed deployment units are not supported yet: the signature cannot be verified");
-    if (!get("RequiredRoles").empty())
-        return Error(ErrorCode::kUnavailableRole, "RequiredRoles cannot be granted: the ExecEnv offers no roles");
-    if (!get("RequiredUserRoles").empty())
-        return Error(ErrorCode::kUnavailableUserRole, "RequiredUserRoles cannot be granted: the ExecEnv offers no user roles");
-    std::map<std::string, std::map<std::string, std::string>> env, host;
-    for (const auto& [k, v] : in) {
-        if (startsWith(k, "NetworkConfig.") && !v.empty())
-            return Error(ErrorCode::kInvalidArguments,
-                         "NetworkConfig (access interfaces, port mappings) is not supported: execution units get a "
-                         "private network namespace with loopback only; install without NetworkConfig");
-        if (startsWith(k, "ApplicationData."))
-            return Error(ErrorCode::kInvalidArguments,
-                         "ApplicationData volumes are not supported yet; use a HostObject bind mount instead");
-        auto split = [&](std::string_view prefix, auto& into) {
-            if (!startsWith(k, prefix)) return;
-            std::string rest = k.substr(prefix.size());
-            auto dot = rest.find('.');
-            if (dot != std::string::npos) into[rest.substr(0, dot)][rest.substr(dot + 1)] = v;
-        };
-        split("EnvVariable.", env);
-        split("HostObject.", host);
-        if (startsWith(k, "Resources.")) a.hasResources = true;
-        if (startsWith(k, "AutoRestart.")) a.hasAutoRestart = true;
-    }
-    auto num = [&](const std::string& k) -> std::optional<std::int64_t> {
-        std::string v = get(k);
-        if (v.empty()) return std::nullopt;
-        std::int64_t n = std::stoll(v);
-        if (n < 0) return std::nullopt;
-        return n;
-    };
-    if (a.hasResources) {
-        a.memKiB = num("Resources.AllocatedMemory");
-        a.cpuPercent = num("Resources.AllocatedCPUPercent");
-        a.diskKiB = num("Resources.AllocatedDiskSpace");
-        if (a.memKiB && *a.memKiB < 4096)
-            return Error(ErrorCode::kInvalidArguments, "Resources.AllocatedMemory must be at least 4096 KiB");
-    }
-    for (const auto& [n, kv] : env) {
-        auto k = kv.find("Key");
-        if (k == kv.end() || k->second.empty() || k->second.find('=') != std::string::npos)
-            return Error(ErrorCode::kInvalidArguments, "EnvVariable." + n + ".Key must be given and hold no '='");
-        a.env.emplace_back(k->second, kv.count("Value") ? kv.at("Value") : "");
-    }
-    a.hasEnv = !env.empty();
-    for (const auto& [n, kv] : host) {
-        DuArgs::Host h;
-        h.source = kv.count("Source") ? kv.at("Source") : "";
-        h.destination = kv.count("Destination") ? kv.at("Destination") : "";
-        h.options = kv.count("Options") ? kv.at("Options") : "";
-        if (!cleanAbsolute(h.source) || !cleanAbsolute(h.destination))
-            return Error(ErrorCode::kInvalidArguments,
-                         "HostObject." + n + ": Source and Destination must be absolute paths without '..'");
-        if (h.options.empty()) h.options = "ro,nosuid,nodev";
-        if (auto o = parseHostObjectOptions(h.options); !o)
-            return Error(o.error().code, "HostObject." + n + ".Options: " + o.error().message);
-        // Resolved now to refuse what cannot work; resolved again at every start, and only
-        // what is resolved then is mounted.
-        auto fd = resolveHostObject(ee ? ee->hostPrefixes : std::vector<std::string>{}, h.source);
-        if (!fd) return Error(fd.error().code, "HostObject." + n + ": " + fd.error().message);
-        a.hostObjects.push_back(std::move(h));
-    }
-    a.hasHostObjects = !host.empty();
-    if (a.hasAutoRestart) {
-        AutoRestartPolicy& p = a.autoRestart;
-        p.enable = get("AutoRestart.Enable") == "true";
-        if (auto v = num("AutoRestart.RetryMinimumWaitInterval")) p.minWaitSeconds = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.RetryMaximumWaitInterval")) p.maxWaitSeconds = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.RetryIntervalMultiplier")) p.multiplier = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.MaximumRetryCount")) p.maxRetries = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.ResetPeriod")) p.resetPeriodSeconds = static_cast<std::uint32_t>(*v);
-    }
-    if (auto v = num("ShutdownDelay")) a.shutdownDelay = static_cast<std::uint32_t>(*v);
-    return a;
+    return smm::parseDuArgs(in, install, context);
 }
 
 Status SoftwareModulesImpl::writeEuSettings(const std::string& eu, const DuArgs& a, bool install) {

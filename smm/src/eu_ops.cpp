@@ -10,6 +10,7 @@
 
 #include "berth/core/log.h"
 #include "berth/smm/faults.h"
+#include "paths.h"
 #include "smm_impl.h"
 
 namespace berth::smm {
@@ -18,10 +19,6 @@ namespace {
 
 constexpr std::string_view kTag = "smm";
 
-std::string noDot(std::string p) {
-    if (!p.empty() && p.back() == '.') p.pop_back();
-    return p;
-}
 std::uint64_t instanceOf(const std::string& path) {
     std::string body = noDot(path);
     auto dot = body.rfind('.');
@@ -243,7 +240,7 @@ void SoftwareModulesImpl::onStarted(const std::string& path, oci::RunnerResult<o
     eu->cgroupPath = r->record.cgroupPath;
     eu->activeSince = clock_.now();
     eu->cpuAtStart = 0;
-    if (auto f = oci::readCgroupFigures(ee->rt->containers->cgroups(), eu->cgroupPath)) eu->cpuAtStart = f->cpuNanos;
+    if (auto f = ee->rt->containers->cgroupFigures(eu->cgroupPath)) eu->cpuAtStart = f->cpuNanos;
     Subreaper::claim(eu->pid);  // the watcher reaps it (with its exit status), not the sweep
     auto w = ee->watcher->watch(eu->euid, eu->pid, eu->cgroupPath,
                                 [this, path](const oci::ContainerExit& ex) { onContainerExit(path, ex); });
