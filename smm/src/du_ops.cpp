@@ -63,9 +63,6 @@ std::optional<int> compareVersions(const std::string& a, const std::string& b) {
     return 0;
 }
 
-struct DuIdentity {
-    std::string name, vendor, version, description;
-};
 DuIdentity identityOf(const oci::ImageRecord& rec, const std::string& url) {
     const auto& m = rec.metadata;
     DuIdentity id;
@@ -198,17 +195,9 @@ void SoftwareModulesImpl::finishOp(DuOp* op, dm::ArgMap out) {
     if (done) done(std::move(out));
 }
 
-void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then) {
-    if (op->ee->removalsRunning > 0) {
-        // Wait for the ExecEnv's image removals (see cleanupImage). The placeholder job
-        // keeps the operation cancellable meanwhile; cancelling or ending it cancels the token.
-        op->job = std::make_unique<Job>(CancelToken{});
-        CancelToken token = op->job->token();
-        op->ee->afterRemovals.push_back([this, op, token, then = std::move(then)]() mutable {
-            if (!token.cancelled()) pullFor(op, std::move(then));
-        });
-        return;
-    }
+// The pull of an operation: download settings of the ExecEnv, and with a disk budget
+// (AllocatedDiskSpace >= 0) the space held while downloading and the admission check at commit.
+oci::PullRequest SoftwareModulesImpl::pullRequestFor(DuOp* op, std::uint64_t holdId, std::int64_t budgetKiB) {
     auto rt = op->ee->rt;
     const Ee& ee = *op->ee;
     oci::PullRequest req;
@@ -222,8 +211,6 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
     req.fetch.minBytesPerSecond = ee.downloadMinRate;
     req.fetch.rateWindow = ee.downloadRateWindow;
     req.fetch.fileDirectories = ee.fileDirectories;  // empty: file: URLs are off
-    std::int64_t budgetKiB = intVal(op->ee->path + "AllocatedDiskSpace", -1);
-    std::uint64_t holdId = ++pullSeq_;
     if (budgetKiB >= 0) {
         std::uint64_t budget = static_cast<std::uint64_t>(budgetKiB) * 1024;
         EeRuntime* r = rt.get();  // the job holds rt
@@ -255,6 +242,24 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
                                         std::to_string(budgetKiB) + " KiB, counting other installs in progress)");
         };
     }
+    return req;
+}
+
+void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then) {
+    if (op->ee->removalsRunning > 0) {
+        // Wait for the ExecEnv's image removals (see cleanupImage). The placeholder job
+        // keeps the operation cancellable meanwhile; cancelling or ending it cancels the token.
+        op->job = std::make_unique<Job>(CancelToken{});
+        CancelToken token = op->job->token();
+        op->ee->afterRemovals.push_back([this, op, token, then = std::move(then)]() mutable {
+            if (!token.cancelled()) pullFor(op, std::move(then));
+        });
+        return;
+    }
+    auto rt = op->ee->rt;
+    std::int64_t budgetKiB = intVal(op->ee->path + "AllocatedDiskSpace", -1);
+    std::uint64_t holdId = ++pullSeq_;
+    oci::PullRequest req = pullRequestFor(op, holdId, budgetKiB);
     op->job = downloads_->submit<oci::RunnerResult<oci::ImageRecord>>(
         [rt, req, budgetKiB, holdId](const CancelToken& cancel) mutable -> oci::RunnerResult<oci::ImageRecord> {
             std::uint64_t used = 0;
@@ -350,38 +355,33 @@ void SoftwareModulesImpl::installDu(const dm::CommandCall& call, dm::CommandDone
     pullFor(op, [this](DuOp* o, oci::RunnerResult<oci::ImageRecord> r) { onInstallPulled(o, std::move(r)); });
 }
 
-void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r) {
-    op->job.reset();
-    if (!r) return failOp(op, toUspError(r.error(), "download of " + op->args.url));
+// An Install of a DU (UUID and version) that is installed or being committed in the
+// same ExecEnv: 7226.
+std::optional<Error> SoftwareModulesImpl::duplicateOf(DuOp* op) {
     Ee& ee = *op->ee;
-    op->image = std::move(*r);
-    DuIdentity id = identityOf(op->image, op->args.url);
-    if (op->entry.uuid.empty()) op->entry.uuid = duUuid(id.name, id.vendor);
-    op->entry.version = id.version;
-    op->entry.newDigest = op->image.manifestDigest;
-    std::string hex = hexOf(op->image.manifestDigest);
-    pins_.insert(ee.path + hex);
-    op->pinned = true;
-    journalPhase(op, kPhasePulled);
-
     for (const auto& du : duRows())
         if (val(du + "UUID") == op->entry.uuid && val(du + "Version") == op->entry.version &&
             val(du + "ExecutionEnvRef") == noDot(ee.path)) {
             op->entry.newDigest.clear();  // the image may be the installed one: keep it
-            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit,
-                                    "deployment unit " + op->entry.uuid + " version " + op->entry.version +
-                                        " is already installed in ExecEnv " + ee.name + " as " + noDot(du) +
-                                        "; use Update() or install another version"));
+            return Error(ErrorCode::kDuplicateDeploymentUnit,
+                         "deployment unit " + op->entry.uuid + " version " + op->entry.version +
+                             " is already installed in ExecEnv " + ee.name + " as " + noDot(du) +
+                             "; use Update() or install another version");
         }
     for (const auto& [p, o] : ops_)
         if (p != op && o->entry.kind == OpKind::kInstall && o->entry.phase == kPhaseCommitting && o->entry.uuid == op->entry.uuid &&
             o->entry.version == op->entry.version && o->ee == op->ee)
-            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit, "the same deployment unit is being installed"));
+            return Error(ErrorCode::kDuplicateDeploymentUnit, "the same deployment unit is being installed");
+    return std::nullopt;
+}
 
-    journalPhase(op, kPhaseCommitting);
-    std::string t = now();
-    std::string duPath, euPath;
+// The DU row and its EU row, in one transaction. On failure nothing of them is committed;
+// duPath/euPath name what was added (for the caller to delete).
+Status SoftwareModulesImpl::addDuRows(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath) {
+    Ee& ee = *op->ee;
+    std::string hex = hexOf(op->image.manifestDigest);
     Status st = okStatus();
+    std::string t = now();
     {
         dm::Engine::Batch batch(engine_);
         auto du = engine_.addInstance(std::string(kDuTable), {{"UUID", op->entry.uuid},
@@ -426,6 +426,28 @@ void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::Image
         Status c = batch.commit();
         if (st) st = c;
     }
+    return st;
+}
+
+void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r) {
+    op->job.reset();
+    if (!r) return failOp(op, toUspError(r.error(), "download of " + op->args.url));
+    Ee& ee = *op->ee;
+    op->image = std::move(*r);
+    DuIdentity id = identityOf(op->image, op->args.url);
+    if (op->entry.uuid.empty()) op->entry.uuid = duUuid(id.name, id.vendor);
+    op->entry.version = id.version;
+    op->entry.newDigest = op->image.manifestDigest;
+    std::string hex = hexOf(op->image.manifestDigest);
+    pins_.insert(ee.path + hex);
+    op->pinned = true;
+    journalPhase(op, kPhasePulled);
+
+    if (auto dup = duplicateOf(op)) return failOp(op, std::move(*dup));
+
+    journalPhase(op, kPhaseCommitting);
+    std::string duPath, euPath;
+    Status st = addDuRows(op, id, duPath, euPath);
     if (!st) {
         dm::Engine::Batch batch(engine_);
         if (!euPath.empty()) (void)engine_.deleteInstance(euPath);
@@ -534,55 +556,67 @@ void SoftwareModulesImpl::onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageR
         if (!st) return failOp(o, toUspError(st.error(), "stop of the execution units"));
         journalPhase(o, kPhaseStopped);
         journalPhase(o, kPhaseCommitting);
-        Ee& e = *o->ee;
-        std::string du = o->duPath;
-        std::string t = now();
-        Status s = okStatus();
-        {
-            dm::Engine::Batch batch(engine_);
-            auto w = [&](const std::string& p, const std::string& v) {
-                if (s) s = engine_.setValue(p, v);
-            };
-            w(du + "DUID", hexOf(o->image.manifestDigest));
-            w(du + "Version", id.version);
-            w(du + "Name", id.name);
-            w(du + "Vendor", id.vendor);
-            w(du + "Description", id.description);
-            w(du + "URL", o->args.url);
-            w(du + "LastUpdate", t);
-            if (!o->args.moduleVersion.empty()) w(du + "ModuleVersion", o->args.moduleVersion.substr(0, 32));
-            for (const auto& eu : eusOfDu(du)) {
-                w(eu + "Version", id.version);
-                w(eu + "Vendor", id.vendor);
-                w(eu + "Description", id.description);
-                if (s) s = writeEuSettings(eu, o->args, false);
-            }
-            w(du + "Status", "Installed");
-            Status c = batch.commit();
-            if (s) s = c;
-        }
+        Status s = writeUpdatedRows(o, id);
         if (!s) return failOp(o, Error(ErrorCode::kInternalError, "cannot record the update: " + s.error().message));
-        o->entry.version = id.version;
-        journalPhase(o, kPhaseCommitted);
-        if (!o->args.username.empty() && o->args.url != val(du + "URL"))
-            (void)journal_->saveCredentials(e.path, o->entry.uuid, o->args.username, o->args.password);
-        std::string oldDigest = o->entry.oldDigest;
-        if (o->pinned) {
-            auto it = pins_.find(e.path + hexOf(o->entry.newDigest));
-            if (it != pins_.end()) pins_.erase(it);
-            o->pinned = false;
-        }
-        if (oldDigest != o->entry.newDigest) {
-            e.storeBytes += o->image.unpackedBytes;
-            cleanupImage(e, oldDigest);
-        }
-        std::vector<std::string> restart = o->stoppedEus;
-        std::string uuid = o->entry.uuid, start = o->startTime;
-        finishOp(o, dm::ArgMap{});
-        for (const auto& p : restart)
-            if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
-        raiseDuStateChange(uuid, du, id.version, "Installed", true, eusOfDu(du), start, now(), OpKind::kUpdate, nullptr);
+        onUpdateCommitted(o, id);
     });
+}
+
+// The DU's and its EUs' rows at the new version, in one transaction.
+Status SoftwareModulesImpl::writeUpdatedRows(DuOp* o, const DuIdentity& id) {
+    std::string du = o->duPath;
+    std::string t = now();
+    Status s = okStatus();
+    {
+        dm::Engine::Batch batch(engine_);
+        auto w = [&](const std::string& p, const std::string& v) {
+            if (s) s = engine_.setValue(p, v);
+        };
+        w(du + "DUID", hexOf(o->image.manifestDigest));
+        w(du + "Version", id.version);
+        w(du + "Name", id.name);
+        w(du + "Vendor", id.vendor);
+        w(du + "Description", id.description);
+        w(du + "URL", o->args.url);
+        w(du + "LastUpdate", t);
+        if (!o->args.moduleVersion.empty()) w(du + "ModuleVersion", o->args.moduleVersion.substr(0, 32));
+        for (const auto& eu : eusOfDu(du)) {
+            w(eu + "Version", id.version);
+            w(eu + "Vendor", id.vendor);
+            w(eu + "Description", id.description);
+            if (s) s = writeEuSettings(eu, o->args, false);
+        }
+        w(du + "Status", "Installed");
+        Status c = batch.commit();
+        if (s) s = c;
+    }
+    return s;
+}
+
+// After the commit point of an Update: the old image goes, the stopped EUs start again.
+void SoftwareModulesImpl::onUpdateCommitted(DuOp* o, const DuIdentity& id) {
+    Ee& e = *o->ee;
+    std::string du = o->duPath;
+    o->entry.version = id.version;
+    journalPhase(o, kPhaseCommitted);
+    if (!o->args.username.empty() && o->args.url != val(du + "URL"))
+        (void)journal_->saveCredentials(e.path, o->entry.uuid, o->args.username, o->args.password);
+    std::string oldDigest = o->entry.oldDigest;
+    if (o->pinned) {
+        auto it = pins_.find(e.path + hexOf(o->entry.newDigest));
+        if (it != pins_.end()) pins_.erase(it);
+        o->pinned = false;
+    }
+    if (oldDigest != o->entry.newDigest) {
+        e.storeBytes += o->image.unpackedBytes;
+        cleanupImage(e, oldDigest);
+    }
+    std::vector<std::string> restart = o->stoppedEus;
+    std::string uuid = o->entry.uuid, start = o->startTime;
+    finishOp(o, dm::ArgMap{});
+    for (const auto& p : restart)
+        if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
+    raiseDuStateChange(uuid, du, id.version, "Installed", true, eusOfDu(du), start, now(), OpKind::kUpdate, nullptr);
 }
 
 void SoftwareModulesImpl::stopDuContainers(DuOp* op, const std::vector<std::string>& eus,

@@ -110,6 +110,11 @@ struct ResolvedHostObject {
     HostObjectOptions options;
 };
 
+// Name, vendor, version and description of a DU, from its image's annotations.
+struct DuIdentity {
+    std::string name, vendor, version, description;
+};
+
 struct DuOp {
     JournalEntry entry;
     std::string requestPath;  // the Request.{i}. row, for Cancel()
@@ -191,9 +196,14 @@ private:
     // InstallDU()/Update() arguments for the ExecEnv `ee` (may be null): binding/du_args.h.
     Result<DuArgs> parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee);
     void pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then);
+    oci::PullRequest pullRequestFor(DuOp* op, std::uint64_t holdId, std::int64_t budgetKiB);
     void endPull(DuOp* op);
     void onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
+    std::optional<Error> duplicateOf(DuOp* op);
+    Status addDuRows(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath);
     void onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
+    Status writeUpdatedRows(DuOp* o, const DuIdentity& id);
+    void onUpdateCommitted(DuOp* o, const DuIdentity& id);
     void stopDuContainers(DuOp* op, const std::vector<std::string>& eus, std::function<void(DuOp*, oci::RunnerStatus)> then);
     void failOp(DuOp* op, Error error);
     void finishOp(DuOp* op, dm::ArgMap out);

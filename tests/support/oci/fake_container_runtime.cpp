@@ -20,6 +20,7 @@ std::string fakeDigestOf(const std::string& url) {
 
 struct FakeOci::Impl {
     mutable std::mutex mu;
+    std::mutex commitMu;  // taken before mu, never while holding it
     std::condition_variable cv;
     std::map<std::string, FakeImage> published;  // by url
     Snapshot state;
@@ -116,8 +117,10 @@ public:
         rec.diffIds = {fakeDigestOf(request.fetch.url + "#layer")};
         rec.unpackedBytes = img.unpackedBytes;
         if (request.admit) {
-            // The real store admits under its commit lock; here the fake's lock is it.
+            // Admitted under a commit lock, as the real store does; `admit` lists the
+            // images, so the state lock is released meanwhile.
             lock.unlock();
+            std::lock_guard<std::mutex> commit(m_->commitMu);
             auto st = request.admit(rec);
             lock.lock();
             if (!st) return st.error();
