@@ -637,10 +637,11 @@ TEST_CASE("AutoStart EUs start when the ExecEnv comes up, and SetRunLevel stops 
         Agent a(m);
         eu = a.install({{"URL", kUrlV1}}).second;
         REQUIRE(a.engine->setValue(eu + "AutoStart", "true"));
-        REQUIRE(a.engine->setValue(eu + "RunLevel", "5"));
     }
     Agent a(m);
     REQUIRE(a.waitStatus(eu, "Active"));
+    CHECK(m.oci.container(euid(a, eu)));
+    REQUIRE(a.engine->setValue(eu + "RunLevel", "5"));
     REQUIRE(a.operate(kEe + "SetRunLevel()", {{"RequestedRunLevel", "2"}})->result);
     REQUIRE(a.waitStatus(eu, "Idle"));
     CHECK(m.oci.containerIds().empty());
