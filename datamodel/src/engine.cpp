@@ -236,9 +236,7 @@ void Engine::Impl::deref(ObjNode& n, const ParamSchema& p, const RefFollow& ref,
     else items.push_back(*v);
     auto add = [&](std::string_view target) {
         if (target.empty()) return;
-        std::string t(target);
-        if (t.back() != '.') t += '.';
-        if (ObjNode* r = findNode(t)) out.push_back(r);
+        if (ObjNode* r = findNode(withDot(target))) out.push_back(r);
     };
     if (ref.kind == RefFollow::kIndex) {
         if (ref.index >= 1 && ref.index <= items.size()) add(items[ref.index - 1]);
@@ -997,12 +995,7 @@ Result<std::string> Engine::addInstance(std::string_view tablePath, const std::v
 }
 
 Status Engine::deleteInstance(std::string_view instancePath) {
-    ObjNode* n = nullptr;
-    {
-        std::string p(instancePath);
-        if (p.empty() || p.back() != '.') p += '.';
-        n = impl_->findNode(p);
-    }
+    ObjNode* n = instancePath.empty() ? nullptr : impl_->findNode(withDot(instancePath));
     if (!n) return notFound(instancePath, "object instance");
     if (!n->schema->multiInstance()) return Error(ErrorCode::kDeleteFailure, "not a table row", std::string(instancePath));
     impl_->begin();

@@ -293,4 +293,28 @@ std::string referencedObject(std::string_view reference) {
     return r;
 }
 
+std::string withDot(std::string_view path) {
+    std::string out(path);
+    if (!out.empty() && out.back() != '.') out += '.';
+    return out;
+}
+
+std::string noDot(std::string_view path) {
+    if (!path.empty() && path.back() == '.') path.remove_suffix(1);
+    return std::string(path);
+}
+
+std::uint32_t instanceNumber(std::string_view path) {
+    if (!path.empty() && path.back() == '.') path.remove_suffix(1);
+    auto dot = path.rfind('.');
+    std::string_view last = dot == std::string_view::npos ? path : path.substr(dot + 1);
+    if (last.empty() || last.size() > 10) return 0;
+    std::uint64_t n = 0;
+    for (char c : last) {
+        if (c < '0' || c > '9') return 0;
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return n > 0xFFFFFFFFu ? 0 : static_cast<std::uint32_t>(n);
+}
+
 }  // namespace berth::dm

@@ -13,6 +13,7 @@
 #include "berth/agent/codec.h"
 #include "berth/core/log.h"
 #include "berth/core/retry.h"
+#include "berth/datamodel/path.h"
 #include "notify_queue.h"
 #include "subscription_index.h"
 #include "subscription_matcher.h"
@@ -30,18 +31,9 @@ constexpr const char* kTag = "notify";
 constexpr std::string_view kSubTable = "Device.LocalAgent.Subscription.";
 constexpr std::string_view kCtrlTable = "Device.LocalAgent.Controller.";
 
-bool startsWith(std::string_view s, std::string_view p) {
-    return s.substr(0, p.size()) == p;
-}
-
-std::string withDot(std::string p) {
-    if (!p.empty() && p.back() != '.') p += '.';
-    return p;
-}
-std::string withoutDot(std::string p) {
-    if (!p.empty() && p.back() == '.') p.pop_back();
-    return p;
-}
+using dm::noDot;
+using dm::startsWith;
+using dm::withDot;
 
 // "Device.LocalAgent.Subscription.3.Enable" -> "Device.LocalAgent.Subscription.3." (the row
 // of `table` the path lies in), or "" when the path is not inside a row of that table.
@@ -206,7 +198,7 @@ public:
     Status registerWithEngine() override;
     void start() override;
     void setOriginator(const std::string& controllerPath) override {
-        originator_ = withoutDot(controllerPath);
+        originator_ = noDot(controllerPath);
         pendingRows_.clear();
     }
     void clearOriginator() override {
@@ -538,7 +530,7 @@ void NotifierImpl::loadSubscription(const std::string& row) {
     s->path = row;
     s->enable = value(row + "Enable") == "true";
     s->id = value(row + "ID");
-    s->recipient = withoutDot(value(row + "Recipient"));
+    s->recipient = noDot(value(row + "Recipient"));
     std::string type = value(row + "NotifType");
     s->type = notify::parseNotifType(type).value_or(NotifType::kNone);
     s->refList = value(row + "ReferenceList");
@@ -683,7 +675,7 @@ void NotifierImpl::onObjectDeleted(std::string_view instancePath) {
         // Subscriptions whose Recipient was this Controller must not linger (the engine
         // emptied their Recipient). Deleted after this change has been announced.
         std::weak_ptr<bool> alive = alive_;
-        std::string bare = withoutDot(path);
+        std::string bare = noDot(path);
         loop_.post([this, alive, bare] {
             if (alive.expired()) return;
             std::vector<std::string> rows;
@@ -1243,7 +1235,7 @@ void NotifierImpl::reschedulePeriodic(const std::string& controllerRow) {
     std::uint32_t interval = toUint(value(controllerRow + "PeriodicNotifInterval"));
     if (interval == 0 || value(controllerRow + "Enable") != "true") return;
     SplitPath sp("Device.LocalAgent.", "Periodic!");
-    std::string bare = withoutDot(controllerRow);
+    std::string bare = noDot(controllerRow);
     auto subs = candidates(NotifType::kEvent, sp.objPath());
     bool wanted = std::any_of(subs.begin(), subs.end(), [&](const Subscription* s) {
         return s->active() && s->recipient == bare &&
@@ -1271,7 +1263,7 @@ void NotifierImpl::reschedulePeriodic(const std::string& controllerRow) {
 void NotifierImpl::firePeriodic(const std::string& controllerRow) {
     beginDispatch();
     SplitPath sp("Device.LocalAgent.", "Periodic!");
-    std::string bare = withoutDot(controllerRow);
+    std::string bare = noDot(controllerRow);
     for (Subscription* s : candidates(NotifType::kEvent, sp.objPath())) {
         if (!s->acts() || s->recipient != bare) continue;
         if (!std::any_of(s->refs.begin(), s->refs.end(),

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "berth/datamodel/path.h"
+
 namespace berth::agent::notify {
 namespace {
 
@@ -9,7 +11,7 @@ bool isNumber(std::string_view s) {
     return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
-bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+using dm::startsWith;
 
 bool segMatches(const dm::Segment& p, std::string_view s) {
     switch (p.kind) {

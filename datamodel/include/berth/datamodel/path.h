@@ -79,4 +79,20 @@ std::string supportedForm(const ParsedPath& path);
 std::string referenceValue(std::string_view reference);
 std::string referencedObject(std::string_view reference);
 
+// Small helpers on path text, the one copy every module uses. Pure, any thread.
+//
+// withDot: the path as an object path, ending in '.' ("Device.X.1" -> "Device.X.1.");
+// "" stays "". noDot: the path without one trailing '.' ("Device.X.1." -> "Device.X.1").
+// startsWith / endsWith: plain prefix and suffix tests on the text.
+// instanceNumber: the instance number the path ends in, with or without the trailing
+// dot ("Device.X.7." -> 7); 0 when the last segment is not a number (instance numbers
+// start at 1).
+std::string withDot(std::string_view path);
+std::string noDot(std::string_view path);
+inline bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+inline bool endsWith(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+std::uint32_t instanceNumber(std::string_view path);
+
 }  // namespace berth::dm

@@ -7,15 +7,12 @@
 // toError() turns a RunnerError into a berth::Error with a neutral code
 // (kInternalError) for callers that only want to log or propagate it.
 
-#include <cassert>
-#include <optional>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <utility>
-#include <variant>
 
 #include "berth/core/error.h"
+#include "berth/core/result.h"
 
 namespace berth::oci {
 
@@ -64,55 +61,12 @@ RunnerError errnoError(std::string_view what, int err, std::string path = {});
 // Wraps a berth::Error (from core) into a RunnerError of the given kind.
 RunnerError fromCore(const Error& e, ErrorKind kind);
 
+// A value or a RunnerError: the one Result type of core with the runner's error.
 template <typename T>
-class [[nodiscard]] RunnerResult {
-public:
-    static_assert(!std::is_same_v<T, RunnerError>, "RunnerResult<RunnerError> is meaningless");
-    RunnerResult(T value) : v_(std::in_place_index<0>, std::move(value)) {}           // NOLINT
-    RunnerResult(RunnerError error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
-    template <typename U, typename = std::enable_if_t<std::is_constructible_v<T, U&&> &&
-                                                      !std::is_same_v<std::decay_t<U>, RunnerError> &&
-                                                      !std::is_same_v<std::decay_t<U>, T>>>
-    RunnerResult(U&& value) : v_(std::in_place_index<0>, T(std::forward<U>(value))) {}  // NOLINT
-
-    bool ok() const { return v_.index() == 0; }
-    explicit operator bool() const { return ok(); }
-    T& value() & { assert(ok()); return std::get<0>(v_); }
-    const T& value() const& { assert(ok()); return std::get<0>(v_); }
-    T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
-    T& operator*() & { return value(); }
-    const T& operator*() const& { return value(); }
-    T&& operator*() && { return std::move(*this).value(); }
-    T* operator->() { return &value(); }
-    const T* operator->() const { return &value(); }
-    const RunnerError& error() const& { assert(!ok()); return std::get<1>(v_); }
-    RunnerError&& error() && { assert(!ok()); return std::get<1>(std::move(v_)); }
-
-private:
-    std::variant<T, RunnerError> v_;
-};
-
-template <>
-class [[nodiscard]] RunnerResult<void> {
-public:
-    RunnerResult() = default;
-    RunnerResult(RunnerError error) : error_(std::move(error)) {}  // NOLINT
-    bool ok() const { return !error_.has_value(); }
-    explicit operator bool() const { return ok(); }
-    const RunnerError& error() const& { assert(!ok()); return *error_; }
-    RunnerError&& error() && { assert(!ok()); return std::move(*error_); }
-
-private:
-    std::optional<RunnerError> error_;
-};
-
-using RunnerStatus = RunnerResult<void>;
+using RunnerResult = Result<T, RunnerError>;
+using RunnerStatus = Result<void, RunnerError>;
 
 }  // namespace berth::oci
 
-// Propagates a RunnerError from an expression returning RunnerResult<...>.
-#define BERTH_OCI_TRY(expr)                                              \
-    do {                                                                 \
-        auto berthOciTry_ = (expr);                                      \
-        if (!berthOciTry_) return std::move(berthOciTry_).error();       \
-    } while (0)
+// Older name of BERTH_TRY, which propagates any Result's error.
+#define BERTH_OCI_TRY(expr) BERTH_TRY(expr)
