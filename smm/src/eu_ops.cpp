@@ -19,16 +19,6 @@ namespace {
 
 constexpr std::string_view kTag = "smm";
 
-std::uint64_t instanceOf(const std::string& path) {
-    std::string body = noDot(path);
-    auto dot = body.rfind('.');
-    try {
-        return std::stoull(body.substr(dot + 1));
-    } catch (...) {
-        return 0;
-    }
-}
-
 }  // namespace
 
 Eu* SoftwareModulesImpl::euAt(const std::string& path) {
@@ -403,7 +393,7 @@ void SoftwareModulesImpl::scheduleAutoStart(const std::string& eePath) {
         if (val(path + "AutoStart") != "true") continue;
         std::int64_t level = intVal(path + "RunLevel", 0);
         if (current >= 0 && level > current) continue;
-        due.push_back({{level, instanceOf(path)}, path});
+        due.push_back({{level, instanceNumber(path)}, path});
     }
     std::sort(due.begin(), due.end());
     for (const auto& [key, path] : due)

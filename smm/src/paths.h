@@ -1,24 +1,21 @@
 #pragma once
-// Private: the small path and list helpers every part of smm uses, in one place.
+// Private: the helpers every part of smm uses. The path helpers are datamodel's
+// (berth/datamodel/path.h), the one copy of them in berth.
 
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "berth/datamodel/path.h"
+
 namespace berth::smm {
 
-// "Device.X.1." -> "Device.X.1" (the form references hold).
-inline std::string noDot(std::string p) {
-    if (!p.empty() && p.back() == '.') p.pop_back();
-    return p;
-}
-// "Device.X.1" -> "Device.X.1." (the form object paths have).
-inline std::string withDot(std::string p) {
-    if (!p.empty() && p.back() != '.') p += '.';
-    return p;
-}
-inline bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+using dm::instanceNumber;
+using dm::noDot;
+using dm::startsWith;
+using dm::withDot;
+
 // "sha256:<hex>" -> "<hex>".
 inline std::string hexOf(const std::string& digest) {
     auto c = digest.find(':');

@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 
+#include "berth/datamodel/path.h"
 #include "berth/smm/host_objects.h"
 #include "berth/smm/uuid.h"
 
@@ -12,9 +13,8 @@ namespace berth::smm {
 
 namespace {
 
+using dm::startsWith;
 using Groups = std::map<std::string, std::map<std::string, std::string>>;
-
-bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 bool cleanAbsolute(const std::string& p) {
     if (p.empty() || p[0] != '/') return false;

@@ -1,8 +1,5 @@
 #include "berth/smm/journal.h"
 
-#include <sqlite3.h>
-#include <sys/stat.h>
-
 namespace berth::smm {
 
 std::string_view opKindName(OpKind kind) {
@@ -16,140 +13,129 @@ std::string_view opKindName(OpKind kind) {
 
 namespace {
 
-Error sqlError(sqlite3* db, const std::string& what) {
-    return Error(ErrorCode::kInternalError, "journal: " + what + ": " + sqlite3_errmsg(db));
-}
-
 OpKind kindFrom(const std::string& s) {
     if (s == "Update") return OpKind::kUpdate;
     if (s == "Uninstall") return OpKind::kUninstall;
     return OpKind::kInstall;
 }
 
-class Stmt {
-public:
-    Stmt(sqlite3* db, const std::string& sql) { ok_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr) == SQLITE_OK; }
-    ~Stmt() { sqlite3_finalize(s_); }
-    Stmt(const Stmt&) = delete;
-    Stmt& operator=(const Stmt&) = delete;
-    bool ok() const { return ok_; }
-    void bind(const std::vector<std::string>& args) {
-        for (std::size_t i = 0; i < args.size(); ++i)
-            sqlite3_bind_text(s_, static_cast<int>(i + 1), args[i].c_str(), static_cast<int>(args[i].size()),
-                              SQLITE_TRANSIENT);
-    }
-    int step() { return sqlite3_step(s_); }
-    std::string text(int col) const {
-        const auto* t = sqlite3_column_text(s_, col);
-        return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
-    }
-    std::int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
-
-private:
-    sqlite3_stmt* s_ = nullptr;
-    bool ok_ = false;
-};
-
 }  // namespace
 
 Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& dbFile) {
-    sqlite3* db = nullptr;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-    if (sqlite3_open_v2(dbFile.c_str(), &db, flags, nullptr) != SQLITE_OK) {
-        Error e(ErrorCode::kInternalError, "cannot open the operation journal " + dbFile.string() + ": " +
-                                               (db ? sqlite3_errmsg(db) : "out of memory"));
-        sqlite3_close(db);
-        return e;
-    }
-    ::chmod(dbFile.c_str(), 0600);  // it holds download credentials
-    std::unique_ptr<Journal> j(new Journal(db));
-    const char* schema =
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+    dm::sql::OpenOptions o;
+    o.serialized = true;
+    o.fileMode = 0600;  // it holds download credentials
+    o.pragmas = {"journal_mode=WAL", "synchronous=FULL"};
+    o.label = "journal";
+    auto db = dm::sql::Database::open(dbFile, o);
+    if (!db)
+        return Error(ErrorCode::kInternalError,
+                     "cannot open the operation journal " + dbFile.string() + ": " + db.error().message);
+    BERTH_TRY((*db)->exec(
         "CREATE TABLE IF NOT EXISTS ops(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, phase TEXT, ee TEXT,"
         " du INTEGER, uuid TEXT, version TEXT, old_digest TEXT, new_digest TEXT, url TEXT, command TEXT,"
         " command_key TEXT, started INTEGER);"
         "CREATE TABLE IF NOT EXISTS credentials(ee TEXT, uuid TEXT, username TEXT, password TEXT,"
-        " PRIMARY KEY(ee, uuid));";
-    char* err = nullptr;
-    if (sqlite3_exec(db, schema, nullptr, nullptr, &err) != SQLITE_OK) {
-        Error e(ErrorCode::kInternalError, std::string("journal schema: ") + (err ? err : "?"));
-        sqlite3_free(err);
-        return e;
-    }
-    return j;
+        " PRIMARY KEY(ee, uuid));"));
+    return std::unique_ptr<Journal>(new Journal(std::move(*db)));
 }
 
-Journal::~Journal() { sqlite3_close(db_); }
-
-Status Journal::exec(const std::string& sql, const std::vector<std::string>& args) const {
-    Stmt s(db_, sql);
-    if (!s.ok()) return sqlError(db_, "prepare");
-    s.bind(args);
-    if (s.step() != SQLITE_DONE) return sqlError(db_, "write");
-    return okStatus();
-}
+Journal::~Journal() = default;
 
 Result<std::int64_t> Journal::begin(JournalEntry& e) {
-    BERTH_TRY(exec("INSERT INTO ops(kind, phase, ee, du, uuid, version, old_digest, new_digest, url, command,"
-                   " command_key, started) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                   {std::string(opKindName(e.kind)), e.phase, e.eePath, std::to_string(e.duInstance), e.uuid, e.version,
-                    e.oldDigest, e.newDigest, e.url, e.commandPath, e.commandKey, std::to_string(e.startedAt)}));
-    e.id = sqlite3_last_insert_rowid(db_);
+    auto st = db_->cached(
+        "INSERT INTO ops(kind, phase, ee, du, uuid, version, old_digest, new_digest, url, command,"
+        " command_key, started) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)");
+    if (!st) return st.error();
+    (*st)->bindText(1, opKindName(e.kind))
+        .bindText(2, e.phase)
+        .bindText(3, e.eePath)
+        .bindInt(4, e.duInstance)
+        .bindText(5, e.uuid)
+        .bindText(6, e.version)
+        .bindText(7, e.oldDigest)
+        .bindText(8, e.newDigest)
+        .bindText(9, e.url)
+        .bindText(10, e.commandPath)
+        .bindText(11, e.commandKey)
+        .bindInt(12, e.startedAt);
+    BERTH_TRY((*st)->run("write"));
+    e.id = db_->lastInsertRowId();
     return e.id;
 }
 
 Status Journal::update(const JournalEntry& e) {
-    return exec("UPDATE ops SET phase=?, du=?, uuid=?, version=?, old_digest=?, new_digest=? WHERE id=?",
-                {e.phase, std::to_string(e.duInstance), e.uuid, e.version, e.oldDigest, e.newDigest,
-                 std::to_string(e.id)});
+    auto st = db_->cached("UPDATE ops SET phase=?1, du=?2, uuid=?3, version=?4, old_digest=?5, new_digest=?6 WHERE id=?7");
+    if (!st) return st.error();
+    (*st)->bindText(1, e.phase)
+        .bindInt(2, e.duInstance)
+        .bindText(3, e.uuid)
+        .bindText(4, e.version)
+        .bindText(5, e.oldDigest)
+        .bindText(6, e.newDigest)
+        .bindInt(7, e.id);
+    return (*st)->run("write");
 }
 
-Status Journal::finish(std::int64_t id) { return exec("DELETE FROM ops WHERE id=?", {std::to_string(id)}); }
+Status Journal::finish(std::int64_t id) {
+    auto st = db_->cached("DELETE FROM ops WHERE id=?1");
+    if (!st) return st.error();
+    (*st)->bindInt(1, id);
+    return (*st)->run("write");
+}
 
 Result<std::vector<JournalEntry>> Journal::pending() const {
-    Stmt s(db_,
-           "SELECT id, kind, phase, ee, du, uuid, version, old_digest, new_digest, url, command, command_key, started"
-           " FROM ops ORDER BY id");
-    if (!s.ok()) return sqlError(db_, "prepare");
+    auto s = db_->prepare(
+        "SELECT id, kind, phase, ee, du, uuid, version, old_digest, new_digest, url, command, command_key, started"
+        " FROM ops ORDER BY id");
+    if (!s) return s.error();
     std::vector<JournalEntry> out;
-    int rc;
-    while ((rc = s.step()) == SQLITE_ROW) {
+    for (;;) {
+        auto row = s->step("read");
+        if (!row) return row.error();
+        if (!*row) break;
         JournalEntry e;
-        e.id = s.integer(0);
-        e.kind = kindFrom(s.text(1));
-        e.phase = s.text(2);
-        e.eePath = s.text(3);
-        e.duInstance = static_cast<std::uint32_t>(s.integer(4));
-        e.uuid = s.text(5);
-        e.version = s.text(6);
-        e.oldDigest = s.text(7);
-        e.newDigest = s.text(8);
-        e.url = s.text(9);
-        e.commandPath = s.text(10);
-        e.commandKey = s.text(11);
-        e.startedAt = s.integer(12);
+        e.id = s->columnInt(0);
+        e.kind = kindFrom(s->columnText(1));
+        e.phase = s->columnText(2);
+        e.eePath = s->columnText(3);
+        e.duInstance = static_cast<std::uint32_t>(s->columnInt(4));
+        e.uuid = s->columnText(5);
+        e.version = s->columnText(6);
+        e.oldDigest = s->columnText(7);
+        e.newDigest = s->columnText(8);
+        e.url = s->columnText(9);
+        e.commandPath = s->columnText(10);
+        e.commandKey = s->columnText(11);
+        e.startedAt = s->columnInt(12);
         out.push_back(std::move(e));
     }
-    if (rc != SQLITE_DONE) return sqlError(db_, "read");
     return out;
 }
 
 Status Journal::saveCredentials(const std::string& eePath, const std::string& uuid, const std::string& username,
                                 const std::string& password) {
-    return exec("INSERT OR REPLACE INTO credentials(ee, uuid, username, password) VALUES(?,?,?,?)",
-                {eePath, uuid, username, password});
+    auto st = db_->cached("INSERT OR REPLACE INTO credentials(ee, uuid, username, password) VALUES(?1,?2,?3,?4)");
+    if (!st) return st.error();
+    (*st)->bindText(1, eePath).bindText(2, uuid).bindText(3, username).bindText(4, password);
+    return (*st)->run("write");
 }
 
 Result<std::pair<std::string, std::string>> Journal::credentials(const std::string& eePath, const std::string& uuid) const {
-    Stmt s(db_, "SELECT username, password FROM credentials WHERE ee=? AND uuid=?");
-    if (!s.ok()) return sqlError(db_, "prepare");
-    s.bind({eePath, uuid});
-    if (s.step() == SQLITE_ROW) return std::make_pair(s.text(0), s.text(1));
+    auto s = db_->prepare("SELECT username, password FROM credentials WHERE ee=?1 AND uuid=?2");
+    if (!s) return s.error();
+    s->bindText(1, eePath).bindText(2, uuid);
+    auto row = s->step("read");
+    if (!row) return row.error();
+    if (*row) return std::make_pair(s->columnText(0), s->columnText(1));
     return std::make_pair(std::string(), std::string());
 }
 
 Status Journal::dropCredentials(const std::string& eePath, const std::string& uuid) {
-    return exec("DELETE FROM credentials WHERE ee=? AND uuid=?", {eePath, uuid});
+    auto st = db_->cached("DELETE FROM credentials WHERE ee=?1 AND uuid=?2");
+    if (!st) return st.error();
+    (*st)->bindText(1, eePath).bindText(2, uuid);
+    return (*st)->run("write");
 }
 
 RecoveryDecision decideRecovery(const JournalEntry& e, const DuSnapshot& du) {
