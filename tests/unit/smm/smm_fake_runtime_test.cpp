@@ -539,6 +539,33 @@ TEST_CASE("Bad InstallDU arguments are refused with their codes before anything 
     if (reachesSmm) CHECK(a.rec.duEvents[0].at("CurrentState") == "Failed");
 }
 
+TEST_CASE("Cancel() of an InstallDU whose pull is still running ends it with 7023 and leaves nothing, while an EU "
+          "start goes through meanwhile",
+          "[smm][fake]") {
+    Machine m;
+    Agent a(m);
+    auto [du, eu] = a.install({{"URL", kUrlV1}});
+    m.oci.hold(FakeOp::kPull);
+    auto c = a.operate(kInstall, {{"URL", kUrlV2}});
+    REQUIRE(a.waitFor([&] { return m.oci.waiting(FakeOp::kPull) == 1; }));
+    a.activate(eu);  // the pull holds a download thread, not the worker pool
+    CHECK_FALSE(c->done);
+    berth::dm::CommandCall call;
+    call.objPath = "Device.SoftwareModules.";
+    call.command = "InstallDU()";
+    call.commandPath = kInstall;
+    call.requestPath = "Device.LocalAgent.Request.1";
+    REQUIRE(a.engine->cancelCommand(call));
+    REQUIRE(a.waitFor([&] { return c->done; }));
+    REQUIRE_FALSE(c->result);
+    CHECK(c->result.error().code == ErrorCode::kCommandCanceled);
+    REQUIRE(a.waitFor([&] { return m.oci.waiting(FakeOp::kPull) == 0; }));
+    m.oci.release(FakeOp::kPull);
+    CHECK(a.rows(kDuTable).size() == 1);
+    CHECK(m.oci.imageDigests().size() == 1);
+    CHECK(a.get(eu + "Status") == "Active");
+}
+
 TEST_CASE("The same DU twice is refused with 7226 and the first stays", "[smm][fake]") {
     Machine m;
     Agent a(m);
