@@ -577,7 +577,7 @@ TEST_CASE("The same DU twice is refused with 7226 and the first stays", "[smm][f
     CHECK(m.oci.imageDigests().size() == 1);
 }
 
-TEST_CASE("Update swaps the image and restarts the EU that was Active; a failed Update keeps the old version running",
+TEST_CASE("Update swaps the image and restarts the EU that was Active, and a failed Update keeps the old version running",
           "[smm][fake]") {
     Machine m;
     Agent a(m);
