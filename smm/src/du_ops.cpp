@@ -12,6 +12,7 @@
 #include "berth/core/log.h"
 #include "berth/smm/faults.h"
 #include "berth/smm/uuid.h"
+#include "paths.h"
 #include "smm_impl.h"
 
 namespace berth::smm {
@@ -20,15 +21,6 @@ namespace {
 
 constexpr std::string_view kTag = "smm";
 
-std::string noDot(std::string p) {
-    if (!p.empty() && p.back() == '.') p.pop_back();
-    return p;
-}
-std::string hexOf(const std::string& digest) {
-    auto c = digest.find(':');
-    return c == std::string::npos ? digest : digest.substr(c + 1);
-}
-bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 bool isDomainName(const std::string& s) {
     if (s.empty() || s.size() > 128 || s.find('.') == std::string::npos) return false;
@@ -51,14 +43,6 @@ std::string fileStem(const std::string& url) {
         }
     return f.empty() ? "du" : f;
 }
-bool cleanAbsolute(const std::string& p) {
-    if (p.empty() || p[0] != '/') return false;
-    std::stringstream ss(p);
-    std::string part;
-    while (std::getline(ss, part, '/'))
-        if (part == "..") return false;
-    return true;
-}
 // Compares dotted numeric versions; nullopt when either is not of that form.
 std::optional<int> compareVersions(const std::string& a, const std::string& b) {
     auto parse = [](const std::string& s) -> std::optional<std::vector<long>> {
@@ -79,9 +63,6 @@ std::optional<int> compareVersions(const std::string& a, const std::string& b) {
     return 0;
 }
 
-struct DuIdentity {
-    std::string name, vendor, version, description;
-};
 DuIdentity identityOf(const oci::ImageRecord& rec, const std::string& url) {
     const auto& m = rec.metadata;
     DuIdentity id;
@@ -103,108 +84,12 @@ DuIdentity identityOf(const oci::ImageRecord& rec, const std::string& url) {
 }  // namespace
 
 Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee) {
-    DuArgs a;
-    auto get = [&](const std::string& k) {
-        auto it = in.find(k);
-        return it == in.end() ? std::string() : it->second;
-    };
-    a.url = get("URL");
-    a.username = get("Username");
-    a.password = get("Password");
-    a.uuid = get("UUID");
-    a.moduleVersion = get("ModuleVersion");
-    a.eeRef = get("ExecutionEnvRef");
-    if (!a.url.empty()) {
-        if (!startsWith(a.url, "http://") && !startsWith(a.url, "https://") && !startsWith(a.url, "file:"))
-            return Error(ErrorCode::kInvalidArguments, "URL must be http://, https:// or file: (got '" + a.url + "')");
-        if (startsWith(a.url, "file:") && (!ee || ee->fileDirectories.empty()))
-            return Error(ErrorCode::kInvalidArguments, "file: URLs are not enabled in this ExecEnv (an operator enables them "
-                                                       "for chosen directories with X_BERTH_FileURLDirectories)");
-        std::string authority = a.url.substr(a.url.find("://") == std::string::npos ? 0 : a.url.find("://") + 3);
-        authority = authority.substr(0, authority.find('/'));
-        if (authority.find('@') != std::string::npos)
-            return Error(ErrorCode::kInvalidArguments, "URL must not carry credentials; use Username and Password");
+    DuArgsContext context;
+    if (ee) {
+        context.fileUrls = !ee->fileDirectories.empty();
+        context.hostPrefixes = ee->hostPrefixes;
     }
-    if (install && !a.uuid.empty() && !isValidUuid(a.uuid))
-        return Error(ErrorCode::kInvalidArguments, "UUID '" + a.uuid + "' is not of the form 8-4-4-4-12 hex digits");
-    if (get("Privileged") == "true")
-        return Error(ErrorCode::kRequestDenied, "privileged execution units are not allowed in this ExecEnv");
-    if (!get("Signature").empty())
-        return Error(ErrorCode::kBadSignature, "signed deployment units are not supported yet: the signature cannot be verified");
-    if (!get("RequiredRoles").empty())
-        return Error(ErrorCode::kUnavailableRole, "RequiredRoles cannot be granted: the ExecEnv offers no roles");
-    if (!get("RequiredUserRoles").empty())
-        return Error(ErrorCode::kUnavailableUserRole, "RequiredUserRoles cannot be granted: the ExecEnv offers no user roles");
-    std::map<std::string, std::map<std::string, std::string>> env, host;
-    for (const auto& [k, v] : in) {
-        if (startsWith(k, "NetworkConfig.") && !v.empty())
-            return Error(ErrorCode::kInvalidArguments,
-                         "NetworkConfig (access interfaces, port mappings) is not supported: execution units get a "
-                         "private network namespace with loopback only; install without NetworkConfig");
-        if (startsWith(k, "ApplicationData."))
-            return Error(ErrorCode::kInvalidArguments,
-                         "ApplicationData volumes are not supported yet; use a HostObject bind mount instead");
-        auto split = [&](std::string_view prefix, auto& into) {
-            if (!startsWith(k, prefix)) return;
-            std::string rest = k.substr(prefix.size());
-            auto dot = rest.find('.');
-            if (dot != std::string::npos) into[rest.substr(0, dot)][rest.substr(dot + 1)] = v;
-        };
-        split("EnvVariable.", env);
-        split("HostObject.", host);
-        if (startsWith(k, "Resources.")) a.hasResources = true;
-        if (startsWith(k, "AutoRestart.")) a.hasAutoRestart = true;
-    }
-    auto num = [&](const std::string& k) -> std::optional<std::int64_t> {
-        std::string v = get(k);
-        if (v.empty()) return std::nullopt;
-        std::int64_t n = std::stoll(v);
-        if (n < 0) return std::nullopt;
-        return n;
-    };
-    if (a.hasResources) {
-        a.memKiB = num("Resources.AllocatedMemory");
-        a.cpuPercent = num("Resources.AllocatedCPUPercent");
-        a.diskKiB = num("Resources.AllocatedDiskSpace");
-        if (a.memKiB && *a.memKiB < 4096)
-            return Error(ErrorCode::kInvalidArguments, "Resources.AllocatedMemory must be at least 4096 KiB");
-    }
-    for (const auto& [n, kv] : env) {
-        auto k = kv.find("Key");
-        if (k == kv.end() || k->second.empty() || k->second.find('=') != std::string::npos)
-            return Error(ErrorCode::kInvalidArguments, "EnvVariable." + n + ".Key must be given and hold no '='");
-        a.env.emplace_back(k->second, kv.count("Value") ? kv.at("Value") : "");
-    }
-    a.hasEnv = !env.empty();
-    for (const auto& [n, kv] : host) {
-        DuArgs::Host h;
-        h.source = kv.count("Source") ? kv.at("Source") : "";
-        h.destination = kv.count("Destination") ? kv.at("Destination") : "";
-        h.options = kv.count("Options") ? kv.at("Options") : "";
-        if (!cleanAbsolute(h.source) || !cleanAbsolute(h.destination))
-            return Error(ErrorCode::kInvalidArguments,
-                         "HostObject." + n + ": Source and Destination must be absolute paths without '..'");
-        if (h.options.empty()) h.options = "ro,nosuid,nodev";
-        if (auto o = parseHostObjectOptions(h.options); !o)
-            return Error(o.error().code, "HostObject." + n + ".Options: " + o.error().message);
-        // Resolved now to refuse what cannot work; resolved again at every start, and only
-        // what is resolved then is mounted.
-        auto fd = resolveHostObject(ee ? ee->hostPrefixes : std::vector<std::string>{}, h.source);
-        if (!fd) return Error(fd.error().code, "HostObject." + n + ": " + fd.error().message);
-        a.hostObjects.push_back(std::move(h));
-    }
-    a.hasHostObjects = !host.empty();
-    if (a.hasAutoRestart) {
-        AutoRestartPolicy& p = a.autoRestart;
-        p.enable = get("AutoRestart.Enable") == "true";
-        if (auto v = num("AutoRestart.RetryMinimumWaitInterval")) p.minWaitSeconds = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.RetryMaximumWaitInterval")) p.maxWaitSeconds = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.RetryIntervalMultiplier")) p.multiplier = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.MaximumRetryCount")) p.maxRetries = static_cast<std::uint32_t>(*v);
-        if (auto v = num("AutoRestart.ResetPeriod")) p.resetPeriodSeconds = static_cast<std::uint32_t>(*v);
-    }
-    if (auto v = num("ShutdownDelay")) a.shutdownDelay = static_cast<std::uint32_t>(*v);
-    return a;
+    return smm::parseDuArgs(in, install, context);
 }
 
 Status SoftwareModulesImpl::writeEuSettings(const std::string& eu, const DuArgs& a, bool install) {
@@ -310,17 +195,9 @@ void SoftwareModulesImpl::finishOp(DuOp* op, dm::ArgMap out) {
     if (done) done(std::move(out));
 }
 
-void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then) {
-    if (op->ee->removalsRunning > 0) {
-        // Wait for the ExecEnv's image removals (see cleanupImage). The placeholder job
-        // keeps the operation cancellable meanwhile; cancelling or ending it cancels the token.
-        op->job = std::make_unique<Job>(CancelToken{});
-        CancelToken token = op->job->token();
-        op->ee->afterRemovals.push_back([this, op, token, then = std::move(then)]() mutable {
-            if (!token.cancelled()) pullFor(op, std::move(then));
-        });
-        return;
-    }
+// The pull of an operation: download settings of the ExecEnv, and with a disk budget
+// (AllocatedDiskSpace >= 0) the space held while downloading and the admission check at commit.
+oci::PullRequest SoftwareModulesImpl::pullRequestFor(DuOp* op, std::uint64_t holdId, std::int64_t budgetKiB) {
     auto rt = op->ee->rt;
     const Ee& ee = *op->ee;
     oci::PullRequest req;
@@ -334,8 +211,6 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
     req.fetch.minBytesPerSecond = ee.downloadMinRate;
     req.fetch.rateWindow = ee.downloadRateWindow;
     req.fetch.fileDirectories = ee.fileDirectories;  // empty: file: URLs are off
-    std::int64_t budgetKiB = intVal(op->ee->path + "AllocatedDiskSpace", -1);
-    std::uint64_t holdId = ++pullSeq_;
     if (budgetKiB >= 0) {
         std::uint64_t budget = static_cast<std::uint64_t>(budgetKiB) * 1024;
         EeRuntime* r = rt.get();  // the job holds rt
@@ -367,6 +242,24 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
                                         std::to_string(budgetKiB) + " KiB, counting other installs in progress)");
         };
     }
+    return req;
+}
+
+void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then) {
+    if (op->ee->removalsRunning > 0) {
+        // Wait for the ExecEnv's image removals (see cleanupImage). The placeholder job
+        // keeps the operation cancellable meanwhile; cancelling or ending it cancels the token.
+        op->job = std::make_unique<Job>(CancelToken{});
+        CancelToken token = op->job->token();
+        op->ee->afterRemovals.push_back([this, op, token, then = std::move(then)]() mutable {
+            if (!token.cancelled()) pullFor(op, std::move(then));
+        });
+        return;
+    }
+    auto rt = op->ee->rt;
+    std::int64_t budgetKiB = intVal(op->ee->path + "AllocatedDiskSpace", -1);
+    std::uint64_t holdId = ++pullSeq_;
+    oci::PullRequest req = pullRequestFor(op, holdId, budgetKiB);
     op->job = downloads_->submit<oci::RunnerResult<oci::ImageRecord>>(
         [rt, req, budgetKiB, holdId](const CancelToken& cancel) mutable -> oci::RunnerResult<oci::ImageRecord> {
             std::uint64_t used = 0;
@@ -462,38 +355,33 @@ void SoftwareModulesImpl::installDu(const dm::CommandCall& call, dm::CommandDone
     pullFor(op, [this](DuOp* o, oci::RunnerResult<oci::ImageRecord> r) { onInstallPulled(o, std::move(r)); });
 }
 
-void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r) {
-    op->job.reset();
-    if (!r) return failOp(op, toUspError(r.error(), "download of " + op->args.url));
+// An Install of a DU (UUID and version) that is installed or being committed in the
+// same ExecEnv: 7226.
+std::optional<Error> SoftwareModulesImpl::duplicateOf(DuOp* op) {
     Ee& ee = *op->ee;
-    op->image = std::move(*r);
-    DuIdentity id = identityOf(op->image, op->args.url);
-    if (op->entry.uuid.empty()) op->entry.uuid = duUuid(id.name, id.vendor);
-    op->entry.version = id.version;
-    op->entry.newDigest = op->image.manifestDigest;
-    std::string hex = hexOf(op->image.manifestDigest);
-    pins_.insert(ee.path + hex);
-    op->pinned = true;
-    journalPhase(op, kPhasePulled);
-
     for (const auto& du : duRows())
         if (val(du + "UUID") == op->entry.uuid && val(du + "Version") == op->entry.version &&
             val(du + "ExecutionEnvRef") == noDot(ee.path)) {
             op->entry.newDigest.clear();  // the image may be the installed one: keep it
-            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit,
-                                    "deployment unit " + op->entry.uuid + " version " + op->entry.version +
-                                        " is already installed in ExecEnv " + ee.name + " as " + noDot(du) +
-                                        "; use Update() or install another version"));
+            return Error(ErrorCode::kDuplicateDeploymentUnit,
+                         "deployment unit " + op->entry.uuid + " version " + op->entry.version +
+                             " is already installed in ExecEnv " + ee.name + " as " + noDot(du) +
+                             "; use Update() or install another version");
         }
     for (const auto& [p, o] : ops_)
         if (p != op && o->entry.kind == OpKind::kInstall && o->entry.phase == kPhaseCommitting && o->entry.uuid == op->entry.uuid &&
             o->entry.version == op->entry.version && o->ee == op->ee)
-            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit, "the same deployment unit is being installed"));
+            return Error(ErrorCode::kDuplicateDeploymentUnit, "the same deployment unit is being installed");
+    return std::nullopt;
+}
 
-    journalPhase(op, kPhaseCommitting);
-    std::string t = now();
-    std::string duPath, euPath;
+// The DU row and its EU row, in one transaction. On failure nothing of them is committed;
+// duPath/euPath name what was added (for the caller to delete).
+Status SoftwareModulesImpl::addDuRows(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath) {
+    Ee& ee = *op->ee;
+    std::string hex = hexOf(op->image.manifestDigest);
     Status st = okStatus();
+    std::string t = now();
     {
         dm::Engine::Batch batch(engine_);
         auto du = engine_.addInstance(std::string(kDuTable), {{"UUID", op->entry.uuid},
@@ -538,6 +426,28 @@ void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::Image
         Status c = batch.commit();
         if (st) st = c;
     }
+    return st;
+}
+
+void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r) {
+    op->job.reset();
+    if (!r) return failOp(op, toUspError(r.error(), "download of " + op->args.url));
+    Ee& ee = *op->ee;
+    op->image = std::move(*r);
+    DuIdentity id = identityOf(op->image, op->args.url);
+    if (op->entry.uuid.empty()) op->entry.uuid = duUuid(id.name, id.vendor);
+    op->entry.version = id.version;
+    op->entry.newDigest = op->image.manifestDigest;
+    std::string hex = hexOf(op->image.manifestDigest);
+    pins_.insert(ee.path + hex);
+    op->pinned = true;
+    journalPhase(op, kPhasePulled);
+
+    if (auto dup = duplicateOf(op)) return failOp(op, std::move(*dup));
+
+    journalPhase(op, kPhaseCommitting);
+    std::string duPath, euPath;
+    Status st = addDuRows(op, id, duPath, euPath);
     if (!st) {
         dm::Engine::Batch batch(engine_);
         if (!euPath.empty()) (void)engine_.deleteInstance(euPath);
@@ -646,55 +556,67 @@ void SoftwareModulesImpl::onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageR
         if (!st) return failOp(o, toUspError(st.error(), "stop of the execution units"));
         journalPhase(o, kPhaseStopped);
         journalPhase(o, kPhaseCommitting);
-        Ee& e = *o->ee;
-        std::string du = o->duPath;
-        std::string t = now();
-        Status s = okStatus();
-        {
-            dm::Engine::Batch batch(engine_);
-            auto w = [&](const std::string& p, const std::string& v) {
-                if (s) s = engine_.setValue(p, v);
-            };
-            w(du + "DUID", hexOf(o->image.manifestDigest));
-            w(du + "Version", id.version);
-            w(du + "Name", id.name);
-            w(du + "Vendor", id.vendor);
-            w(du + "Description", id.description);
-            w(du + "URL", o->args.url);
-            w(du + "LastUpdate", t);
-            if (!o->args.moduleVersion.empty()) w(du + "ModuleVersion", o->args.moduleVersion.substr(0, 32));
-            for (const auto& eu : eusOfDu(du)) {
-                w(eu + "Version", id.version);
-                w(eu + "Vendor", id.vendor);
-                w(eu + "Description", id.description);
-                if (s) s = writeEuSettings(eu, o->args, false);
-            }
-            w(du + "Status", "Installed");
-            Status c = batch.commit();
-            if (s) s = c;
-        }
+        Status s = writeUpdatedRows(o, id);
         if (!s) return failOp(o, Error(ErrorCode::kInternalError, "cannot record the update: " + s.error().message));
-        o->entry.version = id.version;
-        journalPhase(o, kPhaseCommitted);
-        if (!o->args.username.empty() && o->args.url != val(du + "URL"))
-            (void)journal_->saveCredentials(e.path, o->entry.uuid, o->args.username, o->args.password);
-        std::string oldDigest = o->entry.oldDigest;
-        if (o->pinned) {
-            auto it = pins_.find(e.path + hexOf(o->entry.newDigest));
-            if (it != pins_.end()) pins_.erase(it);
-            o->pinned = false;
-        }
-        if (oldDigest != o->entry.newDigest) {
-            e.storeBytes += o->image.unpackedBytes;
-            cleanupImage(e, oldDigest);
-        }
-        std::vector<std::string> restart = o->stoppedEus;
-        std::string uuid = o->entry.uuid, start = o->startTime;
-        finishOp(o, dm::ArgMap{});
-        for (const auto& p : restart)
-            if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
-        raiseDuStateChange(uuid, du, id.version, "Installed", true, eusOfDu(du), start, now(), OpKind::kUpdate, nullptr);
+        onUpdateCommitted(o, id);
     });
+}
+
+// The DU's and its EUs' rows at the new version, in one transaction.
+Status SoftwareModulesImpl::writeUpdatedRows(DuOp* o, const DuIdentity& id) {
+    std::string du = o->duPath;
+    std::string t = now();
+    Status s = okStatus();
+    {
+        dm::Engine::Batch batch(engine_);
+        auto w = [&](const std::string& p, const std::string& v) {
+            if (s) s = engine_.setValue(p, v);
+        };
+        w(du + "DUID", hexOf(o->image.manifestDigest));
+        w(du + "Version", id.version);
+        w(du + "Name", id.name);
+        w(du + "Vendor", id.vendor);
+        w(du + "Description", id.description);
+        w(du + "URL", o->args.url);
+        w(du + "LastUpdate", t);
+        if (!o->args.moduleVersion.empty()) w(du + "ModuleVersion", o->args.moduleVersion.substr(0, 32));
+        for (const auto& eu : eusOfDu(du)) {
+            w(eu + "Version", id.version);
+            w(eu + "Vendor", id.vendor);
+            w(eu + "Description", id.description);
+            if (s) s = writeEuSettings(eu, o->args, false);
+        }
+        w(du + "Status", "Installed");
+        Status c = batch.commit();
+        if (s) s = c;
+    }
+    return s;
+}
+
+// After the commit point of an Update: the old image goes, the stopped EUs start again.
+void SoftwareModulesImpl::onUpdateCommitted(DuOp* o, const DuIdentity& id) {
+    Ee& e = *o->ee;
+    std::string du = o->duPath;
+    o->entry.version = id.version;
+    journalPhase(o, kPhaseCommitted);
+    if (!o->args.username.empty() && o->args.url != val(du + "URL"))
+        (void)journal_->saveCredentials(e.path, o->entry.uuid, o->args.username, o->args.password);
+    std::string oldDigest = o->entry.oldDigest;
+    if (o->pinned) {
+        auto it = pins_.find(e.path + hexOf(o->entry.newDigest));
+        if (it != pins_.end()) pins_.erase(it);
+        o->pinned = false;
+    }
+    if (oldDigest != o->entry.newDigest) {
+        e.storeBytes += o->image.unpackedBytes;
+        cleanupImage(e, oldDigest);
+    }
+    std::vector<std::string> restart = o->stoppedEus;
+    std::string uuid = o->entry.uuid, start = o->startTime;
+    finishOp(o, dm::ArgMap{});
+    for (const auto& p : restart)
+        if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
+    raiseDuStateChange(uuid, du, id.version, "Installed", true, eusOfDu(du), start, now(), OpKind::kUpdate, nullptr);
 }
 
 void SoftwareModulesImpl::stopDuContainers(DuOp* op, const std::vector<std::string>& eus,

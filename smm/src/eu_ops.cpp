@@ -10,6 +10,7 @@
 
 #include "berth/core/log.h"
 #include "berth/smm/faults.h"
+#include "paths.h"
 #include "smm_impl.h"
 
 namespace berth::smm {
@@ -17,20 +18,6 @@ namespace berth::smm {
 namespace {
 
 constexpr std::string_view kTag = "smm";
-
-std::string noDot(std::string p) {
-    if (!p.empty() && p.back() == '.') p.pop_back();
-    return p;
-}
-std::uint64_t instanceOf(const std::string& path) {
-    std::string body = noDot(path);
-    auto dot = body.rfind('.');
-    try {
-        return std::stoull(body.substr(dot + 1));
-    } catch (...) {
-        return 0;
-    }
-}
 
 }  // namespace
 
@@ -243,7 +230,7 @@ void SoftwareModulesImpl::onStarted(const std::string& path, oci::RunnerResult<o
     eu->cgroupPath = r->record.cgroupPath;
     eu->activeSince = clock_.now();
     eu->cpuAtStart = 0;
-    if (auto f = oci::readCgroupFigures(ee->rt->containers->cgroups(), eu->cgroupPath)) eu->cpuAtStart = f->cpuNanos;
+    if (auto f = ee->rt->containers->cgroupFigures(eu->cgroupPath)) eu->cpuAtStart = f->cpuNanos;
     Subreaper::claim(eu->pid);  // the watcher reaps it (with its exit status), not the sweep
     auto w = ee->watcher->watch(eu->euid, eu->pid, eu->cgroupPath,
                                 [this, path](const oci::ContainerExit& ex) { onContainerExit(path, ex); });
@@ -406,7 +393,7 @@ void SoftwareModulesImpl::scheduleAutoStart(const std::string& eePath) {
         if (val(path + "AutoStart") != "true") continue;
         std::int64_t level = intVal(path + "RunLevel", 0);
         if (current >= 0 && level > current) continue;
-        due.push_back({{level, instanceOf(path)}, path});
+        due.push_back({{level, instanceNumber(path)}, path});
     }
     std::sort(due.begin(), due.end());
     for (const auto& [key, path] : due)

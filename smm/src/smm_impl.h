@@ -15,14 +15,14 @@
 #include <string>
 #include <vector>
 
-#include "berth/oci/container.h"
-#include "berth/oci/image_store.h"
+#include "berth/oci/container_runtime.h"
 #include "berth/core/fd.h"
 #include "berth/smm/disk_budget.h"
 #include "berth/smm/eu_state.h"
 #include "berth/smm/host_objects.h"
 #include "berth/smm/journal.h"
 #include "berth/smm/software_modules.h"
+#include "binding/du_args.h"
 
 namespace berth::smm {
 
@@ -34,6 +34,7 @@ inline constexpr std::string_view kEecTable = "Device.SoftwareModules.ExecEnvCla
 inline constexpr std::string_view kDuStateChange = "Device.SoftwareModules.DUStateChange!";
 
 struct ReconcileResult;
+struct ReconcileInput;
 
 // The blocking side of an ExecEnv, shared with worker jobs (a job may outlive the
 // SoftwareModules object that submitted it, so it holds its own reference).
@@ -52,8 +53,8 @@ struct EeRuntime {
     // read-only rootfs. Nothing a controller sends can change them.
     oci::SecurityPolicy security;
     std::string seccompProfile;
-    std::unique_ptr<oci::ImageStore> images;
-    std::unique_ptr<oci::ContainerManager> containers;
+    std::unique_ptr<oci::ImageRepository> images;
+    std::unique_ptr<oci::ContainerRuntime> containers;  // declared after images: destroyed first
     std::string runtimeVersion;  // "runc version 1.1.5+ds1"
     std::string specVersion;     // "1.0.2-dev"
 };
@@ -69,7 +70,7 @@ struct Ee {
     std::uint64_t downloadMinRate = 1024;      // bytes/s, average since the start
     std::chrono::seconds downloadRateWindow{60};
     std::shared_ptr<EeRuntime> rt;  // null until opened
-    std::unique_ptr<oci::ContainerWatcher> watcher;
+    std::unique_ptr<oci::ExitWatcher> watcher;
     std::uint64_t storeBytes = 0;  // unpacked bytes of the images in the store
     // Image removals submitted to the workers and not yet finished, and the pulls that
     // wait for them (a pull must not find an image that is about to be removed).
@@ -109,19 +110,9 @@ struct ResolvedHostObject {
     HostObjectOptions options;
 };
 
-// Parsed InstallDU()/Update() arguments.
-struct DuArgs {
-    std::string url, username, password, uuid, eeRef, moduleVersion;
-    std::optional<std::int64_t> memKiB, cpuPercent, diskKiB;  // Resources.*
-    bool hasResources = false;
-    std::vector<std::pair<std::string, std::string>> env;       // EnvVariable.{i}
-    bool hasEnv = false;
-    struct Host { std::string source, destination, options; };
-    std::vector<Host> hostObjects;
-    bool hasHostObjects = false;
-    bool hasAutoRestart = false;
-    AutoRestartPolicy autoRestart;
-    std::uint32_t shutdownDelay = 10;
+// Name, vendor, version and description of a DU, from its image's annotations.
+struct DuIdentity {
+    std::string name, vendor, version, description;
 };
 
 struct DuOp {
@@ -182,8 +173,12 @@ private:
     void loadEes();
     // Reads the ExecEnv's security parameters into rt; returns why they are unusable, or "".
     std::string loadEeSecurity(const std::string& path, EeRuntime& rt) const;
-    void afterReconcile(ReconcileResult result);
+    // ---- start-up (startup.cpp) ----
     void recoverJournal();
+    // The EUs of the DU rows into eus_; rows no DU lists are deleted.
+    void loadEus();
+    std::map<std::string, ReconcileInput> reconcileInputs();
+    void afterReconcile(ReconcileResult result);
     void refreshEeStatus(Ee& ee);
     void registerExecEnvClass(Ee& ee);
     Result<dm::ArgMap> setRunLevel(const dm::CommandCall& call);
@@ -198,11 +193,17 @@ private:
     Status cancelDuOp(const dm::CommandCall& call);
     void updateDu(const dm::CommandCall& call, dm::CommandDone done);
     void uninstallDu(const dm::CommandCall& call, dm::CommandDone done);
+    // InstallDU()/Update() arguments for the ExecEnv `ee` (may be null): binding/du_args.h.
     Result<DuArgs> parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee);
     void pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then);
+    oci::PullRequest pullRequestFor(DuOp* op, std::uint64_t holdId, std::int64_t budgetKiB);
     void endPull(DuOp* op);
     void onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
+    std::optional<Error> duplicateOf(DuOp* op);
+    Status addDuRows(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath);
     void onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
+    Status writeUpdatedRows(DuOp* o, const DuIdentity& id);
+    void onUpdateCommitted(DuOp* o, const DuIdentity& id);
     void stopDuContainers(DuOp* op, const std::vector<std::string>& eus, std::function<void(DuOp*, oci::RunnerStatus)> then);
     void failOp(DuOp* op, Error error);
     void finishOp(DuOp* op, dm::ArgMap out);

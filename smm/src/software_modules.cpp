@@ -10,6 +10,7 @@
 #include "berth/oci/cgroup.h"
 #include "berth/oci/runtime.h"
 #include "berth/smm/faults.h"
+#include "paths.h"
 #include "smm_impl.h"
 
 namespace berth::smm {
@@ -21,26 +22,6 @@ namespace {
 constexpr std::string_view kTag = "smm";
 constexpr char kUnknownTime[] = "0001-01-01T00:00:00Z";
 
-std::string noDot(std::string p) {
-    if (!p.empty() && p.back() == '.') p.pop_back();
-    return p;
-}
-std::string withDot(std::string p) {
-    if (!p.empty() && p.back() != '.') p += '.';
-    return p;
-}
-std::string hexOf(const std::string& digest) {
-    auto c = digest.find(':');
-    return c == std::string::npos ? digest : digest.substr(c + 1);
-}
-std::vector<std::string> splitList(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
 long cpuCount() {
     long n = ::sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? n : 1;
@@ -66,18 +47,6 @@ public:
 DetachedProvider gDetached;
 
 }  // namespace
-
-struct ReconcileResult {
-    struct PerEe {
-        std::shared_ptr<EeRuntime> rt;
-        std::string error;
-        std::map<std::string, std::pair<pid_t, std::string>> adopted;  // euid -> (pid, cgroup)
-        std::vector<std::string> removedContainers;
-        std::vector<std::string> removedImages;
-        std::uint64_t storeBytes = 0;
-    };
-    std::map<std::string, PerEe> ees;
-};
 
 Result<std::unique_ptr<SoftwareModules>> SoftwareModules::create(EventLoop& loop, Clock& clock, dm::Engine& engine,
                                                                  WorkerPool& pool, SmmOptions options) {
@@ -412,34 +381,14 @@ void SoftwareModulesImpl::registerExecEnvClass(Ee& ee) {
     (void)batch.commit();
 }
 
-namespace {
-void writeCgroup(const oci::CgroupLayout& layout, const std::string& controller, const std::string& parent,
-                 const std::string& file, const std::string& value) {
-    std::string dir = layout.dirFor(controller, parent);
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    std::ofstream out(dir + "/" + file);
-    out << value;
-    out.flush();
-    if (!out) BERTH_LOG_WARN(kTag) << "cannot write " << value << " to " << dir << "/" << file;
-}
-}  // namespace
-
 void SoftwareModulesImpl::applyEeLimits(Ee& ee) {
     if (!ee.rt || !ee.rt->containers) return;
-    const auto& layout = ee.rt->containers->cgroups();
-    const std::string& parent = ee.rt->cgroupParent;
     std::int64_t memKiB = intVal(ee.path + "AllocatedMemory", -1);
     std::int64_t cpuPct = intVal(ee.path + "AllocatedCPUPercent", -1);
-    if (layout.usesV1()) {
-        writeCgroup(layout, "memory", parent, "memory.limit_in_bytes", memKiB > 0 ? std::to_string(memKiB * 1024) : "-1");
-        writeCgroup(layout, "cpu", parent, "cpu.cfs_period_us", "100000");
-        writeCgroup(layout, "cpu", parent, "cpu.cfs_quota_us", cpuPct > 0 ? std::to_string(cpuPct * cpuCount() * 1000) : "-1");
-    } else {
-        writeCgroup(layout, "memory", parent, "memory.max", memKiB > 0 ? std::to_string(memKiB * 1024) : "max");
-        writeCgroup(layout, "cpu", parent, "cpu.max",
-                    (cpuPct > 0 ? std::to_string(cpuPct * cpuCount() * 1000) : std::string("max")) + " 100000");
-    }
+    std::optional<std::uint64_t> mem, quota;
+    if (memKiB > 0) mem = static_cast<std::uint64_t>(memKiB) * 1024;
+    if (cpuPct > 0) quota = static_cast<std::uint64_t>(cpuPct * cpuCount() * 1000);
+    ee.rt->containers->limitParent(mem, quota);
 }
 
 std::int64_t SoftwareModulesImpl::eeMemoryInUseKiB(const Ee& ee) const {
@@ -447,7 +396,7 @@ std::int64_t SoftwareModulesImpl::eeMemoryInUseKiB(const Ee& ee) const {
     if (!ee.rt || !ee.rt->containers) return 0;
     for (const auto& [path, eu] : eus_) {
         if (eu.eePath != ee.path || !eu.live || eu.cgroupPath.empty()) continue;
-        if (auto f = oci::readCgroupFigures(ee.rt->containers->cgroups(), eu.cgroupPath))
+        if (auto f = ee.rt->containers->cgroupFigures(eu.cgroupPath))
             total += static_cast<std::int64_t>(f->memoryBytes / 1024);
     }
     return total;
@@ -606,270 +555,6 @@ void SoftwareModulesImpl::onValueChange(std::string_view paramPath, std::string_
     if (Ee* ee = findEe(std::string(paramPath.substr(0, dot + 1)))) setEeEnabled(*ee, value == "true");
 }
 
-// ---- start-up ---------------------------------------------------------------------------
-
-void SoftwareModulesImpl::recoverJournal() {
-    auto pending = journal_->pending();
-    if (!pending) {
-        BERTH_LOG_ERROR(kTag) << "cannot read the operation journal: " << pending.error().describe();
-        return;
-    }
-    for (const auto& e : *pending) {
-        DuSnapshot snap;
-        std::string duPath;
-        if (e.kind == OpKind::kInstall) {
-            for (const auto& du : duRows())
-                if (!e.uuid.empty() && val(du + "UUID") == e.uuid && val(du + "Version") == e.version &&
-                    withDot(val(du + "ExecutionEnvRef")) == e.eePath)
-                    duPath = du;
-        } else {
-            duPath = std::string(kDuTable) + std::to_string(e.duInstance) + ".";
-            auto found = engine_.resolveObjects(duPath);
-            if (!found || found->empty()) duPath.clear();
-        }
-        if (!duPath.empty()) {
-            snap.exists = true;
-            snap.duid = val(duPath + "DUID");
-            snap.status = val(duPath + "Status");
-        }
-        RecoveryDecision d = decideRecovery(e, snap);
-        std::vector<std::string> eus = duPath.empty() ? std::vector<std::string>{} : eusOfDu(duPath);
-        using A = RecoveryDecision::DmAction;
-        if (d.dmAction == A::kDeleteDu) {
-            dm::Engine::Batch batch(engine_);
-            for (const auto& eu : eus) (void)engine_.deleteInstance(eu);
-            (void)engine_.deleteInstance(duPath);
-            (void)batch.commit();
-        } else if (d.dmAction == A::kMarkInstalled) {
-            set(duPath + "Status", "Installed");
-        }
-        BERTH_LOG_WARN(kTag) << opKindName(e.kind) << " (" << e.commandPath << ", key '" << e.commandKey
-                             << "') was interrupted; " << (d.completed ? "it had completed" : d.message);
-        InterruptedOperation io;
-        io.commandPath = e.commandPath;
-        io.commandKey = e.commandKey;
-        io.operation = std::string(opKindName(e.kind));
-        io.outcome = d.completed ? Result<dm::ArgMap>(dm::ArgMap{}) : Result<dm::ArgMap>(Error(d.code, d.message));
-        interrupted_.push_back(std::move(io));
-        PendingEvent pe{e.uuid, duPath, e.version, d.currentState, formatDateTime(Clock::WallTime(std::chrono::seconds(e.startedAt))),
-                        e.kind, Error(d.code, d.message), d.completed};
-        if (e.kind == OpKind::kUninstall && d.completed) pe.duPath = std::string(kDuTable) + std::to_string(e.duInstance) + ".";
-        recoveryEvents_.push_back(std::move(pe));
-    }
-}
-
-Status SoftwareModulesImpl::start(std::function<void()> ready) {
-    if (started_) return Error(ErrorCode::kInternalError, "SoftwareModules::start() called twice");
-    started_ = true;
-    onReady_ = std::move(ready);
-    loadEes();
-    recoverJournal();
-
-    // The data model is the record: load the EUs, fix states a crash left behind.
-    std::set<std::string> listed;
-    for (const auto& du : duRows()) {
-        if (val(du + "Status") != "Installed") set(du + "Status", "Installed");
-        std::string eePath = withDot(val(du + "ExecutionEnvRef"));
-        for (const auto& euPath : eusOfDu(du)) {
-            Eu eu;
-            eu.path = euPath;
-            eu.euid = val(euPath + "EUID");
-            eu.eePath = eePath;
-            eu.duPath = du;
-            listed.insert(euPath);
-            eus_.emplace(euPath, std::move(eu));
-        }
-    }
-    if (auto rows = engine_.resolveObjects(std::string(kEuTable)))
-        for (const auto& r : *rows)
-            if (!listed.count(r)) {
-                BERTH_LOG_WARN(kTag) << "removing " << r << ": no deployment unit lists it";
-                (void)engine_.deleteInstance(r);
-            }
-
-    // Per ExecEnv: what the rows reference, for the reconciliation on the workers.
-    struct Input {
-        std::shared_ptr<EeRuntime> rt;
-        std::set<std::string> digests;
-        std::set<std::string> euids;
-        bool skip = false;
-    };
-    std::map<std::string, Input> inputs;
-    for (auto& [path, ee] : ees_) {
-        Input& in = inputs[path];
-        in.rt = ee->rt;
-        in.skip = !ee->openError.empty();
-        for (const auto& du : duRows())
-            if (withDot(val(du + "ExecutionEnvRef")) == path) in.digests.insert(val(du + "DUID"));
-        for (const auto& [p, eu] : eus_)
-            if (eu.eePath == path) in.euids.insert(eu.euid);
-    }
-    SmmOptions opts = options_;
-    startJob_ = pool_.submit<ReconcileResult>(
-        [inputs, opts](const CancelToken& cancel) {
-            ReconcileResult out;
-            for (const auto& [path, in] : inputs) {
-                auto& res = out.ees[path];
-                res.rt = in.rt;
-                if (in.skip || cancel.cancelled()) continue;
-                EeRuntime& rt = *in.rt;
-                // HostObject staging mounts left by a crash during a start: nothing uses them.
-                sweepHostObjectStaging(rt.hostObjectDir);
-                oci::UnpackLimits limits;
-                limits.owners = rt.security.idMap;
-                auto store = oci::ImageStore::open(rt.storageDir, limits);
-                if (!store) {
-                    res.error = "cannot open the image store: " + store.error().describe();
-                    continue;
-                }
-                rt.images = std::move(*store);
-                oci::ContainerManagerOptions co;
-                co.stateDir = rt.stateDir;
-                co.runtime = rt.kind;
-                co.runtimeBinary = rt.runtimeBinary;
-                co.cgroupParent = rt.cgroupParent;
-                co.runtimeTimeout = rt.runtimeTimeout;
-                co.security = rt.security;
-                co.seccompProfile = rt.seccompProfile;
-                auto mgr = oci::ContainerManager::open(co, *rt.images);
-                if (!mgr) {
-                    res.error = "cannot use the OCI runtime: " + mgr.error().describe();
-                    continue;
-                }
-                rt.containers = std::move(*mgr);
-                if (auto v = rt.containers->runtime().version()) rt.runtimeVersion = *v;
-                SpawnOptions so;
-                so.argv = {rt.runtimeBinary.empty() ? rt.containers->runtime().name() : rt.runtimeBinary, "--version"};
-                if (auto r = runCommand(so, std::chrono::seconds(10))) {
-                    std::istringstream lines(r->out);
-                    std::string line;
-                    while (std::getline(lines, line))
-                        if (line.rfind("spec:", 0) == 0) rt.specVersion = line.substr(line.find_first_not_of(' ', 5));
-                }
-                // Images no DU names: left by an interrupted install/update/uninstall.
-                if (auto images = rt.images->list()) {
-                    for (const auto& rec : *images) {
-                        std::string hex = hexOf(rec.manifestDigest);
-                        if (in.digests.count(hex)) {
-                            res.storeBytes += rec.unpackedBytes;
-                            continue;
-                        }
-                        if (rt.images->remove(rec.manifestDigest)) res.removedImages.push_back(rec.manifestDigest);
-                    }
-                }
-                // Containers: adopt the running ones of known EUs; remove everything else.
-                if (auto list = rt.containers->list()) {
-                    for (const auto& info : *list) {
-                        const std::string& id = info.record.id;
-                        if (in.euids.count(id) && info.status == "running" && info.pid > 0) {
-                            res.adopted[id] = {info.pid, info.record.cgroupPath};
-                            continue;
-                        }
-                        if (!in.euids.count(id)) res.removedContainers.push_back(id);
-                        if (info.status == "running") (void)rt.containers->stop(id, std::chrono::seconds(2));
-                        (void)rt.containers->remove(id, true);
-                    }
-                }
-                (void)rt.images->collectGarbage();
-            }
-            return out;
-        },
-        [this](ReconcileResult r) { afterReconcile(std::move(r)); });
-    return okStatus();
-}
-
-void SoftwareModulesImpl::afterReconcile(ReconcileResult result) {
-    startJob_.reset();
-    for (auto& [path, res] : result.ees) {
-        Ee* ee = findEe(path);
-        if (!ee) continue;
-        if (ee->openError.empty() && !res.error.empty()) ee->openError = res.error;
-        if (!ee->openError.empty()) {
-            BERTH_LOG_ERROR(kTag) << "ExecEnv " << ee->name << ": " << ee->openError;
-            ee->rt.reset();
-            refreshEeStatus(*ee);
-            continue;
-        }
-        ee->watcher = std::make_unique<oci::ContainerWatcher>(loop_, ee->rt->containers->cgroups());
-        ee->storeBytes = res.storeBytes;
-        for (const auto& id : res.removedContainers)
-            BERTH_LOG_WARN(kTag) << "ExecEnv " << ee->name << ": removed container " << id << " that no execution unit knows";
-        for (const auto& d : res.removedImages)
-            BERTH_LOG_WARN(kTag) << "ExecEnv " << ee->name << ": removed image " << d << " that no deployment unit names";
-        registerExecEnvClass(*ee);
-        std::string initial = val(path + "InitialRunLevel");
-        set(path + "CurrentRunLevel", initial.empty() ? "0" : initial);
-        applyEeLimits(*ee);
-        refreshEeStatus(*ee);
-        for (auto& [euPath, eu] : eus_) {
-            if (eu.eePath != path) continue;
-            std::string was = val(euPath + "Status");
-            auto a = res.adopted.find(eu.euid);
-            if (a != res.adopted.end()) {
-                eu.live = true;
-                eu.pid = a->second.first;
-                eu.cgroupPath = a->second.second;
-                eu.activeSince = clock_.now();
-                std::string p = euPath;
-                auto w = ee->watcher->watch(eu.euid, eu.pid, eu.cgroupPath,
-                                            [this, p](const oci::ContainerExit& ex) { onContainerExit(p, ex); });
-                if (w) {
-                    setStatus(eu, EuStatus::kActive);
-                    BERTH_LOG_INFO(kTag) << "adopted running container " << eu.euid << " (pid " << eu.pid << ")";
-                    continue;
-                }
-                eu.live = false;
-                eu.pid = 0;
-            }
-            if (was != "Idle") {
-                setStatus(eu, EuStatus::kIdle);
-                if (was == "Active")
-                    setFault(eu, EuFault::kFailureWhileActive, "the container was no longer running when the agent started");
-            }
-        }
-    }
-    for (const auto& pe : recoveryEvents_) {
-        std::vector<std::string> eus;
-        raiseDuStateChange(pe.uuid, pe.duPath, pe.version, pe.state, true, eus, pe.startTime, now(), pe.op,
-                           pe.completed ? nullptr : &pe.fault);
-    }
-    recoveryEvents_.clear();
-    if (auto pending = journal_->pending())
-        for (const auto& e : *pending) (void)journal_->finish(e.id);
-    ready_ = true;
-    for (auto& [path, ee] : ees_) scheduleAutoStart(path);
-    if (onReady_) {
-        auto cb = std::move(onReady_);
-        cb();
-    }
-}
-
-void SoftwareModulesImpl::stop() {
-    if (stopped_) return;
-    stopped_ = true;
-    ready_ = false;
-    startJob_.reset();
-    cleanupJobs_.clear();
-    // Operations in flight stay in the journal and are ended by the next start().
-    ops_.clear();
-    busyDus_.clear();
-    for (auto& [path, eu] : eus_) {
-        eu.job.reset();
-        eu.backoff.reset();
-        eu.healthy.reset();
-        if (eu.pid > 0) Subreaper::release(eu.pid);
-    }
-    for (auto& [path, ee] : ees_) ee->watcher.reset();
-    autoStartQueue_.clear();
-    *alive_ = false;
-    alive_ = std::make_shared<bool>(false);
-}
-
-void SoftwareModulesImpl::onOrphanReaped(pid_t pid, const ExitStatus& status) {
-    for (auto& [path, ee] : ees_)
-        if (ee->watcher && ee->watcher->onReaped(pid, status)) return;
-}
-
 // ---- computed parameters ------------------------------------------------------------------
 
 Result<std::string> SoftwareModulesImpl::get(const dm::ObjectView& obj, std::string_view param) {
@@ -889,7 +574,7 @@ Result<std::string> SoftwareModulesImpl::get(const dm::ObjectView& obj, std::str
             auto f = ee->rt->containers->figures(eu.euid);
             return std::to_string(f ? f->diskBytes / 1024 : 0);
         }
-        auto f = oci::readCgroupFigures(ee->rt->containers->cgroups(), eu.cgroupPath);
+        auto f = ee->rt->containers->cgroupFigures(eu.cgroupPath);
         if (!f) return std::string("0");
         if (param == "MemoryInUse") return std::to_string(f->memoryBytes / 1024);
         if (param == "CPUPercentInUse") {

@@ -320,7 +320,7 @@ TEST_CASE("AutoRestart restarts a crashing EU and gives up with a fault after Ma
     CHECK(std::count(st.begin(), st.end(), "Active") == 3);
 }
 
-TEST_CASE("Running containers survive a restart of the manager and are adopted; unknown containers are removed; "
+TEST_CASE("Running containers survive a restart of the manager and are adopted, unknown containers are removed, and "
           "AutoStart EUs start at boot",
           "[smm][integration]") {
     Site site;
@@ -367,8 +367,8 @@ TEST_CASE("Running containers survive a restart of the manager and are adopted; 
     REQUIRE(h.waitFor([&] { return ::kill(pid, 0) != 0; }));
 }
 
-TEST_CASE("ModifyConstraints refuses a memory limit below current use with 7022 unless forced; SetRunLevel stops and "
-          "starts AutoStart EUs",
+TEST_CASE("ModifyConstraints refuses a memory limit below current use with 7022 unless forced, and SetRunLevel stops "
+          "and starts AutoStart EUs",
           "[smm][integration]") {
     Site site;
     std::string a = buildApp(site.images, "user", "1.0.0");

@@ -8,7 +8,7 @@
 // arguments (TR-181: re-use the stored URL and credentials). The file is created 0600.
 //
 // Threading: a Journal belongs to the loop thread. Every write is one durable SQLite
-// transaction (synchronous=FULL). Errors: kInternalError with SQLite's message.
+// transaction (synchronous=FULL), through dm::sql. Errors: kInternalError with SQLite's message.
 
 #include <cstdint>
 #include <filesystem>
@@ -19,8 +19,7 @@
 #include <vector>
 
 #include "berth/core/result.h"
-
-struct sqlite3;
+#include "berth/datamodel/sqlite.h"
 
 namespace berth::smm {
 
@@ -72,9 +71,8 @@ public:
     Status dropCredentials(const std::string& eePath, const std::string& uuid);
 
 private:
-    explicit Journal(sqlite3* db) : db_(db) {}
-    Status exec(const std::string& sql, const std::vector<std::string>& args) const;
-    sqlite3* db_;
+    explicit Journal(std::unique_ptr<dm::sql::Database> db) : db_(std::move(db)) {}
+    std::unique_ptr<dm::sql::Database> db_;
 };
 
 // What the data model says about the DU an interrupted operation touched.

@@ -43,6 +43,7 @@
 #include "berth/core/result.h"
 #include "berth/core/worker_pool.h"
 #include "berth/datamodel/engine.h"
+#include "berth/oci/container_runtime.h"
 
 namespace berth::smm {
 
@@ -65,6 +66,10 @@ struct SmmOptions {
     // "<operation>.<phase>" ("install.started", "update.committed", ...). Crash tests
     // SIGKILL the process from here.
     std::function<void(std::string_view step)> journalHook;
+    // Opens the image repository and container runtime of each ExecEnv (on the worker
+    // pool). Empty: oci::openOciEnvironment (the image store and runc/crun). Tests
+    // pass a fake (tests/support) to drive the state machines without root.
+    oci::OciEnvironmentOpener openEnvironment;
 };
 
 // An operation that was running when the agent died, found in the journal at start().
