@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "berth/core/log.h"
+#include "berth/oci/registry.h"
 #include "berth/smm/faults.h"
 #include "berth/smm/uuid.h"
 #include "smm_impl.h"
@@ -42,6 +43,9 @@ std::string hostOfUrl(const std::string& url) {
     return rest;
 }
 std::string fileStem(const std::string& url) {
+    if (auto ref = oci::parseRegistryReference(url)) {  // docker://HOST/team/app:1.0 -> "app"
+        return ref->repository.substr(ref->repository.find_last_of('/') + 1);
+    }
     std::string f = url.substr(url.find_last_of('/') + 1);
     f = f.substr(0, f.find_first_of("?#"));
     for (const char* ext : {".tar.gz", ".tar.zst", ".tar.xz", ".tgz", ".tar"})
@@ -115,8 +119,14 @@ Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool insta
     a.moduleVersion = get("ModuleVersion");
     a.eeRef = get("ExecutionEnvRef");
     if (!a.url.empty()) {
-        if (!startsWith(a.url, "http://") && !startsWith(a.url, "https://") && !startsWith(a.url, "file:"))
-            return Error(ErrorCode::kInvalidArguments, "URL must be http://, https:// or file: (got '" + a.url + "')");
+        if (!startsWith(a.url, "http://") && !startsWith(a.url, "https://") && !startsWith(a.url, "file:") &&
+            !oci::isRegistryUrl(a.url))
+            return Error(ErrorCode::kInvalidArguments,
+                         "URL must be http://, https://, file: or docker://HOST/REPO:TAG (got '" + a.url + "')");
+        if (oci::isRegistryUrl(a.url)) {
+            auto ref = oci::parseRegistryReference(a.url);
+            if (!ref) return Error(ErrorCode::kInvalidArguments, ref.error().message + " (got '" + a.url + "')");
+        }
         if (startsWith(a.url, "file:") && (!ee || ee->fileDirectories.empty()))
             return Error(ErrorCode::kInvalidArguments, "file: URLs are not enabled in this ExecEnv (an operator enables them "
                                                        "for chosen directories with X_BERTH_FileURLDirectories)");
