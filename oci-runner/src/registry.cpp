@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "berth/core/fd.h"
 #include "berth/core/log.h"
 #include "berth/oci/digest.h"
 #include "fs_util.h"
@@ -329,8 +332,42 @@ public:
     }
 
     // Downloads the blob into `dest`, resuming a partial download, verifying size and digest.
+    // Two pulls needing the same blob (parallel installs sharing a layer) take turns on
+    // its partial file through a lock file beside it; the second finds the file gone
+    // (moved into the first one's staging) and downloads its own copy.
     RunnerStatus blob(const Descriptor& d, const std::string& dest, const char* what) {
         std::string partial = o_.partialDir + "/" + digestHex(d.digest);
+        std::string lockPath = partial + ".lock";
+        UniqueFd lock;
+        for (;;) {
+            lock.reset(::open(lockPath.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+            if (!lock) return errnoError("open", errno, lockPath);
+            while (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+                if (errno != EWOULDBLOCK && errno != EINTR) return errnoError("flock", errno, lockPath);
+                if (cancel_ && cancel_->cancelled()) return error(ErrorKind::kCancelled, "cancelled");
+                struct timespec pause {0, 50 * 1000 * 1000};
+                ::nanosleep(&pause, nullptr);
+            }
+            // The holder before us unlinks the lock file: ours counts only if it is still the one at the path.
+            struct stat held {}, now {};
+            if (::fstat(lock.get(), &held) == 0 && ::stat(lockPath.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
+                held.st_dev == now.st_dev)
+                break;
+        }
+        auto st = blobLocked(d, dest, what, partial);
+        // A token that expired during a long pull: authenticate again, once.
+        if (!st && st.error().kind == ErrorKind::kAuthFailed && auth_.rfind("Authorization: Bearer ", 0) == 0 &&
+            !reauthenticated_) {
+            reauthenticated_ = true;
+            BERTH_OCI_TRY(connect());
+            st = blobLocked(d, dest, what, partial);
+        }
+        ::unlink(lockPath.c_str());  // still held: a waiter that got it next works on a fresh path
+        return st;
+    }
+
+private:
+    RunnerStatus blobLocked(const Descriptor& d, const std::string& dest, const char* what, const std::string& partial) {
         struct stat st {};
         auto size = static_cast<std::uint64_t>(d.size);
         if (::stat(partial.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= size) {
@@ -399,7 +436,6 @@ public:
         return moveInto(partial, dest);
     }
 
-private:
     RunnerStatus moveInto(const std::string& from, const std::string& to) {
         if (::rename(from.c_str(), to.c_str()) != 0) return errnoError("rename", errno, to);
         return {};
@@ -577,6 +613,7 @@ private:
     std::string base_;
     std::string auth_;  // the Authorization header line; never logged
     std::uint64_t reservedDone_ = 0;
+    bool reauthenticated_ = false;
 };
 
 std::string mediaTypeOf(const HttpReply& r) {

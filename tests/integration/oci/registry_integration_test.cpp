@@ -299,3 +299,30 @@ TEST_CASE("A blob download broken by killing the registry resumes with Range aft
     auto dirs = f.store->layerDirs(*r);
     CHECK(fs::file_size(fs::path(dirs[0]) / "data/big.bin") == kLayer);
 }
+
+TEST_CASE("Two pulls at once of images sharing a layer both succeed and the layer is stored once",
+          "[integration][oci][registry]") {
+    Fixture f;
+    std::string base = randomLayerTar(f.tmp.path(), "shared", 2 << 20, 21);
+    auto a = f.pushImage("team/a:1", {base, randomLayerTar(f.tmp.path(), "only-a", 10000, 22)}, "a");
+    auto b = f.pushImage("team/b:1", {base, randomLayerTar(f.tmp.path(), "only-b", 10000, 23)}, "b");
+    RegistryServer reg(f.tmp / "reg", f.storage);
+    reg.start();
+    RunnerResult<ImageRecord> ra = RunnerError(ErrorKind::kIoError, "not run");
+    RunnerResult<ImageRecord> rb = RunnerError(ErrorKind::kIoError, "not run");
+    std::thread ta([&] { ra = f.store->pull(f.request(reg.ref("team/a:1"))); });
+    std::thread tb([&] { rb = f.store->pull(f.request(reg.ref("team/b:1"))); });
+    ta.join();
+    tb.join();
+    REQUIRE(ra);
+    REQUIRE(rb);
+    CHECK(ra->manifestDigest == a.manifest.digest);
+    CHECK(rb->manifestDigest == b.manifest.digest);
+    CHECK(ra->diffIds[0] == rb->diffIds[0]);
+    auto refs = f.store->layerRefCount(ra->diffIds[0]);
+    REQUIRE(refs);
+    CHECK(*refs == 2);
+    std::size_t layers = 0;
+    for (const auto& e : fs::directory_iterator(f.tmp / "store/layers")) layers += e.is_directory() ? 1 : 0;
+    CHECK(layers == 3);
+}
