@@ -288,8 +288,11 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     auto fail = [&](ErrorKind k, const std::string& msg) {
-        bool keep = resume && !sink.discard && !sink.rangeRefused &&
-                    (k == ErrorKind::kServerUnreachable || k == ErrorKind::kDownloadFailed || k == ErrorKind::kCancelled);
+        // A partial file is checked against its digest at the end, so keeping it is safe;
+        // it is dropped only when asking for its rest cannot work (range refused, 416).
+        bool keep = resume && !sink.rangeRefused && status != 416 &&
+                    (k == ErrorKind::kServerUnreachable || k == ErrorKind::kDownloadFailed ||
+                     k == ErrorKind::kCancelled || k == ErrorKind::kAuthFailed);
         if (!keep) ::unlink(destPath.c_str());
         return RunnerError(k, msg, o.url);
     };

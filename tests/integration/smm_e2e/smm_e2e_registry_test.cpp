@@ -90,3 +90,45 @@ TEST_CASE("InstallDU from a docker:// reference with Username and Password insta
         CHECK(f.agent->log().find(kPassword) == std::string::npos);
     }
 }
+
+TEST_CASE("berthd killed mid-blob of an InstallDU from a registry resumes that blob with Range when the InstallDU "
+          "is sent again",
+          "[smm_e2e][registry]") {
+    Fixture f;
+    std::string v1 = buildApp(f.www, "hello", "1.0.0");
+    RegistryServer reg(f.tmp / "registry", f.tmp / "registry-data");
+    reg.start();
+    runOrFail({"skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci-archive:" + (f.www / v1).string(),
+               "docker://" + reg.host() + "/apps/hello:1.0.0"});
+    // The busybox layer (about 1 MB) takes about 4 s through the proxy.
+    berth::oci::testing::ThrottleProxy proxy(f.tmp / "proxy", reg.port, 256 << 10);
+    const std::string url = "docker://127.0.0.1:" + std::to_string(proxy.port) + "/apps/hello:1.0.0";
+    fs::path partialDir = f.eeStore / "tmp" / "partial";
+    auto partialBytes = [&]() -> std::uintmax_t {
+        std::error_code ec;
+        if (!fs::exists(partialDir, ec)) return 0;
+        std::uintmax_t biggest = 0;
+        for (const auto& e : fs::directory_iterator(partialDir, ec))
+            if (e.path().extension() != ".lock") biggest = std::max(biggest, e.file_size(ec));
+        return biggest;
+    };
+
+    f.publishOperate(kInstallDu, {{"URL", url}, {"ExecutionEnvRef", kEe}}, "reg-crash");
+    REQUIRE(berth::testing::waitUntil([&] { return partialBytes() > (200u << 10); }, 60s));
+    f.crashAndRestart();
+    std::uintmax_t kept = partialBytes();
+    CHECK(kept > (200u << 10));
+    CHECK(f.instances(kDuTable).empty());
+
+    auto r = operateWait(f, kInstallDu, {"URL=" + url, "ExecutionEnvRef=" + kEe});
+    INFO(r.run.describe());
+    REQUIRE(r.errCode() == 0);
+    CHECK(r.output("Version") == "1.0.0");
+    // The resumed request asked for the rest only, from at least what was kept at the crash.
+    std::string requests = proxy.requests();
+    auto at = requests.find("Range: bytes=");
+    REQUIRE(at != std::string::npos);
+    std::uintmax_t from = std::stoull(requests.substr(at + 13));
+    CHECK(from >= kept);
+    CHECK(partialBytes() == 0);
+}
