@@ -51,8 +51,9 @@ struct FetchOptions {
     std::vector<std::string> headers;
     // Resume: when destPath already holds a partial download, ask only for the rest
     // (Range: bytes=N-) and append; a server that answers 200 sends the whole body
-    // again and the file starts over. On a broken transfer (kServerUnreachable,
-    // kDownloadFailed, kCancelled) the partial file is kept for the next try.
+    // again and the file starts over. On kServerUnreachable, kDownloadFailed, kCancelled
+    // or kAuthFailed the partial file is kept for the next try (not after a 416 or a
+    // 206 for another range: asking for its rest again could not work).
     bool resume = false;
 };
 

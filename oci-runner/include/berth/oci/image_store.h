@@ -16,7 +16,8 @@
 //                                 every image that has it (stored once)
 //   <root>/images/<hex>.json      one record per image, named by manifest digest
 //   <root>/tmp/                   staging; emptied by open(), except:
-//   <root>/tmp/partial/<hex>      partial registry blob downloads, resumed with Range;
+//   <root>/tmp/partial/<hex>      partial registry blob downloads, resumed with Range
+//                                 (<hex>.lock: one pull at a time per blob);
 //                                 removed by collectGarbage() after a day unused
 //   <root>/lock                   flock for commits and garbage collection
 // Reference counts are not stored: a layer's count is the number of image records

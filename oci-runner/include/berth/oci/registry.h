@@ -71,7 +71,7 @@ struct AuthChallenge {
 RunnerResult<AuthChallenge> parseWwwAuthenticate(std::string_view header);
 
 struct RegistryPullOptions {
-    FetchOptions fetch;  // url (docker://...), credentials, caFile, limits, reserve, cancel
+    FetchOptions fetch;  // url (docker://...), credentials, caFile, verifyTls, limits, reserve
     Platform platform = hostPlatform();
     std::string outDir;      // existing directory: receives <hex> files of fetched blobs
     std::string partialDir;  // existing directory: partial blob downloads, kept across tries
