@@ -19,6 +19,7 @@ packages=(
   libarchive-dev libcgroup-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
   # tests
   catch2 mosquitto mosquitto-clients runc crun skopeo umoci busybox-static
+  docker-registry apache2-utils
   python3 nodejs npm procps iproute2 util-linux
   activemq default-jre-headless
 )

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -33,6 +34,13 @@ struct Sink {
     bool noRoom = false;
     bool pastDeadline = false;
     bool tooSlow = false;
+    // Resume bookkeeping: bytes already on disk, and what the response said about them.
+    std::uint64_t have = 0;
+    bool checkedStatus = false;
+    bool discard = false;  // an error status: its body is not the file
+    bool rangeRefused = false;
+    std::string contentRange;
+    std::uint64_t transferred = 0;
 };
 
 constexpr std::uint64_t kReserveStep = 1 << 20;  // growth step when the size is not announced
@@ -47,9 +55,55 @@ bool reserveFor(Sink* s, std::uint64_t total) {
     return true;
 }
 
+size_t onHeader(char* data, size_t size, size_t n, void* ctx) {
+    auto* s = static_cast<Sink*>(ctx);
+    std::string_view line(data, size * n);
+    if (line.substr(0, 5) == "HTTP/") s->contentRange.clear();  // a new response (after a redirect)
+    constexpr std::string_view kName = "content-range:";
+    if (line.size() > kName.size()) {
+        std::string lower(line.substr(0, kName.size()));
+        for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (lower == kName) {
+            std::string_view v = line.substr(kName.size());
+            while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+            while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.remove_suffix(1);
+            s->contentRange = std::string(v);
+        }
+    }
+    return size * n;
+}
+
+// First body bytes of a response: decide what they mean for the file on disk.
+bool checkStatus(Sink* s) {
+    s->checkedStatus = true;
+    long status = 0;
+    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+    bool http = status != 0;
+    if (http && (status < 200 || status >= 300)) {
+        s->discard = true;
+        return true;
+    }
+    if (s->have == 0) return true;
+    switch (rangeAction(s->have, status, s->contentRange)) {
+        case RangeAction::kAppend: return true;
+        case RangeAction::kRestart:
+            if (::ftruncate(s->fd, 0) != 0 || ::lseek(s->fd, 0, SEEK_SET) != 0) {
+                s->writeErrno = errno;
+                return false;
+            }
+            s->hash = Sha256();
+            s->bytes = 0;
+            s->have = 0;
+            return true;
+        default: s->rangeRefused = true; return false;
+    }
+}
+
 size_t onData(char* data, size_t size, size_t n, void* ctx) {
     auto* s = static_cast<Sink*>(ctx);
     size_t len = size * n;
+    if (!s->checkedStatus && !checkStatus(s)) return 0;
+    if (s->discard) return len;
     if (s->bytes + len > s->maxBytes) {
         s->tooBig = true;
         return 0;
@@ -76,6 +130,7 @@ size_t onData(char* data, size_t size, size_t n, void* ctx) {
     }
     s->hash.update(data, len);
     s->bytes += len;
+    s->transferred += len;
     return len;
 }
 
@@ -112,6 +167,23 @@ int hexValue(char c) {
 
 }  // namespace
 
+RangeAction rangeAction(std::uint64_t have, long status, std::string_view contentRange) {
+    if (status == 200) return RangeAction::kRestart;
+    if (status != 206) return RangeAction::kNone;
+    // "bytes START-END/TOTAL" (TOTAL may be "*")
+    constexpr std::string_view kUnit = "bytes ";
+    if (contentRange.substr(0, kUnit.size()) != kUnit) return RangeAction::kRefuse;
+    std::string_view rest = contentRange.substr(kUnit.size());
+    std::size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string_view::npos) return RangeAction::kRefuse;
+    std::uint64_t start = 0;
+    for (char ch : rest.substr(0, dash)) {
+        if (ch < '0' || ch > '9' || start > (UINT64_MAX - 9) / 10) return RangeAction::kRefuse;
+        start = start * 10 + static_cast<std::uint64_t>(ch - '0');
+    }
+    return start == have ? RangeAction::kAppend : RangeAction::kRefuse;
+}
+
 std::optional<std::string> localPathOfUrl(const std::string& url) {
     if (!url.empty() && url.front() == '/') return url;
     constexpr std::string_view kFile = "file://";
@@ -139,12 +211,26 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 
-    UniqueFd fd(::open(destPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    bool resume = o.resume && isHttp;
+    UniqueFd fd(::open(destPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0600));
     if (!fd) return errnoError("create", errno, destPath);
+    Sink sink;
+    if (resume) {
+        // The kept bytes are hashed again: the digest checked at the end covers the whole file.
+        std::string buf(1 << 16, '\0');
+        for (;;) {
+            ssize_t r = ::read(fd.get(), buf.data(), buf.size());
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return errnoError("read", errno, destPath);
+            if (r == 0) break;
+            sink.hash.update(buf.data(), static_cast<std::size_t>(r));
+            sink.have += static_cast<std::uint64_t>(r);
+        }
+        sink.bytes = sink.have;
+    }
     std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
     if (!curl) return RunnerError(ErrorKind::kDownloadFailed, "curl_easy_init failed");
     CURL* c = curl.get();
-    Sink sink;
     sink.fd = fd.get();
     sink.maxBytes = o.maxBytes;
     sink.cancel = cancel;
@@ -163,6 +249,24 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, onData);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
+    std::string range;
+    if (sink.have > 0) {
+        range = std::to_string(sink.have) + "-";
+        curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
+    }
+    struct SlistDeleter {
+        void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+    };
+    std::unique_ptr<curl_slist, SlistDeleter> headers;
+    for (const auto& h : o.headers) {
+        curl_slist* next = curl_slist_append(headers.get(), h.c_str());
+        if (!next) return RunnerError(ErrorKind::kDownloadFailed, "curl_slist_append failed");
+        (void)headers.release();
+        headers.reset(next);
+    }
+    if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, onProgress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &sink);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -184,7 +288,12 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     auto fail = [&](ErrorKind k, const std::string& msg) {
-        ::unlink(destPath.c_str());
+        // A partial file is checked against its digest at the end, so keeping it is safe;
+        // it is dropped only when asking for its rest cannot work (range refused, 416).
+        bool keep = resume && !sink.rangeRefused && status != 416 &&
+                    (k == ErrorKind::kServerUnreachable || k == ErrorKind::kDownloadFailed ||
+                     k == ErrorKind::kCancelled || k == ErrorKind::kAuthFailed);
+        if (!keep) ::unlink(destPath.c_str());
         return RunnerError(k, msg, o.url);
     };
     if (rc != CURLE_OK) {
@@ -202,6 +311,9 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
             return fail(ErrorKind::kQuotaExceeded, "download larger than " + std::to_string(o.maxBytes) + " bytes");
         if (sink.writeErrno == ENOSPC || sink.writeErrno == EDQUOT)
             return fail(ErrorKind::kNoSpace, "no space left for the download");
+        if (sink.rangeRefused)
+            return fail(ErrorKind::kDownloadFailed, "the server answered the resumed download with range '" +
+                                                        sink.contentRange + "', not from byte " + std::to_string(sink.have));
         if (sink.writeErrno) return fail(ErrorKind::kIoError, std::string("write: ") + std::strerror(sink.writeErrno));
         switch (rc) {
             case CURLE_ABORTED_BY_CALLBACK: return fail(ErrorKind::kCancelled, "download cancelled");
@@ -237,6 +349,8 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     if (::fsync(fd.get()) != 0 && errno != EINVAL) return fail(ErrorKind::kIoError, "fsync failed");
     FetchResult r;
     r.bytes = sink.bytes;
+    r.transferred = sink.transferred;
+    r.resumedFrom = sink.have;
     r.sha256 = sink.hash.finish();
     return r;
 }

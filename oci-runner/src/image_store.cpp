@@ -23,6 +23,7 @@
 #include "berth/core/fd.h"
 #include "berth/core/log.h"
 #include "berth/oci/digest.h"
+#include "berth/oci/registry.h"
 #include "fs_util.h"
 
 namespace berth::oci {
@@ -312,6 +313,41 @@ RunnerResult<std::string> resolveArchive(const PullRequest& req, const std::stri
     return path;
 }
 
+// A registry pull writes the manifest, config and the layer blobs the store lacks
+// into the staging blob directory, each checked against its digest, so the rest
+// of pull() treats it like an extracted archive. Partial blob downloads live in
+// tmp/partial (kept by open()) so that a pull resumes them after a restart.
+RunnerResult<Verified> pullFromRegistry(const PullRequest& req, const std::string& root, const std::string& staging,
+                                        const CancelToken* cancel, PullStats* stats) {
+    RegistryPullOptions o;
+    o.fetch = req.fetch;
+    o.platform = req.platform;
+    o.outDir = staging + "/blobs";
+    o.partialDir = root + "/tmp/partial";
+    BERTH_OCI_TRY(detail::makeDirs(o.outDir));
+    BERTH_OCI_TRY(detail::makeDirs(o.partialDir, true));
+    o.haveLayer = [&root](const std::string& diffId) {
+        struct stat st {};
+        return ::stat((root + "/layers/" + digestHex(diffId)).c_str(), &st) == 0;
+    };
+    RegistryStats rs;
+    auto img = fetchRegistryImage(o, cancel, &rs);
+    if (stats) {
+        stats->downloadedBytes = rs.bytesTransferred;
+        stats->resumedBytes = rs.blobBytesResumed;
+    }
+    if (!img) return std::move(img).error();
+    Verified v;
+    v.ex.blobDir = o.outDir;
+    v.entry = img->entry;
+    v.manifestDesc = img->manifestDesc;
+    v.manifest = std::move(img->manifest);
+    v.config = std::move(img->config);
+    v.manifestJson = std::move(img->manifestJson);
+    v.configJson = std::move(img->configJson);
+    return v;
+}
+
 json platformJson(const Platform& p) { return json{{"os", p.os}, {"architecture", p.architecture}, {"variant", p.variant}}; }
 
 }  // namespace
@@ -408,7 +444,7 @@ RunnerResult<std::unique_ptr<ImageStore>> ImageStore::open(const std::string& ro
         StoreLock lock(root);
         // Staging left by a crash: nothing in it was committed.
         UniqueFd tmp(::open((root + "/tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (tmp) (void)detail::clearDirectory(tmp.get());
+        if (tmp) (void)detail::clearDirectory(tmp.get(), {"partial"});  // partial downloads resume
         // The owner mapping the stored layers were unpacked with ("<hostBase> <size>";
         // missing: a store from before mappings, unshifted). When the execution
         // environment's mapping changed, the layers are re-owned to match.
@@ -442,11 +478,16 @@ RunnerResult<ImageRecord> ImageStore::pull(const PullRequest& req, const CancelT
     Staging staging(root_ + "/tmp/pull-" + detail::randomToken());
     BERTH_OCI_TRY(detail::makeDirs(staging.path(), true));
     UniqueFd localArchive;  // a local archive, read through /proc/self/fd while open
-    auto archivePath = resolveArchive(req, staging.path(), cancel, stats, &localArchive);
-    if (!archivePath) return std::move(archivePath).error();
-    auto v = openVerified(*archivePath, staging.path(), req.platform, limits_, cancel);
+    std::string archiveFile;
+    auto v = [&]() -> RunnerResult<Verified> {
+        if (isRegistryUrl(req.fetch.url)) return pullFromRegistry(req, root_, staging.path(), cancel, stats);
+        auto archivePath = resolveArchive(req, staging.path(), cancel, stats, &localArchive);
+        if (!archivePath) return std::move(archivePath).error();
+        archiveFile = *archivePath;
+        return openVerified(*archivePath, staging.path(), req.platform, limits_, cancel);
+    }();
     if (!v) return std::move(v).error();
-    if (*archivePath == staging.path() + "/archive") ::unlink(archivePath->c_str());  // blobs are extracted now
+    if (archiveFile == staging.path() + "/archive") ::unlink(archiveFile.c_str());  // blobs are extracted now
 
     ImageRecord rec;
     rec.manifestDigest = v->manifestDesc.digest;
@@ -634,6 +675,20 @@ RunnerResult<std::uint64_t> ImageStore::collectGarbage() {
     };
     BERTH_OCI_TRY(sweep(root_ + "/layers", liveLayers));
     BERTH_OCI_TRY(sweep(root_ + "/blobs/sha256", liveBlobs));
+    // Partial registry downloads nobody resumed within a day.
+    if (DIR* pd = ::opendir((root_ + "/tmp/partial").c_str())) {
+        std::unique_ptr<DIR, int (*)(DIR*)> guard(pd, ::closedir);
+        std::vector<std::string> stale;
+        while (dirent* e = ::readdir(pd)) {
+            std::string p = root_ + "/tmp/partial/" + e->d_name;
+            struct stat st {};
+            if (e->d_name[0] != '.' && ::stat(p.c_str(), &st) == 0 && st.st_mtime + 86400 < unixNow()) stale.push_back(p);
+        }
+        for (const auto& p : stale) {
+            freed += detail::diskUsage(p);
+            ::unlink(p.c_str());
+        }
+    }
     return freed;
 }
 

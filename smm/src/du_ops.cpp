@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "berth/core/log.h"
+#include "berth/oci/registry.h"
 #include "berth/smm/faults.h"
 #include "berth/smm/uuid.h"
 #include "paths.h"
@@ -34,6 +35,9 @@ std::string hostOfUrl(const std::string& url) {
     return rest;
 }
 std::string fileStem(const std::string& url) {
+    if (auto ref = oci::parseRegistryReference(url)) {  // docker://HOST/team/app:1.0 -> "app"
+        return ref->repository.substr(ref->repository.find_last_of('/') + 1);
+    }
     std::string f = url.substr(url.find_last_of('/') + 1);
     f = f.substr(0, f.find_first_of("?#"));
     for (const char* ext : {".tar.gz", ".tar.zst", ".tar.xz", ".tgz", ".tar"})

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -38,8 +39,9 @@ global options:
   --log-level LEVEL   trace, debug, info, warn, error (default warn)
 
 commands:
-  pull URL [--user U --password P] [--ca FILE] [--insecure] [--max-bytes N]
-                      fetch (http, https, file), verify and store an image
+  pull URL [--user U (--password P | --password-file F)] [--ca FILE] [--insecure] [--max-bytes N]
+                      fetch (http, https, file, or docker://HOST[:PORT]/REPO:TAG|@sha256:...
+                      from an OCI registry: only missing layers), verify and store an image
   images              list stored images
   rmi IMAGE           remove an image (and layers no other image uses)
   unpack ARCHIVE DIR  verify an image archive and unpack it flat into DIR (no store)
@@ -125,6 +127,11 @@ int cmdPull(Context& ctx, Args& a) {
         std::string o = a.next();
         if (o == "--user" && a.more()) req.fetch.username = a.next();
         else if (o == "--password" && a.more()) req.fetch.password = a.next();
+        else if (o == "--password-file" && a.more()) {
+            // Keeps the password out of the process list and the shell history.
+            std::ifstream in(a.next());
+            if (!in || !std::getline(in, req.fetch.password)) return usage("cannot read --password-file");
+        }
         else if (o == "--ca" && a.more()) req.fetch.caFile = a.next();
         else if (o == "--insecure") req.fetch.verifyTls = false;
         else if (o == "--max-bytes" && a.more()) {
@@ -141,7 +148,8 @@ int cmdPull(Context& ctx, Args& a) {
     if (!r) return fail(r.error());
     std::cout << r->manifestDigest << "  " << (r->metadata.name.empty() ? "-" : r->metadata.name) << " "
               << r->metadata.version << "  (" << stats.layersUnpacked << " layers unpacked, " << stats.layersShared
-              << " shared)\n";
+              << " shared, " << stats.downloadedBytes << " bytes downloaded"
+              << (stats.resumedBytes ? ", " + std::to_string(stats.resumedBytes) + " resumed" : std::string()) << ")\n";
     return 0;
 }
 

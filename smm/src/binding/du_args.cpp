@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "berth/datamodel/path.h"
+#include "berth/oci/registry.h"
 #include "berth/smm/host_objects.h"
 #include "berth/smm/uuid.h"
 
@@ -52,8 +53,14 @@ private:
 
 Status checkUrl(const std::string& url, const DuArgsContext& ee) {
     if (url.empty()) return okStatus();
-    if (!startsWith(url, "http://") && !startsWith(url, "https://") && !startsWith(url, "file:"))
-        return Error(ErrorCode::kInvalidArguments, "URL must be http://, https:// or file: (got '" + url + "')");
+    if (!startsWith(url, "http://") && !startsWith(url, "https://") && !startsWith(url, "file:") &&
+        !oci::isRegistryUrl(url))
+        return Error(ErrorCode::kInvalidArguments,
+                     "URL must be http://, https://, file: or docker://HOST/REPO:TAG (got '" + url + "')");
+    if (oci::isRegistryUrl(url)) {
+        auto ref = oci::parseRegistryReference(url);
+        if (!ref) return Error(ErrorCode::kInvalidArguments, ref.error().message + " (got '" + url + "')");
+    }
     if (startsWith(url, "file:") && !ee.fileUrls)
         return Error(ErrorCode::kInvalidArguments, "file: URLs are not enabled in this ExecEnv (an operator enables them "
                                                    "for chosen directories with X_BERTH_FileURLDirectories)");

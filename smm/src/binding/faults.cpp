@@ -7,15 +7,15 @@ using oci::ErrorKind;
 const std::vector<FaultMapping>& faultTable() {
     static const std::vector<FaultMapping> kTable = {
         {ErrorKind::kInvalidArgument, ErrorCode::kInvalidArguments,
-         "check the URL (http, https or file) and the other arguments"},
+         "check the URL (http, https, file or docker://HOST/REPO:TAG) and the other arguments"},
         {ErrorKind::kDownloadFailed, ErrorCode::kServerUnreachable,
          "the transfer broke off; check that the file server is healthy and try again"},
         {ErrorKind::kServerUnreachable, ErrorCode::kServerUnreachable,
          "check the host name and port of the URL and that the server answers from this device"},
         {ErrorKind::kTlsFailure, ErrorCode::kServerInsecure,
          "the file server's TLS certificate is not trusted by this device; fix the certificate or the CA"},
-        {ErrorKind::kAuthFailed, ErrorCode::kRequestDenied, "the file server refused the credentials; check Username and Password"},
-        {ErrorKind::kNotFound, ErrorCode::kServerUnreachable, "nothing at that URL; check the path of the URL"},
+        {ErrorKind::kAuthFailed, ErrorCode::kRequestDenied, "the file server or registry refused the credentials; check Username and Password"},
+        {ErrorKind::kNotFound, ErrorCode::kServerUnreachable, "nothing at that URL (or no such repository or tag in the registry); check the path of the URL"},
         {ErrorKind::kCorruptData, ErrorCode::kCorruptData,
          "the file is not a readable OCI image layout archive; rebuild or re-upload it"},
         {ErrorKind::kDigestMismatch, ErrorCode::kCorruptData,

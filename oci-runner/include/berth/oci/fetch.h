@@ -16,6 +16,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "berth/core/worker_pool.h"
@@ -46,15 +47,34 @@ struct FetchOptions {
     // otherwise only regular files beneath one of these directories, resolved without
     // following symbolic links (an empty list turns local files off).
     std::optional<std::vector<std::string>> fileDirectories;
+    // http/https only. Extra request headers ("Name: value"); never logged.
+    std::vector<std::string> headers;
+    // Resume: when destPath already holds a partial download, ask only for the rest
+    // (Range: bytes=N-) and append; a server that answers 200 sends the whole body
+    // again and the file starts over. On kServerUnreachable, kDownloadFailed, kCancelled
+    // or kAuthFailed the partial file is kept for the next try (not after a 416 or a
+    // 206 for another range: asking for its rest again could not work).
+    bool resume = false;
 };
 
 struct FetchResult {
-    std::uint64_t bytes = 0;
-    std::string sha256;  // of the downloaded bytes
+    std::uint64_t bytes = 0;        // size of the file now (resumed part included)
+    std::uint64_t transferred = 0;  // bytes moved over the network by this call
+    std::uint64_t resumedFrom = 0;  // bytes that were already there and were kept
+    std::string sha256;             // of the whole file
 };
 
 RunnerResult<FetchResult> fetchToFile(const FetchOptions& options, const std::string& destPath,
                                       const CancelToken* cancel = nullptr);
+
+// Range bookkeeping for a resumed download: what to do with the `have` bytes
+// already on disk, given the response status and its Content-Range header.
+//   kAppend  206 whose range starts at `have`: append the body
+//   kRestart 200 (the server ignored Range): drop the partial bytes, take the body
+//   kRefuse  206 starting elsewhere, or an unparsable range: the partial is useless
+//   kNone    any other status (error statuses are handled by the caller)
+enum class RangeAction { kNone, kAppend, kRestart, kRefuse };
+RangeAction rangeAction(std::uint64_t have, long status, std::string_view contentRange);
 
 // The local path of a file: URL (percent-decoded) or of a plain absolute path;
 // nullopt for other URLs.

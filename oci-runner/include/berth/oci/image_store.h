@@ -1,7 +1,8 @@
 #pragma once
 // Pulling, verifying and storing OCI images.
 //
-// An image is an OCI image layout archive (.tar, .tar.gz/.zst/.xz) as written by
+// An image is an OCI image in a registry (docker://HOST/REPO:TAG, see registry.h:
+// only the layers the store lacks are downloaded) or an OCI image layout archive (.tar, .tar.gz/.zst/.xz) as written by
 // `skopeo copy ... oci-archive:` or `buildah push ... oci-archive:`. Pulling
 // streams it to a staging file (file: URLs are read in place), extracts the
 // blobs while hashing each one, selects the manifest for the platform, checks the
@@ -14,7 +15,10 @@
 //   <root>/layers/<diff-hex>/     one unpacked layer in overlay form, shared by
 //                                 every image that has it (stored once)
 //   <root>/images/<hex>.json      one record per image, named by manifest digest
-//   <root>/tmp/                   staging; emptied by open()
+//   <root>/tmp/                   staging; emptied by open(), except:
+//   <root>/tmp/partial/<hex>      partial registry blob downloads, resumed with Range
+//                                 (<hex>.lock: one pull at a time per blob);
+//                                 removed by collectGarbage() after a day unused
 //   <root>/lock                   flock for commits and garbage collection
 // Reference counts are not stored: a layer's count is the number of image records
 // naming it, recomputed by collectGarbage(), so a crash can never leave a wrong count.
@@ -59,7 +63,8 @@ struct PullRequest {
 };
 
 struct PullStats {
-    std::uint64_t downloadedBytes = 0;
+    std::uint64_t downloadedBytes = 0;  // moved over the network by this pull
+    std::uint64_t resumedBytes = 0;     // registry pulls: kept from partial downloads of earlier tries
     std::uint64_t layersUnpacked = 0;  // new layers (not already in the store)
     std::uint64_t layersShared = 0;    // layers the store already had
 };

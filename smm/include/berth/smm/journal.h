@@ -5,7 +5,9 @@
 // each one ends (see docs/software-modules.md, "Crash recovery").
 //
 // The journal also keeps the download credentials of each DU, for Update() without
-// arguments (TR-181: re-use the stored URL and credentials). The file is created 0600.
+// arguments (TR-181: re-use the stored URL and credentials). The file is created 0600;
+// passwords are stored sealed (AES-256-GCM) under a key in <dbFile>.key (0600), never
+// in clear, and a journal from before sealing is sealed when opened.
 //
 // Threading: a Journal belongs to the loop thread. Every write is one durable SQLite
 // transaction (synchronous=FULL), through dm::sql. Errors: kInternalError with SQLite's message.
@@ -71,8 +73,10 @@ public:
     Status dropCredentials(const std::string& eePath, const std::string& uuid);
 
 private:
-    explicit Journal(std::unique_ptr<dm::sql::Database> db) : db_(std::move(db)) {}
+    Journal(std::unique_ptr<dm::sql::Database> db, std::string key) : db_(std::move(db)), key_(std::move(key)) {}
+    Status sealClearPasswords();
     std::unique_ptr<dm::sql::Database> db_;
+    std::string key_;  // AES-256 key sealing the stored passwords (<dbFile>.key, 0600)
 };
 
 // What the data model says about the DU an interrupted operation touched.
