@@ -293,7 +293,7 @@ TEST_CASE("Every bad line is reported in one error naming the file and lines", "
     CHECK_THAT(result.error().message, Catch::Contains("/etc/berth/defaults.txt:4: path 'Other.X.D'"));
 }
 
-TEST_CASE("A defaults file is read from disk; a missing or binary one is an error", "[config]") {
+TEST_CASE("A defaults file is read from disk, and a missing or binary one is an error", "[config]") {
     berth::testing::TempDir dir;
     const auto good = dir / "defaults.txt";
     {

@@ -97,7 +97,7 @@ TEST_CASE("The local CLI socket is a 0600 socket that goes away with the server"
     CHECK(::stat(path.c_str(), &st) != 0);
 }
 
-TEST_CASE("A second server on a live CLI socket is refused; a stale socket file is replaced", "[agent][local-cli]") {
+TEST_CASE("A second server on a live CLI socket is refused, and a stale socket file is replaced", "[agent][local-cli]") {
     Fixture f;
     auto second = agent::LocalCliServer::create(f.loop, *f.engine, f.server->path(), {});
     REQUIRE_FALSE(second);

@@ -102,7 +102,7 @@ TEST_CASE("A failed canary aborts the rollout before any other agent starts", "[
     CHECK(r.abortReason()->find("canary agent a1") != std::string::npos);
 }
 
-TEST_CASE("Failures past the threshold abort the rollout; below it the rollout finishes", "[berthctl]") {
+TEST_CASE("Failures past the threshold abort the rollout, and below it the rollout finishes", "[berthctl]") {
     Rollout r(agents(10), options(1, 0, "2"));
     auto run = [&](bool good) {
         auto a = r.next();

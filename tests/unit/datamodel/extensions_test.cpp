@@ -310,7 +310,7 @@ TEST_CASE("A controller without permission gets 7006 and nothing changes", "[dat
     CHECK(value(*f, "Device.LocalAgent.ControllerTrust.RoleNumberOfEntries") == "2");
 }
 
-TEST_CASE("Get silently omits what a role may not read; higher Order wins within a role", "[datamodel][permissions]") {
+TEST_CASE("Get silently omits what a role may not read, and higher Order wins within a role", "[datamodel][permissions]") {
     Fixture f;
     makeRoles(*f);
     REQUIRE(f->setValue("Device.LocalAgent.EndpointID", "os::me"));

@@ -135,7 +135,7 @@ TEST_CASE("Without heart-beats enabled the client offers 0,0 and host defaults t
     CHECK_FALSE(f.header("login"));
 }
 
-TEST_CASE("Up only once the server acknowledged SUBSCRIBE; records flow with the USP headers", "[stomp]") {
+TEST_CASE("Up only once the server acknowledged SUBSCRIBE, and records flow with the USP headers", "[stomp]") {
     Rig rig;
     std::vector<std::pair<MtpStatus, std::string>> statuses;
     rig.client->onStatus([&](MtpStatus s, const std::string& d) { statuses.emplace_back(s, d); });

@@ -78,7 +78,7 @@ TEST_CASE("The parser takes frames split at every byte, heart-beats between them
     CHECK(p.heartbeatsSeen() == 4);
 }
 
-TEST_CASE("Without content-length the body ends at the first NUL; repeated headers keep the first value", "[stomp]") {
+TEST_CASE("Without content-length the body ends at the first NUL, and repeated headers keep the first value", "[stomp]") {
     auto frames = parseAll("MESSAGE\nfoo:1\nfoo:2\n\nhello\0"s);
     REQUIRE(frames.size() == 1);
     CHECK(frames[0].body == "hello");
