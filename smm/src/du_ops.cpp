@@ -168,11 +168,7 @@ void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
         for (const auto& p : op->stoppedEus)
             if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
     }
-    if (op->pinned && op->ee) {
-        auto it = pins_.find(op->ee->path + hexOf(op->entry.newDigest));
-        if (it != pins_.end()) pins_.erase(it);
-        op->pinned = false;
-    }
+    unpin(op);
     if (op->ee && !op->entry.newDigest.empty() && op->entry.newDigest != op->entry.oldDigest)
         cleanupImage(*op->ee, op->entry.newDigest);
     if (op->entry.id) (void)journal_->finish(op->entry.id);
@@ -186,12 +182,25 @@ void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
     if (done) done(std::move(error));
 }
 
+// The pin is released by the key it was taken with: an operation may clear its
+// newDigest afterwards (a duplicate install must not remove the installed image), and
+// a pin released by that would stay forever and keep the image from ever being removed.
+void SoftwareModulesImpl::pin(DuOp* op, std::string key) {
+    unpin(op);
+    pins_.insert(key);
+    op->pin = std::move(key);
+}
+
+void SoftwareModulesImpl::unpin(DuOp* op) {
+    if (op->pin.empty()) return;
+    auto it = pins_.find(op->pin);
+    if (it != pins_.end()) pins_.erase(it);
+    op->pin.clear();
+}
+
 void SoftwareModulesImpl::finishOp(DuOp* op, dm::ArgMap out) {
     endPull(op);
-    if (op->pinned && op->ee) {
-        auto it = pins_.find(op->ee->path + hexOf(op->entry.newDigest));
-        if (it != pins_.end()) pins_.erase(it);
-    }
+    unpin(op);
     (void)journal_->finish(op->entry.id);
     if (!op->duPath.empty()) busyDus_.erase(op->duPath);
     auto done = std::move(op->done);
@@ -208,7 +217,7 @@ oci::PullRequest SoftwareModulesImpl::pullRequestFor(DuOp* op, std::uint64_t hol
     req.fetch.url = op->args.url;
     req.fetch.username = op->args.username;
     req.fetch.password = op->args.password;
-    req.fetch.caFile = options_.caFile;
+    req.fetch.caFile = ee.caFile.empty() ? options_.caFile : ee.caFile;  // the ExecEnv's CA first
     req.fetch.maxBytes = options_.maxDownloadBytes;
     req.fetch.connectTimeout = options_.connectTimeout;
     req.fetch.deadline = ee.downloadDeadline;
@@ -443,8 +452,7 @@ void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::Image
     op->entry.version = id.version;
     op->entry.newDigest = op->image.manifestDigest;
     std::string hex = hexOf(op->image.manifestDigest);
-    pins_.insert(ee.path + hex);
-    op->pinned = true;
+    pin(op, ee.path + hex);
     journalPhase(op, kPhasePulled);
 
     if (auto dup = duplicateOf(op)) return failOp(op, std::move(*dup));
@@ -533,8 +541,7 @@ void SoftwareModulesImpl::onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageR
     DuIdentity id = identityOf(op->image, op->args.url);
     std::string oldVersion = op->entry.version;
     op->entry.newDigest = op->image.manifestDigest;
-    pins_.insert(ee.path + hexOf(op->image.manifestDigest));
-    op->pinned = true;
+    pin(op, ee.path + hexOf(op->image.manifestDigest));
     op->entry.version = id.version;
     journalPhase(op, kPhasePulled);
     op->entry.version = oldVersion;  // reported on failure: the DU keeps it
@@ -606,11 +613,7 @@ void SoftwareModulesImpl::onUpdateCommitted(DuOp* o, const DuIdentity& id) {
     if (!o->args.username.empty() && o->args.url != val(du + "URL"))
         (void)journal_->saveCredentials(e.path, o->entry.uuid, o->args.username, o->args.password);
     std::string oldDigest = o->entry.oldDigest;
-    if (o->pinned) {
-        auto it = pins_.find(e.path + hexOf(o->entry.newDigest));
-        if (it != pins_.end()) pins_.erase(it);
-        o->pinned = false;
-    }
+    unpin(o);
     if (oldDigest != o->entry.newDigest) {
         e.storeBytes += o->image.unpackedBytes;
         cleanupImage(e, oldDigest);

@@ -66,6 +66,7 @@ struct Ee {
     std::string openError;  // why the runtime could not be opened
     std::vector<std::string> hostPrefixes;
     std::vector<std::string> fileDirectories;  // X_BERTH_FileURLDirectories; empty: file: URLs off
+    std::string caFile;  // X_BERTH_CAFile: CA bundle (PEM) for https and registries; empty: SmmOptions::caFile
     std::chrono::seconds downloadDeadline{1800};
     std::uint64_t downloadMinRate = 1024;      // bytes/s, average since the start
     std::chrono::seconds downloadRateWindow{60};
@@ -126,7 +127,7 @@ struct DuOp {
     std::unique_ptr<Job> job;
     std::vector<std::string> stoppedEus;  // Update: EUs to start again
     oci::ImageRecord image;
-    bool pinned = false;
+    std::string pin;  // the pins_ key this operation holds (eePath + digest); empty: none
     bool pulling = false;  // counted in Ee::pullsRunning
 };
 
@@ -207,6 +208,8 @@ private:
     void stopDuContainers(DuOp* op, const std::vector<std::string>& eus, std::function<void(DuOp*, oci::RunnerStatus)> then);
     void failOp(DuOp* op, Error error);
     void finishOp(DuOp* op, dm::ArgMap out);
+    void pin(DuOp* op, std::string key);  // holds the image of `key` (eePath + digest hex) for op
+    void unpin(DuOp* op);
     DuOp* newOp(const dm::CommandCall& call, dm::CommandDone done, OpKind kind);
     void journalPhase(DuOp* op, std::string_view phase);
     Status writeEuSettings(const std::string& euPath, const DuArgs& args, bool install);

@@ -302,6 +302,7 @@ void SoftwareModulesImpl::loadEes() {
         ee->enabled = val(path + "Enable") == "true";
         ee->hostPrefixes = splitList(val(path + "X_BERTH_HostObjectPrefixes"));
         ee->fileDirectories = splitList(val(path + "X_BERTH_FileURLDirectories"));
+        ee->caFile = val(path + "X_BERTH_CAFile");
         ee->downloadDeadline = std::chrono::seconds(intVal(path + "X_BERTH_DownloadDeadline", 1800));
         ee->downloadMinRate = static_cast<std::uint64_t>(std::max<std::int64_t>(0, intVal(path + "X_BERTH_DownloadMinRate", 1024)));
         ee->downloadRateWindow = std::chrono::seconds(std::max<std::int64_t>(1, intVal(path + "X_BERTH_DownloadRateWindow", 60)));

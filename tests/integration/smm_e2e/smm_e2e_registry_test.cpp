@@ -132,3 +132,48 @@ TEST_CASE("berthd killed mid-blob of an InstallDU from a registry resumes that b
     CHECK(from >= kept);
     CHECK(partialBytes() == 0);
 }
+
+TEST_CASE("An ExecEnv's X_BERTH_CAFile lets its InstallDU trust a TLS registry, and another CA there is refused "
+          "with 7034",
+          "[smm_e2e][registry]") {
+    berth::testing::TempDir certDir("berth-registry-ca");
+    berth::testing::TestCerts certs(certDir / "certs");
+    auto withCa = [&](const std::string& caFile) {
+        return [caFile](std::string conf) {
+            return conf + "Device.SoftwareModules.ExecEnv.1.X_BERTH_CAFile \"" + caFile + "\"\n";
+        };
+    };
+
+    SECTION("the ExecEnv names the registry's CA: the install succeeds") {
+        Fixture f(withCa(certs("ca.pem")));
+        std::string v1 = buildApp(f.www, "hello", "1.0.0");
+        RegistryServer reg(f.tmp / "registry", f.tmp / "registry-data");
+        reg.tls = true;
+        reg.certs = &certs;
+        reg.start();
+        runOrFail({"skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci-archive:" + (f.www / v1).string(),
+                   "docker://" + reg.host() + "/apps/hello:1.0"});
+        CHECK(f.get(kEe + ".X_BERTH_CAFile") == certs("ca.pem"));
+        auto r = operateWait(f, kInstallDu, {"URL=" + reg.ref("apps/hello:1.0"), "ExecutionEnvRef=" + kEe});
+        INFO(r.run.describe());
+        REQUIRE(r.errCode() == 0);
+        CHECK(r.output("Version") == "1.0.0");
+        CHECK(f.instances(kDuTable).size() == 1);
+    }
+
+    SECTION("the ExecEnv names another CA: the certificate does not verify, 7034, and nothing is installed") {
+        Fixture f(withCa(certs("other-ca.pem")));
+        std::string v1 = buildApp(f.www, "hello", "1.0.0");
+        RegistryServer reg(f.tmp / "registry", f.tmp / "registry-data");
+        reg.tls = true;
+        reg.certs = &certs;
+        reg.start();
+        runOrFail({"skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci-archive:" + (f.www / v1).string(),
+                   "docker://" + reg.host() + "/apps/hello:1.0"});
+        auto r = operateWait(f, kInstallDu, {"URL=" + reg.ref("apps/hello:1.0"), "ExecutionEnvRef=" + kEe});
+        INFO(r.run.describe());
+        CHECK(r.errCode() == 7034);
+        CHECK_THAT(r.errMsg(), Catch::Contains("registry " + reg.host()));
+        CHECK(f.instances(kDuTable).empty());
+    }
+}
