@@ -610,7 +610,10 @@ void SoftwareModulesImpl::onUpdateCommitted(DuOp* o, const DuIdentity& id) {
     std::string du = o->duPath;
     o->entry.version = id.version;
     journalPhase(o, kPhaseCommitted);
-    if (!o->args.username.empty() && o->args.url != val(du + "URL"))
+    // The credentials this Update used are the ones the next Update without arguments
+    // needs. (Comparing the URL with the DU's row, as before, never saved them: the row
+    // already holds the new URL here.)
+    if (!o->args.username.empty())
         (void)journal_->saveCredentials(e.path, o->entry.uuid, o->args.username, o->args.password);
     std::string oldDigest = o->entry.oldDigest;
     unpin(o);

@@ -19,6 +19,7 @@
 #include "berth/core/event_loop.h"
 #include "berth/core/worker_pool.h"
 #include "berth/datamodel/engine.h"
+#include "berth/smm/journal.h"
 #include "berth/smm/software_modules.h"
 #include "berth/testing/fake_container_runtime.h"
 #include "berth/testing/support.h"
@@ -608,6 +609,26 @@ TEST_CASE("Update swaps the image and restarts the EU that was Active, and a fai
         CHECK(a.rec.duEvents.back().at("CurrentState") == "Failed");
     }
     checkConsistent(a, m);
+}
+
+TEST_CASE("An Update with new credentials stores them for the next Update without arguments", "[smm][fake]") {
+    Machine m;
+    std::string du, uuid;
+    {
+        Agent a(m);
+        auto [d, eu] = a.install({{"URL", kUrlV1}, {"Username", "first"}, {"Password", "first-pw"}});
+        du = d;
+        uuid = a.get(du + "UUID");
+        auto r = a.run(du + "Update()", {{"URL", kUrlV2}, {"Username", "second"}, {"Password", "second-pw"}});
+        if (!r) FAIL(r.error().describe());
+        CHECK(a.get(du + "Version") == "2.0");
+    }
+    auto j = berth::smm::Journal::open(m.state / "smm.db");
+    REQUIRE(j);
+    auto c = (*j)->credentials(kEe, uuid);
+    REQUIRE(c);
+    CHECK(c->first == "second");
+    CHECK(c->second == "second-pw");
 }
 
 TEST_CASE("Uninstall stops the EU, removes the DU and EU rows and then the image", "[smm][fake]") {
