@@ -29,6 +29,7 @@
 #include "berth/agent/codec.h"
 #include "berth/agent/local_cli.h"
 #include "berth/core/log.h"
+#include "berth/core/stop_deadline.h"
 #include "berth/core/process.h"
 #include "berth/core/sd_notify.h"
 
@@ -44,36 +45,6 @@ constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitConfig = 3;
 
-// The last resort behind an orderly shutdown: once armed, the process exits after the
-// timeout unless disarm() came first, whatever the loop or a destructor is stuck in
-// (a worker blocked in a download, a broker that never answers DISCONNECT).
-class StopDeadline {
-public:
-    ~StopDeadline() { disarm(); }
-    void arm(std::chrono::milliseconds timeout) {
-        if (thread_.joinable()) return;
-        thread_ = std::thread([this, timeout] {
-            std::unique_lock<std::mutex> lock(mu_);
-            if (cv_.wait_for(lock, timeout, [this] { return done_; })) return;
-            BERTH_LOG_ERROR("berthd") << "shutdown did not finish within " << timeout.count() << " ms; exiting now";
-            std::_Exit(kExitRuntime);
-        });
-    }
-    void disarm() {
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            done_ = true;
-        }
-        cv_.notify_all();
-        if (thread_.joinable()) thread_.join();
-    }
-
-private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool done_ = false;
-    std::thread thread_;
-};
 // obuspa parses with getopt_long_only, so its users may write long options with one
 // dash ("-resetfile FILE"); CLI11 wants two. Only obuspa's own long names are touched.
 std::vector<std::string> obuspaLongOptionsWithTwoDashes(int argc, char** argv) {
@@ -278,7 +249,7 @@ int main(int argc, char** argv) {
     // Block the signals before any thread starts, so every thread inherits the mask and
     // they arrive only through the loop's signalfd.
     bool stopping = false;
-    StopDeadline deadline;
+    berth::StopDeadline deadline("berthd", kExitRuntime);
     std::unique_ptr<berth::agent::Agent> agent;
     auto signals = loop.watchSignals({SIGTERM, SIGINT}, [&](int sig) {
         if (stopping) {

@@ -16,6 +16,7 @@
 
 #include "berth/agent/codec.h"
 #include "berth/core/log.h"
+#include "berth/core/stop_deadline.h"
 #include "berth/sim/simulator.h"
 
 #ifndef BERTH_VERSION
@@ -40,35 +41,6 @@ bool splitHostPort(const std::string& s, std::string& host, int& port) {
     port = static_cast<int>(p);
     return true;
 }
-
-// Like berthd's: the process ends after the timeout unless the orderly stop finished.
-class StopDeadline {
-public:
-    ~StopDeadline() { disarm(); }
-    void arm(std::chrono::milliseconds timeout) {
-        if (thread_.joinable()) return;
-        thread_ = std::thread([this, timeout] {
-            std::unique_lock<std::mutex> lock(mu_);
-            if (cv_.wait_for(lock, timeout, [this] { return done_; })) return;
-            BERTH_LOG_ERROR("berth-sim") << "shutdown did not finish within " << timeout.count() << " ms; exiting now";
-            std::_Exit(kExitRuntime);
-        });
-    }
-    void disarm() {
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            done_ = true;
-        }
-        cv_.notify_all();
-        if (thread_.joinable()) thread_.join();
-    }
-
-private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool done_ = false;
-    std::thread thread_;
-};
 
 long statusKb(const char* field) {
     std::FILE* f = std::fopen("/proc/self/status", "re");
@@ -214,7 +186,7 @@ int main(int argc, char** argv) {
     berth::EventLoop loop(clock);
     std::unique_ptr<berth::sim::Simulator> sim;
     bool stopping = false;
-    StopDeadline deadline;
+    berth::StopDeadline deadline("berth-sim", kExitRuntime);
     auto signals = loop.watchSignals({SIGTERM, SIGINT}, [&](int) {
         if (stopping) {
             BERTH_LOG_WARN("berth-sim") << "second signal during shutdown: exiting now";
