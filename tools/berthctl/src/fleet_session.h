@@ -8,20 +8,21 @@
 // handler runs on the loop when the answer arrives or the per-request timeout passes, so
 // hundreds of agents can be in flight on one connection.
 //
+// The connection, Record codec, msg_id matching and timeouts are ControllerLink's
+// (controller_link.h), shared with the single-agent Session.
+//
 // Threading: the loop's thread only (Paho's callbacks are posted into the loop by the
 // transport).
 
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 
 #include "berth/agent/codec.h"
 #include "berth/core/event_loop.h"
 #include "berth/core/result.h"
-#include "berth/transports/mqtt.h"
-#include "session.h"
+#include "controller_link.h"
 
 namespace berthctl::fleet {
 
@@ -58,36 +59,24 @@ public:
     void onNotify(NotifyHandler handler) { notifyHandler_ = std::move(handler); }
 
     // Runs the loop until pred() holds, the timeout passes or the session is interrupted.
-    bool waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
-    void setInterrupted(bool v) { interrupted_ = v; }
-    bool interrupted() const { return interrupted_; }
+    bool waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+        return link_->waitFor(pred, timeout);
+    }
+    void setInterrupted(bool v) { link_->setInterrupted(v); }
+    bool interrupted() const { return link_->interrupted(); }
 
     // USP records this connection published and received (for the summary's figures).
-    std::uint64_t sentRecords() const { return sent_; }
-    std::uint64_t receivedRecords() const { return received_; }
-    std::size_t pending() const { return pending_.size(); }
+    std::uint64_t sentRecords() const { return link_->sentRecords(); }
+    std::uint64_t receivedRecords() const { return link_->receivedRecords(); }
+    std::size_t pending() const { return link_->pending(); }
 
 private:
-    FleetSession(berth::EventLoop& loop, FleetOptions options);
-    void onRecord(berth::transports::InboundRecord record);
-
-    struct Pending {
-        std::string agentId;
-        AnswerHandler handler;
-        std::unique_ptr<berth::Timer> timer;
-    };
+    FleetSession(berth::EventLoop& loop, FleetOptions options) : loop_(loop), options_(std::move(options)) {}
 
     berth::EventLoop& loop_;
     FleetOptions options_;
-    berth::agent::RecordCodec codec_;
-    std::unique_ptr<berth::transports::Mtp> mtp_;
-    std::optional<std::pair<berth::transports::MtpStatus, std::string>> lastStatus_;
-    std::map<std::string, Pending> pending_;
+    std::unique_ptr<ControllerLink> link_;
     NotifyHandler notifyHandler_;
-    std::uint64_t counter_ = 0;
-    std::uint64_t sent_ = 0;
-    std::uint64_t received_ = 0;
-    bool interrupted_ = false;
 };
 
 }  // namespace berthctl::fleet
