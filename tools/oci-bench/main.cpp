@@ -7,22 +7,22 @@
 // Prints medians. Needs root, runc, umoci and busybox-static.
 //
 //   berth-oci-bench [--runs N] [--dir WORKDIR] [--keep]
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "bench_images.h"
+#include "berth/bench/support.h"
+#include "berth/bench/work_dir.h"
 #include "berth/core/log.h"
-#include "berth/core/process.h"
 #include "berth/oci/bundle.h"
 #include "berth/oci/container.h"
 #include "berth/oci/image_store.h"
@@ -34,35 +34,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-[[noreturn]] void die(const std::string& what) {
-    std::fprintf(stderr, "berth-oci-bench: %s\n", what.c_str());
-    std::exit(1);
-}
-
-template <typename R>
-auto must(R r, const char* what) {
-    if (!r) die(std::string(what) + ": " + r.error().describe());
-    return std::move(*r);
-}
-
-void mustOk(const RunnerStatus& s, const char* what) {
-    if (!s) die(std::string(what) + ": " + s.error().describe());
-}
-
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
-}
-
-void run(const std::vector<std::string>& argv) {
-    berth::SpawnOptions so;
-    so.argv = argv;
-    auto r = berth::runCommand(so, std::chrono::minutes(5));
-    if (!r) die(argv[0] + ": " + r.error().message);
-    if (!r->status.success()) die(argv[0] + " failed: " + r->err);
-}
+using berth::bench::fail;
+using berth::bench::median;
+using berth::bench::millis;
+using berth::bench::must;
+using berth::bench::mustOk;
+using berth::bench::runChecked;
 
 struct Image {
     std::string name;
@@ -73,22 +50,8 @@ struct Image {
 
 Image buildImage(const fs::path& dir, const std::string& name, std::size_t extraBytes) {
     fs::path rootfs = dir / (name + "-rootfs");
-    fs::create_directories(rootfs / "bin");
-    for (const char* d : {"etc", "tmp", "proc", "sys", "dev", "data"}) fs::create_directories(rootfs / d);
-    fs::copy_file("/bin/busybox", rootfs / "bin/busybox", fs::copy_options::overwrite_existing);
-    for (const char* app : {"sh", "true", "echo", "sleep", "cat"}) fs::create_symlink("busybox", rootfs / "bin" / app);
-    // Incompressible payload, so the archive really has the advertised size.
-    std::ifstream rnd("/dev/urandom", std::ios::binary);
-    std::string chunk(1 << 20, '\0');
-    for (std::size_t i = 0; extraBytes > 0; ++i) {
-        std::size_t n = std::min(extraBytes, std::size_t{4} << 20);
-        std::ofstream f(rootfs / "data" / ("blob" + std::to_string(i)), std::ios::binary);
-        for (std::size_t done = 0; done < n; done += chunk.size()) {
-            rnd.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-            f.write(chunk.data(), static_cast<std::streamsize>(std::min(chunk.size(), n - done)));
-        }
-        extraBytes -= n;
-    }
+    // Incompressible payload in 4 MiB files, so the archive really has the advertised size.
+    berth::oci::testing::makePaddedRootfs(rootfs, true, extraBytes, std::size_t{4} << 20);
     Image img;
     img.name = name;
     img.layout = (dir / (name + ".layout")).string();
@@ -108,14 +71,12 @@ double timeIt(const std::function<void()>& setup, const std::function<void()>& f
     setup();
     auto t0 = Clock::now();
     fn();
-    double t = ms(Clock::now() - t0);
+    double t = millis(Clock::now() - t0);
     teardown();
     return t;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     int runs = 5;
     std::string base;
     bool keep = false;
@@ -124,14 +85,14 @@ int main(int argc, char** argv) {
         if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
         else if (a == "--dir" && i + 1 < argc) base = argv[++i];
         else if (a == "--keep") keep = true;
-        else die("usage: berth-oci-bench [--runs N] [--dir WORKDIR] [--keep]");
+        else fail("usage: berth-oci-bench [--runs N] [--dir WORKDIR] [--keep]");
     }
     berth::log::Config lc;
     lc.level = berth::log::Level::kWarn;
     berth::log::configure(lc);
     if (base.empty()) {
         char templ[] = "/tmp/berth-oci-bench-XXXXXX";
-        if (!::mkdtemp(templ)) die("mkdtemp failed");
+        if (!::mkdtemp(templ)) fail("mkdtemp failed");
         base = templ;
     }
     fs::path dir(base);
@@ -155,7 +116,7 @@ int main(int argc, char** argv) {
             flat.push_back(timeIt([] {}, [&] { must(unpackArchive(img.archive, out, UnpackLimits{}), "unpack"); },
                                   [&] { (void)removeTree(out); }));
             std::string bundle = base + "/umoci-" + std::to_string(r);
-            umoci.push_back(timeIt([] {}, [&] { run({"umoci", "unpack", "--image", img.layout + ":latest", bundle}); },
+            umoci.push_back(timeIt([] {}, [&] { runChecked({"umoci", "unpack", "--image", img.layout + ":latest", bundle}); },
                                    [&] { (void)removeTree(bundle); }));
         }
         std::printf("%-6s %10.1f | %12.1f %12.1f %12.1f | %8.2f\n", img.name.c_str(), img.archiveBytes / 1048576.0,
@@ -180,10 +141,10 @@ int main(int argc, char** argv) {
         auto t0 = Clock::now();
         must(mgr->create(id, rec.manifestDigest, s), "create");
         mustOk(mgr->start(id), "start");
-        createStart.push_back(ms(Clock::now() - t0));
+        createStart.push_back(millis(Clock::now() - t0));
         must(mgr->stop(id, std::chrono::seconds(5)), "stop");
         mustOk(mgr->remove(id, true), "remove");
-        cycle.push_back(ms(Clock::now() - t0));
+        cycle.push_back(millis(Clock::now() - t0));
     }
     // Bare runc on an equivalent bundle (same config generator, flat rootfs).
     std::string bundle = base + "/runc-bundle";
@@ -196,8 +157,8 @@ int main(int argc, char** argv) {
     std::ofstream(bundle + "/config.json") << cfg.dump(2);
     for (int r = 0; r < runs * 2; ++r) {
         auto t0 = Clock::now();
-        run({"runc", "--root", base + "/runc-root", "run", "--bundle", bundle, "bare-" + std::to_string(r)});
-        runcRun.push_back(ms(Clock::now() - t0));
+        runChecked({"runc", "--root", base + "/runc-root", "run", "--bundle", bundle, "bare-" + std::to_string(r)});
+        runcRun.push_back(millis(Clock::now() - t0));
     }
     mgr->removeCgroupParent();
     std::printf("\n%-44s %10s\n", "container (/bin/true, runc)", "median ms");
@@ -208,3 +169,7 @@ int main(int argc, char** argv) {
     if (!keep) (void)removeTree(base);
     return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return berth::bench::runMain("berth-oci-bench", argc, argv, run); }

@@ -7,11 +7,8 @@
 // the large one. Prints medians. Needs docker-registry, skopeo, umoci, busybox-static.
 //
 //   berth-registry-bench [--runs N] [--dir WORKDIR] [--keep]
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "bench_images.h"
+#include "berth/bench/support.h"
+#include "berth/bench/work_dir.h"
 #include "berth/core/log.h"
 #include "berth/core/process.h"
 #include "berth/oci/image_store.h"
@@ -35,76 +35,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-[[noreturn]] void die(const std::string& what) {
-    std::fprintf(stderr, "berth-registry-bench: %s\n", what.c_str());
-    std::exit(1);
-}
-
-template <typename R>
-auto must(R r, const char* what) {
-    if (!r) die(std::string(what) + ": " + r.error().describe());
-    return std::move(*r);
-}
-
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
-}
-
-void run(const std::vector<std::string>& argv) {
-    berth::SpawnOptions so;
-    so.argv = argv;
-    auto r = berth::runCommand(so, std::chrono::minutes(5));
-    if (!r) die(argv[0] + ": " + r.error().message);
-    if (!r->status.success()) die(argv[0] + " failed: " + r->err);
-}
-
-int freePort() {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-        die("no free port");
-    int port = ntohs(a.sin_port);
-    ::close(s);
-    return port;
-}
-
-bool portOpen(int port) {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(s);
-    return ok;
-}
+using berth::bench::fail;
+using berth::bench::median;
+using berth::bench::millis;
+using berth::bench::must;
+using berth::bench::runChecked;
 
 // A layer directory: busybox (when withBusybox) and `randomBytes` of incompressible data.
 LayerBlob layer(const fs::path& dir, const std::string& name, const std::string& layout, bool withBusybox,
                 std::size_t randomBytes) {
     fs::path root = dir / (name + "-rootfs");
-    fs::create_directories(root / "data");
-    if (withBusybox) {
-        fs::create_directories(root / "bin");
-        for (const char* d : {"etc", "tmp", "proc", "sys", "dev"}) fs::create_directories(root / d);
-        fs::copy_file("/bin/busybox", root / "bin/busybox", fs::copy_options::overwrite_existing);
-        for (const char* app : {"sh", "true", "echo", "sleep", "cat"}) fs::create_symlink("busybox", root / "bin" / app);
-    }
-    std::ifstream rnd("/dev/urandom", std::ios::binary);
-    std::string chunk(1 << 20, '\0');
-    std::ofstream f(root / "data" / (name + ".bin"), std::ios::binary);
-    for (std::size_t done = 0; done < randomBytes; done += chunk.size()) {
-        rnd.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-        f.write(chunk.data(), static_cast<std::streamsize>(std::min(chunk.size(), randomBytes - done)));
-    }
-    f.close();
+    berth::oci::testing::makePaddedRootfs(root, withBusybox, randomBytes, SIZE_MAX, name);
     return must(writeLayerFromDirectory(root.string(), layout, true), "layer");
 }
 
@@ -134,9 +75,7 @@ std::uint64_t imageBytes(const std::vector<LayerBlob>& layers) {
     return n;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     int runs = 3;
     std::string base;
     bool keep = false;
@@ -145,48 +84,42 @@ int main(int argc, char** argv) {
         if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
         else if (a == "--dir" && i + 1 < argc) base = argv[++i];
         else if (a == "--keep") keep = true;
-        else die("usage: berth-registry-bench [--runs N] [--dir WORKDIR] [--keep]");
+        else fail("usage: berth-registry-bench [--runs N] [--dir WORKDIR] [--keep]");
     }
     berth::log::Config lc;
     lc.level = berth::log::Level::kWarn;
     berth::log::configure(lc);
     if (base.empty()) {
         char templ[] = "/tmp/berth-registry-bench-XXXXXX";
-        if (!::mkdtemp(templ)) die("mkdtemp failed");
+        if (!::mkdtemp(templ)) fail("mkdtemp failed");
         base = templ;
     }
     fs::path dir(base);
     fs::create_directories(dir / "images");
 
-    int port = freePort();
+    int port = berth::bench::freePortOrFail();
     std::string host = "127.0.0.1:" + std::to_string(port);
     {
         std::ofstream cfg(dir / "registry.yml");
         cfg << "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: " << (dir / "registry").string()
             << "\nhttp:\n  addr: " << host << "\n";
     }
-    pid_t reg = ::fork();
-    if (reg == 0) {
-        std::FILE* log = std::fopen((dir / "registry.log").c_str(), "w");
-        if (log) {
-            ::dup2(fileno(log), 1);
-            ::dup2(fileno(log), 2);
+    // Stopped (TERM, then KILL) on every way out, failures included.
+    struct Registry {
+        std::unique_ptr<berth::ChildProcess> proc;
+        void stop() {
+            if (proc && proc->running()) {
+                (void)proc->signal(SIGTERM);
+                if (!proc->waitFor(std::chrono::seconds(10))) (void)proc->signal(SIGKILL);
+            }
+            proc.reset();
         }
-        ::execlp("docker-registry", "docker-registry", "serve", (dir / "registry.yml").c_str(), nullptr);
-        ::_exit(127);
-    }
-    auto stopRegistry = [&] {
-        ::kill(reg, SIGTERM);
-        ::waitpid(reg, nullptr, 0);
-    };
-    auto deadline = Clock::now() + std::chrono::seconds(20);
-    while (!portOpen(port)) {
-        if (Clock::now() > deadline) {
-            stopRegistry();
-            die("docker-registry did not start; see " + (dir / "registry.log").string());
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+        ~Registry() { stop(); }
+    } registry;
+    registry.proc = berth::bench::spawnLogged({"docker-registry", "serve", (dir / "registry.yml").string()},
+                                              dir / "registry.log");
+    berth::bench::waitForPort(port, "docker-registry (see " + (dir / "registry.log").string() + ")",
+                              std::chrono::seconds(20));
 
     std::printf("building and pushing images to %s (registry %s) ...\n", base.c_str(), host.c_str());
     fs::path idir = dir / "images";
@@ -201,7 +134,7 @@ int main(int argc, char** argv) {
     std::vector<LayerBlob> next = {bigBase, layer(idir, "app2", nextLayout, false, 256u << 10)};
     writeImage(idir, "next", next);
     for (const char* n : {"small", "large", "next"})
-        run({"skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:" + (idir / (std::string(n) + ".layout")).string(),
+        runChecked({"skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:" + (idir / (std::string(n) + ".layout")).string(),
              "docker://" + host + "/bench/" + n + ":1"});
 
     struct Row {
@@ -221,7 +154,7 @@ int main(int argc, char** argv) {
             req.fetch.url = ref;
             auto t0 = Clock::now();
             must(s->pull(req), "pull");
-            tb.push_back(ms(Clock::now() - t0));
+            tb.push_back(millis(Clock::now() - t0));
             s.reset();
             fs::remove_all(store);
 
@@ -229,13 +162,13 @@ int main(int argc, char** argv) {
             fs::remove_all(oci);
             fs::remove_all(bundle);
             t0 = Clock::now();
-            run({"skopeo", "copy", "--quiet", "--src-tls-verify=false", "docker://" + host + "/bench/" + name + ":1",
+            runChecked({"skopeo", "copy", "--quiet", "--src-tls-verify=false", "docker://" + host + "/bench/" + name + ":1",
                  "oci:" + oci.string() + ":latest"});
             auto t1 = Clock::now();
-            run({"umoci", "unpack", "--image", oci.string() + ":latest", bundle.string()});
+            runChecked({"umoci", "unpack", "--image", oci.string() + ":latest", bundle.string()});
             auto t2 = Clock::now();
-            ts.push_back(ms(t1 - t0));
-            tu.push_back(ms(t2 - t1));
+            ts.push_back(millis(t1 - t0));
+            tu.push_back(millis(t2 - t1));
             fs::remove_all(oci);
             fs::remove_all(bundle);
         }
@@ -255,9 +188,9 @@ int main(int argc, char** argv) {
     PullStats updateStats;
     auto t0 = Clock::now();
     must(s->pull(update, nullptr, &updateStats), "pull next");
-    double updateMs = ms(Clock::now() - t0);
+    double updateMs = millis(Clock::now() - t0);
     s.reset();
-    stopRegistry();
+    registry.stop();
 
     std::printf("\ninstall from the local registry (median of %d runs, empty store each time)\n", runs);
     std::printf("%-6s %12s %14s %14s %14s %16s\n", "image", "layer bytes", "berth pull ms", "skopeo copy ms",
@@ -278,3 +211,7 @@ int main(int argc, char** argv) {
     if (!keep) fs::remove_all(dir);
     return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return berth::bench::runMain("berth-registry-bench", argc, argv, run); }

@@ -1,12 +1,13 @@
 #pragma once
 // Small pieces every benchmark program needs: a free loopback port, whether something
-// listens on one, a whole file as text, and percentiles of measured times.
+// listens on one, a whole file as text, and medians and percentiles of measured times.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -55,6 +56,20 @@ inline double percentile(std::vector<double> v, double p) {
     std::sort(v.begin(), v.end());
     auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
     return v[std::min(i, v.size() - 1)];
+}
+
+// The median (the mean of the two middle samples for an even count); 0 for no samples.
+inline double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    auto n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// A duration in milliseconds.
+template <typename Rep, typename Period>
+double millis(std::chrono::duration<Rep, Period> d) {
+    return std::chrono::duration<double, std::milli>(d).count();
 }
 
 }  // namespace berth::bench
