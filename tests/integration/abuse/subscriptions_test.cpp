@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "berth/agent/codec.h"
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 using namespace berth;
 using namespace berth::agenttest;

@@ -2,7 +2,7 @@
 // request type, per-path errors, access control for an unknown controller.
 #include <catch2/catch.hpp>
 
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 using namespace berth::agenttest;
 using nlohmann::json;

@@ -10,7 +10,7 @@
 
 #include "berth/agent/local_cli.h"
 #include "berth/core/fd.h"
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 using namespace berth;
 using namespace berth::agenttest;

@@ -12,8 +12,8 @@
 #include <cctype>
 
 #include "berth/core/process.h"
+#include "berth/testing/agent_harness.h"
 #include "berth/testing/test_certs.h"
-#include "harness.h"
 
 using namespace berth::agenttest;
 using namespace std::chrono_literals;

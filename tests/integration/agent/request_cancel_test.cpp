@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 #ifdef BERTH_WITH_OCI
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "berth/core/fd.h"
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 extern char** environ;
 

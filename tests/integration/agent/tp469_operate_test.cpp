@@ -7,7 +7,7 @@
 
 #include "berth/agent/codec.h"
 #include "berth/core/process.h"
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 using namespace berth::agenttest;
 using namespace std::chrono_literals;

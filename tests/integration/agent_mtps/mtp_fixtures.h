@@ -1,7 +1,7 @@
 #pragma once
 // berthd end to end over STOMP (a real ActiveMQ) and WebSocket (its server, and its
 // client dialling berthctl --ws-listen), driven by berthctl as a process. Built on the
-// berthd/berthctl helpers of tests/integration/agent (harness.h).
+// berthd/berthctl harness of tests/support (berth/testing/agent_harness.h).
 
 #include <catch2/catch.hpp>
 
@@ -14,9 +14,9 @@
 #include "berth/core/clock.h"
 #include "berth/core/event_loop.h"
 #include "berth/testing/activemq.h"
+#include "berth/testing/agent_harness.h"
 #include "berth/testing/support.h"
 #include "berth/testing/test_certs.h"
-#include "harness.h"
 
 namespace berth::agenttest {
 

@@ -7,7 +7,7 @@
 
 #include "berth/core/process.h"
 #include "berth/testing/activemq.h"
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 using namespace berth;
 using namespace berth::agenttest;

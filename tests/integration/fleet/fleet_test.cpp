@@ -10,12 +10,12 @@
 #include <sstream>
 
 #include "berth/core/process.h"
+#include "berth/testing/agent_harness.h"
 #include "berth/testing/mosquitto.h"
 #include "berth/testing/support.h"
 #include "e2e_fixture.h"
 #include "fleet_journal.h"
 #include "fleet_targets.h"
-#include "harness.h"
 
 namespace {
 

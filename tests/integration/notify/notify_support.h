@@ -1,5 +1,6 @@
 #pragma once
-// What the notification tests share on top of the berthd harness (../agent/harness.h):
+// What the notification tests share on top of the berthd harness
+// (berth/testing/agent_harness.h in tests/support):
 // a raw controller listener (mosquitto_sub on a controller topic, every Record decoded
 // here), a NotifyResp sender (mosquitto_pub), and `berthctl watch` as a process.
 //
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "berth/agent/codec.h"
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 namespace berth::notifytest {
 

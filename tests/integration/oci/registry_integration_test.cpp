@@ -12,7 +12,7 @@
 #include "berth/oci/digest.h"
 #include "berth/oci/image_store.h"
 #include "berth/oci/registry.h"
-#include "registry_support.h"
+#include "berth/testing/oci_registry.h"
 
 using namespace berth::oci;
 using namespace berth::oci::testing;

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 #include "usp-msg-1-4.pb.h"
 
 namespace berth::smme2e {

@@ -2,8 +2,8 @@
 // docker-registry on loopback with htpasswd Basic auth, images pushed with skopeo.
 #include <catch2/catch.hpp>
 
+#include "berth/testing/oci_registry.h"
 #include "e2e_fixture.h"
-#include "registry_support.h"
 
 using namespace berth::smme2e;
 using namespace std::chrono_literals;

@@ -2,13 +2,10 @@
 // uspjs_test.mjs with node. usp-js is installed into the build tree on first use.
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <iostream>
 
-#include "berth/core/process.h"
-#include "harness.h"
-
-extern char** environ;
+#include "berth/testing/agent_harness.h"
+#include "berth/testing/uspjs.h"
 
 using namespace berth::agenttest;
 using namespace std::chrono_literals;
@@ -18,67 +15,16 @@ namespace {
 const fs::path kNodeDir = USPJS_NODE_DIR;
 const fs::path kSourceDir = USPJS_SOURCE_DIR;
 
-// The usp-js controller: MQTT 3.1.1, no reply-to, so berthd answers on this topic.
-const std::string kUspJsController = R"(
-Device.LocalAgent.Controller.9.Alias "cpe-uspjs"
-Device.LocalAgent.Controller.9.EndpointID "proto::uspjs"
-Device.LocalAgent.Controller.9.Enable "true"
-Device.LocalAgent.Controller.9.AssignedRole "Device.LocalAgent.ControllerTrust.Role.1."
-Device.LocalAgent.Controller.9.MTP.1.Alias "cpe-uspjs-mqtt"
-Device.LocalAgent.Controller.9.MTP.1.Enable "true"
-Device.LocalAgent.Controller.9.MTP.1.Protocol "MQTT"
-Device.LocalAgent.Controller.9.MTP.1.MQTT.AgentMTPReference "Device.LocalAgent.MTP.1."
-Device.LocalAgent.Controller.9.MTP.1.MQTT.Topic "usp/controller/uspjs"
-)";
-
-berth::RunOutput run(std::vector<std::string> argv, const fs::path& cwd, std::chrono::seconds deadline,
-                     std::optional<std::vector<std::string>> env = {}) {
-    berth::SpawnOptions o;
-    o.argv = std::move(argv);
-    o.workingDir = cwd.string();
-    o.env = std::move(env);
-    auto r = berth::runCommand(o, deadline);
-    INFO(o.argv[0]);
-    REQUIRE(r);
-    return *r;
-}
-
-// Installs usp-js unless it is there. Exits 77 (ctest: skipped) when npm cannot reach
-// its registry; any other npm failure fails the test.
-void ensureUspJs() {
-    if (fs::exists(kNodeDir / "node_modules" / "usp-js" / "package.json")) return;
-    REQUIRE(!berth::testing::findProgram("npm").empty());
-    fs::create_directories(kNodeDir);
-    for (const char* f : {"package.json", "package-lock.json"})
-        fs::copy_file(kSourceDir / f, kNodeDir / f, fs::copy_options::overwrite_existing);
-    auto install = run({"npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"}, kNodeDir, 300s);
-    if (install.status.success() && !install.timedOut) return;
-    auto ping = run({"npm", "ping"}, kNodeDir, 60s);
-    if (!ping.status.success() || ping.timedOut) {
-        std::cout << "SKIPPED: npm cannot reach its registry, so usp-js cannot be installed:\n"
-                  << ping.err << ping.out << std::endl;
-        std::exit(77);
-    }
-    FAIL("npm ci failed although the registry answers:\n" << install.out << install.err);
-}
-
 }  // namespace
 
 TEST_CASE("usp-js gets, sets, adds, deletes, operates and subscribes against berthd", "[uspjs]") {
     REQUIRE(!berth::testing::findProgram("node").empty());
-    ensureUspJs();
-    AgentFixture f([](std::string conf) { return conf + kUspJsController; });
+    berth::testing::ensureUspJs(kNodeDir, kSourceDir);
+    AgentFixture f([](std::string conf) { return conf + berth::testing::kUspJsControllerConfig; });
 
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) env.emplace_back(*e);
-    env.push_back("USPJS_NODE_DIR=" + kNodeDir.string());
-    env.push_back("BROKER_PORT=" + std::to_string(f.broker->port()));
-    env.push_back("AGENT_ID=os::012345-0001");
-    env.push_back("AGENT_TOPIC=usp/agent/os::012345-0001");
-    env.push_back("CONTROLLER_ID=proto::uspjs");
-    env.push_back("CONTROLLER_TOPIC=usp/controller/uspjs");
+    auto env = berth::testing::uspJsEnvironment(kNodeDir, f.broker->port());
     env.push_back("ONBOARD_COMMAND=Device.LocalAgent.Controller.9.SendOnBoardRequest()");
-    auto r = run({"node", (kSourceDir / "uspjs_test.mjs").string()}, f.tmp.path(), 120s, env);
+    auto r = berth::testing::runNode(kSourceDir / "uspjs_test.mjs", f.tmp.path(), 120s, env);
     std::cout << r.out;
     INFO("usp-js output:\n" << r.out << "\nstderr:\n" << r.err << "\nberthd log:\n" << f.agent->log());
     CHECK(!r.timedOut);

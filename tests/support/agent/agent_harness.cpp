@@ -1,4 +1,4 @@
-#include "harness.h"
+#include "berth/testing/agent_harness.h"
 
 #include <sys/stat.h>
 

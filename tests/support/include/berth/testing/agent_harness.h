@@ -1,6 +1,10 @@
 #pragma once
 // What the berthd end-to-end tests share: a mosquitto, berthd as a process with the
 // example configuration pointed at that broker, and berthctl runs.
+//
+// Library berth::test_agent_harness (defined only when berthd and berthctl are built); it
+// carries BERTHD_BIN, BERTHCTL_BIN and BERTH_EXAMPLE_CONF to its users. Failures end the
+// running Catch2 test (REQUIRE); processes are stopped by PID when their objects go.
 
 #include <chrono>
 #include <filesystem>

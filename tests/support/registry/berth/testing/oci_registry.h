@@ -4,6 +4,9 @@
 // auth), images pushed into it with skopeo, a tiny token service (python3, JWTs
 // signed RS256 with a key made by the test), and a throttling TCP proxy that logs the
 // Range headers it forwards. Every process is stopped by PID.
+//
+// Header-only library berth::test_oci_registry (links berth::test_support and
+// berth::oci_test_images); failures end the running Catch2 test.
 
 #include <catch2/catch.hpp>
 
