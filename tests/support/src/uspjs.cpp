@@ -61,7 +61,8 @@ void ensureUspJs(const fs::path& nodeDir, const fs::path& packageDir) {
 
 std::vector<std::string> uspJsEnvironment(const fs::path& nodeDir, int brokerPort) {
     std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+    for (char** e = environ; *e; ++e)
+        env.emplace_back(*e);
     env.push_back("USPJS_NODE_DIR=" + nodeDir.string());
     env.push_back("BROKER_PORT=" + std::to_string(brokerPort));
     env.push_back("AGENT_ID=os::012345-0001");

@@ -111,7 +111,8 @@ TEST_CASE("A link hands a Response to the request with its msg_id and sender, on
     std::vector<berth::Result<usp::Msg>> answers;
     auto id = link->nextMsgId();
     REQUIRE(link->send(getMsg(id), kAgent, "usp/agent/" + kAgent));
-    link->expect(id, kAgent, [&](berth::Result<usp::Msg> r) { answers.push_back(std::move(r)); }, 5s);
+    link->expect(
+        id, kAgent, [&](berth::Result<usp::Msg> r) { answers.push_back(std::move(r)); }, 5s);
     REQUIRE(f.mtp->sent.size() == 1);
     CHECK(f.mtp->sent[0].destination == "usp/agent/" + kAgent);
     CHECK(link->sentRecords() == 1);
@@ -131,7 +132,8 @@ TEST_CASE("An answer with the awaited msg_id from another endpoint is ignored an
     Fixture f;
     auto link = f.open();
     std::vector<berth::Result<usp::Msg>> answers;
-    link->expect("m-1", kAgent, [&](berth::Result<usp::Msg> r) { answers.push_back(std::move(r)); }, 2s);
+    link->expect(
+        "m-1", kAgent, [&](berth::Result<usp::Msg> r) { answers.push_back(std::move(r)); }, 2s);
     f.mtp->receive(recordFrom(kOther, getResp("m-1")));
     CHECK(answers.empty());
     CHECK(link->pending() == 1);
@@ -155,8 +157,10 @@ TEST_CASE("A forgotten request's handler never runs, neither on its answer nor o
     Fixture f;
     auto link = f.open();
     int calls = 0;
-    link->expect("m-1", kAgent, [&](berth::Result<usp::Msg>) { ++calls; }, 1s);
-    link->expect("m-2", kAgent, [&](berth::Result<usp::Msg>) { ++calls; }, 1s);
+    link->expect(
+        "m-1", kAgent, [&](berth::Result<usp::Msg>) { ++calls; }, 1s);
+    link->expect(
+        "m-2", kAgent, [&](berth::Result<usp::Msg>) { ++calls; }, 1s);
     link->forget("m-1");
     link->forget("m-unknown");
     f.mtp->receive(recordFrom(kAgent, getResp("m-1")));
@@ -190,7 +194,8 @@ TEST_CASE("A Record that is not USP is dropped without disturbing a waiting requ
     Fixture f;
     auto link = f.open();
     int calls = 0;
-    link->expect("m-1", kAgent, [&](berth::Result<usp::Msg> r) { calls += r ? 1 : 100; }, 5s);
+    link->expect(
+        "m-1", kAgent, [&](berth::Result<usp::Msg> r) { calls += r ? 1 : 100; }, 5s);
     f.mtp->receive("not a protobuf record");
     f.mtp->receive("");
     CHECK(calls == 0);

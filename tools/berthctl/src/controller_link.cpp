@@ -42,7 +42,8 @@ berth::Result<std::pair<std::string, int>> parseHostPort(const std::string& text
         if (close == std::string::npos) return Error(ErrorCode::kInvalidArguments, "unbalanced '[' in '" + text + "'");
         host = text.substr(1, close - 1);
         if (close + 1 < text.size()) {
-            if (text[close + 1] != ':') return Error(ErrorCode::kInvalidArguments, "expected ':' after ']' in '" + text + "'");
+            if (text[close + 1] != ':')
+                return Error(ErrorCode::kInvalidArguments, "expected ':' after ']' in '" + text + "'");
             port = text.substr(close + 2);
         }
     } else if (auto colon = text.rfind(':'); colon != std::string::npos && text.find(':') == colon) {
@@ -81,8 +82,7 @@ std::string describeTransport(const TransportOptions& o) {
             os << "STOMP server " << (o.caFile.empty() ? "" : "(TLS) ") << o.host << ":" << o.port;
             break;
         case TransportKind::kWebSocket:
-            os << "WebSocket server " << (o.caFile.empty() ? "ws://" : "wss://") << o.host << ":" << o.port
-               << o.wsPath;
+            os << "WebSocket server " << (o.caFile.empty() ? "ws://" : "wss://") << o.host << ":" << o.port << o.wsPath;
             break;
         case TransportKind::kWebSocketListen:
             os << "WebSocket listener " << (o.certFile.empty() ? "ws://" : "wss://") << o.bindAddress << ":" << o.port
@@ -119,8 +119,8 @@ std::unique_ptr<ControllerLink> ControllerLink::open(berth::EventLoop& loop, Lin
 
 std::unique_ptr<berth::transports::Mtp> ControllerLink::makeTransport() {
     const auto& o = options_;
-    auto timeoutSeconds = std::max(std::chrono::duration_cast<std::chrono::seconds>(o.timeout + 999ms),
-                                   std::chrono::seconds(1));
+    auto timeoutSeconds =
+        std::max(std::chrono::duration_cast<std::chrono::seconds>(o.timeout + 999ms), std::chrono::seconds(1));
     auto take = [](auto created) -> std::unique_ptr<berth::transports::Mtp> {
         if (!created) throw Failure(kExitUsage, created.error().describe());
         return std::move(*created);
@@ -221,9 +221,12 @@ void ControllerLink::connect(std::unique_ptr<berth::transports::Mtp> mtp) {
     });
     mtp_->onRecord([this](berth::transports::InboundRecord r) { onRecord(std::move(r)); });
     if (auto st = mtp_->start(); !st)
-        throw Failure(kExitNoBroker, "cannot start the " + describeTransport(o.transport) + ": " + st.error().describe());
+        throw Failure(kExitNoBroker,
+                      "cannot start the " + describeTransport(o.transport) + ": " + st.error().describe());
     bool up = waitFor(
-        [this] { return lastStatus_ && (lastStatus_->first == MtpStatus::kUp || lastStatus_->first == MtpStatus::kError); },
+        [this] {
+            return lastStatus_ && (lastStatus_->first == MtpStatus::kUp || lastStatus_->first == MtpStatus::kError);
+        },
         o.timeout);
     if (!up || lastStatus_->first != MtpStatus::kUp) {
         std::string why = lastStatus_ ? lastStatus_->second : "no answer within " + describeSeconds(o.timeout);
@@ -269,7 +272,9 @@ void ControllerLink::expect(const std::string& msgId, const std::string& fromId,
     pending_[msgId] = std::move(p);
 }
 
-void ControllerLink::forget(const std::string& msgId) { pending_.erase(msgId); }
+void ControllerLink::forget(const std::string& msgId) {
+    pending_.erase(msgId);
+}
 
 bool ControllerLink::waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -23,8 +23,8 @@
 #include "berth/agent/codec.h"
 #include "berth/core/event_loop.h"
 #include "berth/core/result.h"
-#include "berth/transports/mtp.h"
 #include "berth/transports/mqtt.h"
+#include "berth/transports/mtp.h"
 
 namespace berthctl {
 
@@ -32,8 +32,8 @@ namespace berthctl {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitAgentError = 1;  // the Agent answered with an error or a partial failure
 inline constexpr int kExitUsage = 2;
-inline constexpr int kExitNoAnswer = 3;    // no answer within the timeout
-inline constexpr int kExitNoBroker = 4;    // cannot connect to the broker / server
+inline constexpr int kExitNoAnswer = 3;  // no answer within the timeout
+inline constexpr int kExitNoBroker = 4;  // cannot connect to the broker / server
 
 // A failure that ends the program with `exitCode`; what() is the message for people.
 class Failure : public std::exception {
@@ -61,8 +61,8 @@ struct TransportOptions {
     berth::transports::MqttVersion mqttVersion = berth::transports::MqttVersion::kV5;
     std::string username;
     std::string password;
-    std::string virtualHost;      // STOMP host header; empty: host
-    std::string wsPath = "/usp";  // WebSocket request path (client) or served path (listen)
+    std::string virtualHost;                // STOMP host header; empty: host
+    std::string wsPath = "/usp";            // WebSocket request path (client) or served path (listen)
     std::string bindAddress = "127.0.0.1";  // kWebSocketListen
     // TLS. MQTT, STOMP, WebSocket client: on when caFile is set (the server must chain
     // to it); certFile/keyFile are a client certificate. WebSocket listen: on when

@@ -34,7 +34,9 @@ std::unique_ptr<FleetSession> FleetSession::open(berth::EventLoop& loop, FleetOp
     return s;
 }
 
-std::string FleetSession::nextMsgId() { return link_->nextMsgId(); }
+std::string FleetSession::nextMsgId() {
+    return link_->nextMsgId();
+}
 
 std::string FleetSession::agentTopic(const std::string& agentId) const {
     std::string t = options_.agentTopicPattern;

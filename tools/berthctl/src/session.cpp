@@ -10,22 +10,27 @@ Session::~Session() = default;
 std::string Session::agentDestination() const {
     switch (options_.transport.kind) {
         case TransportKind::kMqtt:
-        case TransportKind::kStomp: return options_.agentAddress;
-        case TransportKind::kWebSocket: return std::string(berth::transports::WebSocketClient::kSessionKey);
-        case TransportKind::kWebSocketListen: return link_->peerSession();
+        case TransportKind::kStomp:
+            return options_.agentAddress;
+        case TransportKind::kWebSocket:
+            return std::string(berth::transports::WebSocketClient::kSessionKey);
+        case TransportKind::kWebSocketListen:
+            return link_->peerSession();
     }
     return {};
 }
 
 std::unique_ptr<Session> Session::open(berth::EventLoop& loop, SessionOptions options) {
     if (options.transport.kind == TransportKind::kStomp) {
-        if (options.controllerAddress.empty()) options.controllerAddress = "/queue/" + defaultControllerTopic(options.controllerId);
+        if (options.controllerAddress.empty())
+            options.controllerAddress = "/queue/" + defaultControllerTopic(options.controllerId);
         if (options.agentAddress.empty()) options.agentAddress = "/queue/usp/agent/" + options.agentId;
     } else if (options.transport.kind == TransportKind::kMqtt) {
         if (options.controllerAddress.empty()) options.controllerAddress = defaultControllerTopic(options.controllerId);
         if (options.agentAddress.empty()) options.agentAddress = "usp/agent/" + options.agentId;
     } else {
-        options.agentAddress = options.transport.kind == TransportKind::kWebSocket ? "its session" : "the session it opens";
+        options.agentAddress =
+            options.transport.kind == TransportKind::kWebSocket ? "its session" : "the session it opens";
     }
     std::unique_ptr<Session> s(new Session(std::move(options)));
     const auto& o = s->options_;
@@ -46,23 +51,25 @@ std::unique_ptr<Session> Session::open(berth::EventLoop& loop, SessionOptions op
     });
     if (o.transport.kind == TransportKind::kWebSocketListen &&
         !s->waitFor([self] { return !self->link_->peerSession().empty(); }, o.timeout)) {
-        throw Failure(kExitNoBroker, s->interrupted() ? std::string("interrupted while waiting for the agent")
-                                                      : "agent " + o.agentId + " did not open a session with the " +
-                                                            describeTransport(o.transport) + " within " +
-                                                            describeSeconds(o.timeout) +
-                                                            " (does its Controller.{i}.MTP.{j}.WebSocket row point here?)");
+        throw Failure(kExitNoBroker,
+                      s->interrupted() ? std::string("interrupted while waiting for the agent")
+                                       : "agent " + o.agentId + " did not open a session with the " +
+                                             describeTransport(o.transport) + " within " + describeSeconds(o.timeout) +
+                                             " (does its Controller.{i}.MTP.{j}.WebSocket row point here?)");
     }
     return s;
 }
 
-std::string Session::nextMsgId() { return link_->nextMsgId(); }
+std::string Session::nextMsgId() {
+    return link_->nextMsgId();
+}
 
 void Session::send(const usp::Msg& msg) {
     auto record = link_->encode(msg, options_.agentId);
     if (!record) throw Failure(kExitUsage, "cannot encode the request: " + record.error().describe());
     if (auto st = link_->sendRecord(std::move(*record), agentDestination()); !st)
-        throw Failure(kExitNoBroker, "cannot send to " + describeTransport(options_.transport) + ": " +
-                                         st.error().describe());
+        throw Failure(kExitNoBroker,
+                      "cannot send to " + describeTransport(options_.transport) + ": " + st.error().describe());
 }
 
 usp::Msg Session::request(const usp::Msg& msg, std::optional<std::chrono::milliseconds> timeout) {
@@ -71,9 +78,12 @@ usp::Msg Session::request(const usp::Msg& msg, std::optional<std::chrono::millis
     std::optional<usp::Msg> answer;
     // The wait below ends at the same deadline as the link's timer; the session's own
     // message (naming addresses and the transport) is the one people see.
-    link_->expect(id, options_.agentId, [&answer](berth::Result<usp::Msg> r) {
-        if (r) answer = std::move(*r);
-    }, wait);
+    link_->expect(
+        id, options_.agentId,
+        [&answer](berth::Result<usp::Msg> r) {
+            if (r) answer = std::move(*r);
+        },
+        wait);
     struct Forget {
         ControllerLink& link;
         const std::string& id;

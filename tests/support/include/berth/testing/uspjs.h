@@ -31,7 +31,7 @@ std::vector<std::string> uspJsEnvironment(const std::filesystem::path& nodeDir, 
 
 // Runs `node script` in cwd with `env`; fails the test when it cannot be started. A run
 // past `deadline` is killed and reported as timedOut.
-RunOutput runNode(const std::filesystem::path& script, const std::filesystem::path& cwd,
-                  std::chrono::seconds deadline, std::vector<std::string> env);
+RunOutput runNode(const std::filesystem::path& script, const std::filesystem::path& cwd, std::chrono::seconds deadline,
+                  std::vector<std::string> env);
 
 }  // namespace berth::testing

@@ -66,7 +66,8 @@ public:
         auto t0 = std::chrono::steady_clock::now();
         engine_->operate({"Device.SoftwareModules.InstallDU()", "k", std::move(args)}, dm::Permissions::fullAccess(),
                          hooks_);
-        if (!runUntil([&] { return watch_.duEvent; }, std::chrono::seconds(60))) fail("no DUStateChange! for InstallDU");
+        if (!runUntil([&] { return watch_.duEvent; }, std::chrono::seconds(60)))
+            fail("no DUStateChange! for InstallDU");
         return millisSince(t0);
     }
     // SetRequestedState(Active) on `eu` until its Status is Active; milliseconds.
@@ -108,7 +109,8 @@ private:
     }
     bool runUntil(const std::function<bool()>& pred, std::chrono::seconds timeout) {
         auto end = std::chrono::steady_clock::now() + timeout;
-        while (!pred() && std::chrono::steady_clock::now() < end) loop_.runOnce(std::chrono::milliseconds(1));
+        while (!pred() && std::chrono::steady_clock::now() < end)
+            loop_.runOnce(std::chrono::milliseconds(1));
         return pred();
     }
 

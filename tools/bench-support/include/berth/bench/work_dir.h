@@ -37,7 +37,9 @@ namespace berth::bench {
 struct RunFailure : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
-[[noreturn]] inline void fail(const std::string& what) { throw RunFailure(what); }
+[[noreturn]] inline void fail(const std::string& what) {
+    throw RunFailure(what);
+}
 
 // The body of a benchmark's main(): runs `run`; an exception (a RunFailure or another)
 // is printed as "<program>: <what>" and exits 1, after its stack unwound (WorkDirs
@@ -125,8 +127,8 @@ inline void removeCgroupTree(const std::string& cgroup) {
             if (e.is_directory(ec) && !e.is_symlink(ec)) self(e.path(), self);
         ::rmdir(p.c_str());
     };
-    for (const char* ctl : {"memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio", "systemd",
-                            "unified", ""}) {
+    for (const char* ctl :
+         {"memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""}) {
         fs::path base = fs::path("/sys/fs/cgroup") / ctl / cgroup.substr(1);
         if (fs::is_directory(base, ec)) removeBelow(base, removeBelow);
     }
@@ -172,8 +174,10 @@ public:
             }
         }
         procs_.clear();
-        for (const auto& root : runcRoots_) deleteRuncContainers(root);
-        for (const auto& cg : cgroups_) removeCgroupTree(cg);
+        for (const auto& root : runcRoots_)
+            deleteRuncContainers(root);
+        for (const auto& cg : cgroups_)
+            removeCgroupTree(cg);
         if (std::getenv("KEEP")) {
             std::fprintf(stderr, "%s: kept %s\n", program_.c_str(), path_.c_str());
         } else {
@@ -210,9 +214,9 @@ private:
 // returns the port once it accepts connections.
 inline int startHttpServer(WorkDir& work, const std::filesystem::path& dir) {
     int port = freePortOrFail();
-    work.start({"python3", "-m", "http.server", "--bind", "127.0.0.1", std::to_string(port), "--directory",
-                dir.string()},
-               work / "http.log");
+    work.start(
+        {"python3", "-m", "http.server", "--bind", "127.0.0.1", std::to_string(port), "--directory", dir.string()},
+        work / "http.log");
     waitForPort(port, "python3 http.server");
     return port;
 }
