@@ -30,6 +30,7 @@ using Json = nlohmann::json;
 namespace {
 
 constexpr std::uint64_t kAgents = 200;
+constexpr std::uint64_t kFew = 4;
 
 std::string eid(std::uint64_t n) { return sim::expandTemplate("os::012345-%06d", n); }
 std::string serial(std::uint64_t n) { return sim::expandTemplate("SIM%06d", n); }
@@ -54,7 +55,7 @@ std::vector<Json> jsonLines(const std::string& text) {
 // A broker, an HTTP server for the image, and berth-sim with SoftwareModules and the
 // given extra arguments; the constructor returns once every agent is connected.
 struct SimFleet {
-    explicit SimFleet(std::vector<std::string> extra) {
+    explicit SimFleet(std::vector<std::string> extra, std::uint64_t agents = kAgents) {
         ::chmod(tmp.path().c_str(), 0755);
         fs::create_directories(www);
         app = buildApp("hello");
@@ -67,12 +68,15 @@ struct SimFleet {
         SystemClock clock;
         EventLoop loop(clock);
         sim::SimController controller(loop, "127.0.0.1", broker->port());
-        std::vector<std::string> argv{BERTH_SIM_BIN, "--mqtt", broker->address(), "--agents", std::to_string(kAgents),
+        std::vector<std::string> argv{BERTH_SIM_BIN, "--mqtt", broker->address(), "--agents", std::to_string(agents),
                                       "--software-modules", "--connect-rate", "400", "--log-level", "info",
-                                      "--eu-start-time", "10ms", "--eu-memory-kib", "6144"};
+                                      "--eu-memory-kib", "6144"};
+        if (std::find(extra.begin(), extra.end(), "--eu-start-time") == extra.end())
+            argv.insert(argv.end(), {"--eu-start-time", "10ms"});
         argv.insert(argv.end(), extra.begin(), extra.end());
         sim = testing::ProcessGuard::start(argv, (tmp / "sim.log").string());
-        bool up = controller.runUntil([&] { return controller.connects.size() >= kAgents; }, 120s);
+        bool up = controller.runUntil([&] { return controller.connects.size() >= agents || !sim->running(); }, 120s) &&
+                  sim->running();
         INFO(testing::readFile(tmp / "sim.log").substr(0, 4000));
         REQUIRE(up);
     }
@@ -155,6 +159,36 @@ std::vector<std::string> journalEvents(const fs::path& path) {
         out.push_back(e);
     }
     return out;
+}
+
+usp::Msg addSubscription(const std::string& msgId, const std::string& id, const std::string& type,
+                         const std::string& refs) {
+    usp::Msg m;
+    m.mutable_header()->set_msg_id(msgId);
+    m.mutable_header()->set_msg_type(usp::Header::ADD);
+    auto* obj = m.mutable_body()->mutable_request()->mutable_add()->add_create_objs();
+    obj->set_obj_path("Device.LocalAgent.Subscription.");
+    for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+             {"ID", id}, {"Enable", "true"}, {"NotifType", type}, {"ReferenceList", refs}}) {
+        auto* p = obj->add_param_settings();
+        p->set_param(k);
+        p->set_value(v);
+        p->set_required(true);
+    }
+    return m;
+}
+
+usp::Msg operate(const std::string& msgId, const std::string& command, const std::string& key,
+                 const std::map<std::string, std::string>& args) {
+    usp::Msg m;
+    m.mutable_header()->set_msg_id(msgId);
+    m.mutable_header()->set_msg_type(usp::Header::OPERATE);
+    auto* op = m.mutable_body()->mutable_request()->mutable_operate();
+    op->set_command(command);
+    op->set_command_key(key);
+    op->set_send_resp(true);
+    for (const auto& [k, v] : args) (*op->mutable_input_args())[k] = v;
+    return m;
 }
 
 std::size_t countPrefix(const std::vector<std::string>& v, const std::string& prefix) {
@@ -305,4 +339,83 @@ TEST_CASE(
     REQUIRE(dus.size() == kAgents);
     for (const auto& [agent, count] : dus) CHECK(count == "1");
     CHECK(f.imageDownloads() == 1);
+}
+
+TEST_CASE(
+    "Simulated agents raise DUStateChange! and OperationComplete for an install, with the fault of an install-fail "
+    "agent, and report their EU going Active",
+    "[sim][integration]") {
+    SimFleet f({"--fault", "install-fail:4:rate=100%", "--eu-start-time", "300ms"}, kFew);
+    SystemClock clock;
+    EventLoop loop(clock);
+    sim::SimController ctl(loop, "127.0.0.1", f.broker->port(), "self::berthctl", "usp/controller/berthctl");
+    struct Seen {
+        std::vector<std::map<std::string, std::string>> duChanges;
+        std::optional<usp::Notify::OperationComplete> complete;
+        std::vector<std::string> euStatus;
+    };
+    std::map<std::string, Seen> seen;
+    ctl.onNotify = [&](const std::string& from, const usp::Msg& m) {
+        const auto& n = m.body().request().notify();
+        if (n.has_event() && n.event().event_name() == "DUStateChange!")
+            seen[from].duChanges.emplace_back(n.event().params().begin(), n.event().params().end());
+        if (n.has_oper_complete()) seen[from].complete = n.oper_complete();
+        if (n.has_value_change() && n.value_change().param_path() == "Device.SoftwareModules.ExecutionUnit.1.Status")
+            seen[from].euStatus.push_back(n.value_change().param_value());
+    };
+    int seq = 0;
+    auto ask = [&](std::uint64_t n, const usp::Msg& m) {
+        std::optional<sim::SimController::Answer> a;
+        REQUIRE(ctl.send(eid(n), m, [&](const sim::SimController::Answer& x) { a = x; }));
+        REQUIRE(ctl.runUntil([&] { return a.has_value(); }, 30s));
+        INFO("error " << a->record.msg.body().error().err_code() << ": " << a->record.msg.body().error().err_msg());
+        REQUIRE(a->record.kind == agent::DecodeKind::kResponse);
+        return a->record.msg;
+    };
+    for (std::uint64_t n : {1, 4}) {
+        ask(n, addSubscription("s" + std::to_string(++seq), "du", "Event", "Device.SoftwareModules.DUStateChange!"));
+        ask(n, addSubscription("s" + std::to_string(++seq), "oc", "OperationComplete", "Device.SoftwareModules."));
+        ask(n, operate("s" + std::to_string(++seq), "Device.SoftwareModules.InstallDU()", "k" + std::to_string(n),
+                       {{"URL", f.url()}, {"ExecutionEnvRef", "Device.SoftwareModules.ExecEnv.1"}}));
+    }
+    REQUIRE(ctl.runUntil([&] { return seen[eid(1)].complete && seen[eid(4)].complete; }, 60s));
+    REQUIRE(ctl.runUntil([&] { return !seen[eid(1)].duChanges.empty() && !seen[eid(4)].duChanges.empty(); }, 30s));
+
+    // Agent 1: installed, as on a gateway.
+    const auto& ok = seen[eid(1)];
+    CHECK(ok.complete->command_key() == "k1");
+    CHECK(ok.complete->has_req_output_args());
+    const auto& du1 = ok.duChanges.back();
+    CHECK(du1.at("OperationPerformed") == "Install");
+    CHECK(du1.at("CurrentState") == "Installed");
+    CHECK(du1.at("Resolved") == "true");
+    CHECK(du1.at("Fault.FaultCode") == "0");
+    CHECK(du1.at("DeploymentUnitRef") == "Device.SoftwareModules.DeploymentUnit.1");
+    // Agent 4: the install failed with the code of a full store, and nothing is left.
+    const auto& bad = seen[eid(4)];
+    REQUIRE(bad.complete->has_cmd_failure());
+    CHECK(bad.complete->cmd_failure().err_code() == 7227);
+    const auto& du4 = bad.duChanges.back();
+    CHECK(du4.at("CurrentState") == "Failed");
+    CHECK(du4.at("Fault.FaultCode") == "7227");
+    CHECK(du4.at("Fault.FaultString").find("no space left") != std::string::npos);
+    usp::Msg get;
+    get.mutable_header()->set_msg_id("g1");
+    get.mutable_header()->set_msg_type(usp::Header::GET);
+    get.mutable_body()->mutable_request()->mutable_get()->add_param_paths(
+        "Device.SoftwareModules.DeploymentUnitNumberOfEntries");
+    auto count = ask(4, get);
+    CHECK(count.body().response().get_resp().req_path_results(0).resolved_path_results(0).result_params().at(
+              "DeploymentUnitNumberOfEntries") == "0");
+
+    // The EU of agent 1 goes Starting, then Active after --eu-start-time.
+    ask(1, addSubscription("s" + std::to_string(++seq), "eu", "ValueChange",
+                           "Device.SoftwareModules.ExecutionUnit.1.Status"));
+    ask(1, operate("s" + std::to_string(++seq), "Device.SoftwareModules.ExecutionUnit.1.SetRequestedState()", "st",
+                   {{"RequestedState", "Active"}}));
+    REQUIRE(ctl.runUntil([&] {
+        const auto& s = seen[eid(1)].euStatus;
+        return std::find(s.begin(), s.end(), "Active") != s.end();
+    }, 30s));
+    CHECK(seen[eid(1)].euStatus.front() == "Starting");
 }
