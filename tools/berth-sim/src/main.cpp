@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_flag("--software-modules", o.softwareModules,
-                 "Give every agent the Device.SoftwareModules of berthd on the sim runtime: no root, no processes; "
+                 "Give every agent the Device.SoftwareModules of berthd on the sim runtime (no runc, no processes): "
                  "InstallDU() downloads and verifies each image once into one store for all agents "
                  "(DIR/images); ExecEnv.1 'apps' is added to the built-in configuration (off by default)");
     std::string euStart = "40ms", euStop = "20ms";
