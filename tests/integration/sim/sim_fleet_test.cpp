@@ -65,17 +65,25 @@ struct SimFleet {
                                              std::to_string(httpPort), "--directory", www.string()},
                                             (tmp / "http.log").string());
         REQUIRE(testing::waitUntil([&] { return testing::tcpPortOpen(httpPort); }));
-        SystemClock clock;
-        EventLoop loop(clock);
-        sim::SimController controller(loop, "127.0.0.1", broker->port());
         std::vector<std::string> argv{BERTH_SIM_BIN, "--mqtt", broker->address(), "--agents", std::to_string(agents),
                                       "--software-modules", "--connect-rate", "400", "--log-level", "info",
                                       "--eu-memory-kib", "6144"};
         if (std::find(extra.begin(), extra.end(), "--eu-start-time") == extra.end())
             argv.insert(argv.end(), {"--eu-start-time", "10ms"});
         argv.insert(argv.end(), extra.begin(), extra.end());
-        sim = testing::ProcessGuard::start(argv, (tmp / "sim.log").string());
-        bool up = controller.runUntil([&] { return controller.connects.size() >= agents || !sim->running(); }, 120s) &&
+        simArgv = argv;
+        agentCount = agents;
+        startSim();
+    }
+
+    // Starts berth-sim (again) and returns once every agent is connected.
+    void startSim() {
+        SystemClock clock;
+        EventLoop loop(clock);
+        sim::SimController controller(loop, "127.0.0.1", broker->port());
+        sim = testing::ProcessGuard::start(simArgv, (tmp / "sim.log").string());
+        bool up = controller.runUntil([&] { return controller.connects.size() >= agentCount || !sim->running(); },
+                                      120s) &&
                   sim->running();
         INFO(testing::readFile(tmp / "sim.log").substr(0, 4000));
         REQUIRE(up);
@@ -147,6 +155,8 @@ struct SimFleet {
     int httpPort = 0;
     std::unique_ptr<testing::ProcessGuard> http;
     std::unique_ptr<testing::ProcessGuard> sim;
+    std::vector<std::string> simArgv;
+    std::uint64_t agentCount = 0;
 };
 
 // "begin <id>" / "end <id> ok|<code>" lines of a rollout journal, in order.
@@ -418,4 +428,29 @@ TEST_CASE(
         return std::find(s.begin(), s.end(), "Active") != s.end();
     }, 30s));
     CHECK(seen[eid(1)].euStatus.front() == "Starting");
+}
+
+TEST_CASE("Simulated agents persisted with --db-dir still hold their installed app after a berth-sim restart",
+          "[sim][integration]") {
+    testing::TempDir db{"berth-sim-db"};
+    SimFleet f({"--db-dir", db.path().string()}, 2);
+    std::string targets = f.targets({1, 2});
+    auto installed = f.fleet({"--targets", targets, "--journal", (f.tmp / "i.journal").string(), "install", f.url()});
+    INFO(installed.describe());
+    REQUIRE(installed.code == 0);
+    auto st = f.sim->stop(30s);
+    CHECK(st.exited);
+    f.startSim();
+    // The DU rows come from berth.db; the image each agent held comes back from its
+    // sim-images list and the shared store on disk, so the EU can start.
+    auto dus = f.getAll(targets, "Device.SoftwareModules.DeploymentUnit.1.Status");
+    CHECK(dus[eid(1)] == "Installed");
+    CHECK(dus[eid(2)] == "Installed");
+    auto started = f.fleet({"--targets", targets, "--journal", (f.tmp / "s.journal").string(), "start", "hello"});
+    INFO(started.describe());
+    REQUIRE(started.code == 0);
+    auto status = f.getAll(targets, "Device.SoftwareModules.ExecutionUnit.1.Status");
+    CHECK(status[eid(1)] == "Active");
+    CHECK(status[eid(2)] == "Active");
+    CHECK(f.imageDownloads() == 1);
 }
