@@ -35,6 +35,62 @@ Result<std::uint64_t> parseNumber(const std::string& s, const std::string& what)
     return std::strtoull(s.c_str(), nullptr, 10);
 }
 
+// WHEN of drop and reboot: at=DURATION or every=DURATION.
+Status parseTimeWhen(FaultSpec& f, const std::string& text, const std::string& when) {
+    auto eq = when.find('=');
+    std::string key = when.substr(0, eq), value = eq == std::string::npos ? std::string() : when.substr(eq + 1);
+    if (key != "at" && key != "every")
+        return bad("--fault '" + text + "': WHEN must be at=DURATION or every=DURATION");
+    auto d = parseDuration(value);
+    if (!d) {
+        Error e = std::move(d).error();
+        e.message = "--fault '" + text + "': " + e.message;
+        return e;
+    }
+    if (key == "every" && d->count() < 100)
+        return bad("--fault '" + text + "': every= must be at least 100ms");
+    (key == "at" ? f.at : f.every) = *d;
+    return {};
+}
+
+// WHEN of the SoftwareModules kinds: rate=PERCENT%, and for download-slow ,delay=DURATION.
+Status parseRateWhen(FaultSpec& f, const std::string& text, const std::string& kind, const std::string& when) {
+    bool haveRate = false, haveDelay = false;
+    std::size_t pos = 0;
+    while (pos <= when.size()) {
+        auto comma = when.find(',', pos);
+        std::string item = when.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        auto eq = item.find('=');
+        std::string key = item.substr(0, eq), value = eq == std::string::npos ? std::string() : item.substr(eq + 1);
+        if (key == "rate" && !haveRate) {
+            auto r = parsePercent(value, "--fault '" + text + "'");
+            if (!r) return std::move(r).error();
+            f.rate = *r;
+            haveRate = true;
+        } else if (key == "delay" && !haveDelay && f.kind == FaultKind::kDownloadSlow) {
+            auto d = parseDuration(value);
+            if (!d) {
+                Error e = std::move(d).error();
+                e.message = "--fault '" + text + "': delay: " + e.message;
+                return e;
+            }
+            if (d->count() <= 0) return bad("--fault '" + text + "': delay= must be above 0");
+            f.delay = *d;
+            haveDelay = true;
+        } else {
+            return bad("--fault '" + text + "': WHEN must be rate=PERCENT%" +
+                       (f.kind == FaultKind::kDownloadSlow ? std::string(" with an optional ,delay=DURATION")
+                                                           : std::string()) +
+                       " for " + kind);
+        }
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    if (!haveRate) return bad("--fault '" + text + "': WHEN must give rate=PERCENT% for " + kind);
+    if (f.kind == FaultKind::kDownloadSlow && !haveDelay) f.delay = std::chrono::seconds(30);
+    return {};
+}
+
 }  // namespace
 
 Status checkTemplate(const std::string& tmpl) {
@@ -156,55 +212,8 @@ Result<FaultSpec> parseFault(const std::string& text) {
         f.agents.erase(std::unique(f.agents.begin(), f.agents.end()), f.agents.end());
     }
 
-    if (!faultIsOperational(f.kind)) {
-        auto eq = when.find('=');
-        std::string key = when.substr(0, eq), value = eq == std::string::npos ? std::string() : when.substr(eq + 1);
-        if (key != "at" && key != "every")
-            return bad("--fault '" + text + "': WHEN must be at=DURATION or every=DURATION");
-        auto d = parseDuration(value);
-        if (!d) {
-            Error e = std::move(d).error();
-            e.message = "--fault '" + text + "': " + e.message;
-            return e;
-        }
-        if (key == "every" && d->count() < 100)
-            return bad("--fault '" + text + "': every= must be at least 100ms");
-        (key == "at" ? f.at : f.every) = *d;
-        return f;
-    }
-    bool haveRate = false, haveDelay = false;
-    std::size_t pos = 0;
-    while (pos <= when.size()) {
-        auto comma = when.find(',', pos);
-        std::string item = when.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-        auto eq = item.find('=');
-        std::string key = item.substr(0, eq), value = eq == std::string::npos ? std::string() : item.substr(eq + 1);
-        if (key == "rate" && !haveRate) {
-            auto r = parsePercent(value, "--fault '" + text + "'");
-            if (!r) return std::move(r).error();
-            f.rate = *r;
-            haveRate = true;
-        } else if (key == "delay" && !haveDelay && f.kind == FaultKind::kDownloadSlow) {
-            auto d = parseDuration(value);
-            if (!d) {
-                Error e = std::move(d).error();
-                e.message = "--fault '" + text + "': delay: " + e.message;
-                return e;
-            }
-            if (d->count() <= 0) return bad("--fault '" + text + "': delay= must be above 0");
-            f.delay = *d;
-            haveDelay = true;
-        } else {
-            return bad("--fault '" + text + "': WHEN must be rate=PERCENT%" +
-                       (f.kind == FaultKind::kDownloadSlow ? std::string(" with an optional ,delay=DURATION")
-                                                           : std::string()) +
-                       " for " + kind);
-        }
-        if (comma == std::string::npos) break;
-        pos = comma + 1;
-    }
-    if (!haveRate) return bad("--fault '" + text + "': WHEN must give rate=PERCENT% for " + kind);
-    if (f.kind == FaultKind::kDownloadSlow && !haveDelay) f.delay = std::chrono::seconds(30);
+    Status st = faultIsOperational(f.kind) ? parseRateWhen(f, text, kind, when) : parseTimeWhen(f, text, when);
+    if (!st) return std::move(st).error();
     return f;
 }
 
