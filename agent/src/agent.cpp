@@ -308,6 +308,7 @@ Status AgentImpl::init() {
     if (!options_.softwareModules) return {};
     smm::SmmOptions so;
     so.stateDir = stateDir / "smm";
+    if (options_.softwareModulesSetup) options_.softwareModulesSetup(so);
     auto smm = smm::SoftwareModules::create(loop_, clock_, *engine_, *pool_, so);
     if (!smm) return std::move(smm).error();
     smm_ = std::move(*smm);

@@ -37,12 +37,27 @@ TEST_CASE("Fault specs name a kind, the agents and when", "[sim]") {
     auto install = parseFault("install-fail:100%:rate=10%");
     REQUIRE(install);
     CHECK(install->rate == Approx(0.10));
-    CHECK_FALSE(faultIsActive(install->kind));
+    CHECK(faultIsOperational(install->kind));
+    CHECK_FALSE(faultIsOperational(reboot->kind));
+    auto slow = parseFault("download-slow:20%:rate=50%,delay=45s");
+    REQUIRE(slow);
+    CHECK(slow->kind == FaultKind::kDownloadSlow);
+    CHECK(slow->rate == Approx(0.50));
+    CHECK(slow->delay == std::chrono::seconds(45));
+    auto slowDefault = parseFault("download-slow:1-3:rate=100%");
+    REQUIRE(slowDefault);
+    CHECK(slowDefault->delay == std::chrono::seconds(30));
+    auto fail = parseFault("download-fail:5:rate=100%");
+    REQUIRE(fail);
+    CHECK(fail->kind == FaultKind::kDownloadFail);
+    CHECK(fail->agents == std::vector<std::uint64_t>{5});
 }
 
 TEST_CASE("Malformed fault specs are refused with 7004 and the spec in the message", "[sim]") {
     for (const char* bad : {"drop", "explode:1:at=1s", "drop:110%:at=1s", "drop:5-2:at=1s", "drop:x:at=1s",
-                            "reboot:1:at=10", "reboot:1:when=1s", "drop:1:every=10ms", "install-fail:1:at=1s"}) {
+                            "reboot:1:at=10", "reboot:1:when=1s", "drop:1:every=10ms", "install-fail:1:at=1s",
+                            "install-fail:1:rate=10%,delay=5s", "download-slow:1:delay=5s", "download-slow:1:rate=5%,delay=0s",
+                            "download-fail:1:rate=150%", "download-slow:1:rate=5%,delay=5"}) {
         auto f = parseFault(bad);
         INFO(bad);
         REQUIRE_FALSE(f);
@@ -82,4 +97,25 @@ TEST_CASE("The operation-fault hook fails about the given rate of operations, re
     CHECK(failed > 850);
     CHECK(failed < 1150);
     CHECK_FALSE(plan.operationFaulted(FaultKind::kDownloadFail, 1, 0));
+}
+
+TEST_CASE("Operation faults select their agents and return the spec with its delay", "[sim]") {
+    auto slow = parseFault("download-slow:2,4:rate=100%,delay=2s");
+    auto fail = parseFault("install-fail:4:rate=100%");
+    REQUIRE(slow);
+    REQUIRE(fail);
+    FaultPlan plan({*slow, *fail}, 1, 5, 1);
+    CHECK(plan.hasOperationalFaults());
+    for (std::uint64_t k = 1; k <= 10; ++k) {
+        const FaultSpec* s2 = plan.operationFault(FaultKind::kDownloadSlow, 2, k);
+        REQUIRE(s2);
+        CHECK(s2->delay == std::chrono::seconds(2));
+        CHECK(plan.operationFaulted(FaultKind::kInstallFail, 4, k));
+        CHECK_FALSE(plan.operationFaulted(FaultKind::kInstallFail, 2, k));
+        CHECK_FALSE(plan.operationFaulted(FaultKind::kDownloadSlow, 3, k));
+        CHECK_FALSE(plan.operationFaulted(FaultKind::kDownloadFail, 4, k));
+    }
+    auto drop = parseFault("drop:10%:at=1s");
+    REQUIRE(drop);
+    CHECK_FALSE(FaultPlan({*drop}, 1, 5, 1).hasOperationalFaults());
 }

@@ -210,7 +210,11 @@ TEST_CASE("berth-sim refuses a bad command line with exit code 2 and says what i
         {{"--agents", "3", "--mqtt", "127.0.0.1:1", "--fault", "explode:1:at=1s"}, "unknown kind 'explode'"},
         {{"--agents", "3", "--mqtt", "127.0.0.1:1", "--endpoint-template", "os::012345-0001"}, "exactly one %d"},
         {{"--agents", "3", "--mqtt", "127.0.0.1:1", "--endpoint-template", "os::same"}, "exactly one %d"},
-        {{"--agents", "3", "--mqtt", "127.0.0.1:1", "--fault", "install-fail:10%:rate=10%"}, "sim runtime"},
+        {{"--agents", "3", "--mqtt", "127.0.0.1:1", "--fault", "install-fail:10%:rate=10%"}, "add --software-modules"},
+        {{"--agents", "3", "--mqtt", "127.0.0.1:1", "--software-modules", "--eu-start-time", "40"},
+         "a duration needs a unit"},
+        {{"--agents", "3", "--mqtt", "127.0.0.1:1", "--software-modules", "--fault", "download-slow:1:rate=5%,delay=1"},
+         "delay"},
     };
     int i = 0;
     for (const auto& c : cases) {

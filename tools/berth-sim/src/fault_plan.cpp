@@ -35,6 +35,62 @@ Result<std::uint64_t> parseNumber(const std::string& s, const std::string& what)
     return std::strtoull(s.c_str(), nullptr, 10);
 }
 
+// WHEN of drop and reboot: at=DURATION or every=DURATION.
+Status parseTimeWhen(FaultSpec& f, const std::string& text, const std::string& when) {
+    auto eq = when.find('=');
+    std::string key = when.substr(0, eq), value = eq == std::string::npos ? std::string() : when.substr(eq + 1);
+    if (key != "at" && key != "every")
+        return bad("--fault '" + text + "': WHEN must be at=DURATION or every=DURATION");
+    auto d = parseDuration(value);
+    if (!d) {
+        Error e = std::move(d).error();
+        e.message = "--fault '" + text + "': " + e.message;
+        return e;
+    }
+    if (key == "every" && d->count() < 100)
+        return bad("--fault '" + text + "': every= must be at least 100ms");
+    (key == "at" ? f.at : f.every) = *d;
+    return {};
+}
+
+// WHEN of the SoftwareModules kinds: rate=PERCENT%, and for download-slow ,delay=DURATION.
+Status parseRateWhen(FaultSpec& f, const std::string& text, const std::string& kind, const std::string& when) {
+    bool haveRate = false, haveDelay = false;
+    std::size_t pos = 0;
+    while (pos <= when.size()) {
+        auto comma = when.find(',', pos);
+        std::string item = when.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        auto eq = item.find('=');
+        std::string key = item.substr(0, eq), value = eq == std::string::npos ? std::string() : item.substr(eq + 1);
+        if (key == "rate" && !haveRate) {
+            auto r = parsePercent(value, "--fault '" + text + "'");
+            if (!r) return std::move(r).error();
+            f.rate = *r;
+            haveRate = true;
+        } else if (key == "delay" && !haveDelay && f.kind == FaultKind::kDownloadSlow) {
+            auto d = parseDuration(value);
+            if (!d) {
+                Error e = std::move(d).error();
+                e.message = "--fault '" + text + "': delay: " + e.message;
+                return e;
+            }
+            if (d->count() <= 0) return bad("--fault '" + text + "': delay= must be above 0");
+            f.delay = *d;
+            haveDelay = true;
+        } else {
+            return bad("--fault '" + text + "': WHEN must be rate=PERCENT%" +
+                       (f.kind == FaultKind::kDownloadSlow ? std::string(" with an optional ,delay=DURATION")
+                                                           : std::string()) +
+                       " for " + kind);
+        }
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    if (!haveRate) return bad("--fault '" + text + "': WHEN must give rate=PERCENT% for " + kind);
+    if (f.kind == FaultKind::kDownloadSlow && !haveDelay) f.delay = std::chrono::seconds(30);
+    return {};
+}
+
 }  // namespace
 
 Status checkTemplate(const std::string& tmpl) {
@@ -94,7 +150,7 @@ const char* faultKindName(FaultKind k) {
     return "?";
 }
 
-bool faultIsActive(FaultKind k) { return k == FaultKind::kDrop || k == FaultKind::kReboot; }
+bool faultIsOperational(FaultKind k) { return k != FaultKind::kDrop && k != FaultKind::kReboot; }
 
 Result<std::chrono::milliseconds> parseDuration(const std::string& text) {
     std::size_t i = 0;
@@ -156,26 +212,8 @@ Result<FaultSpec> parseFault(const std::string& text) {
         f.agents.erase(std::unique(f.agents.begin(), f.agents.end()), f.agents.end());
     }
 
-    auto eq = when.find('=');
-    std::string key = when.substr(0, eq), value = eq == std::string::npos ? std::string() : when.substr(eq + 1);
-    if (faultIsActive(f.kind)) {
-        if (key != "at" && key != "every")
-            return bad("--fault '" + text + "': WHEN must be at=DURATION or every=DURATION");
-        auto d = parseDuration(value);
-        if (!d) {
-            Error e = std::move(d).error();
-            e.message = "--fault '" + text + "': " + e.message;
-            return e;
-        }
-        if (key == "every" && d->count() < 100)
-            return bad("--fault '" + text + "': every= must be at least 100ms");
-        (key == "at" ? f.at : f.every) = *d;
-    } else {
-        if (key != "rate") return bad("--fault '" + text + "': WHEN must be rate=PERCENT% for " + kind);
-        auto r = parsePercent(value, "--fault '" + text + "'");
-        if (!r) return std::move(r).error();
-        f.rate = *r;
-    }
+    Status st = faultIsOperational(f.kind) ? parseRateWhen(f, text, kind, when) : parseTimeWhen(f, text, when);
+    if (!st) return std::move(st).error();
     return f;
 }
 
@@ -208,14 +246,18 @@ std::vector<const FaultSpec*> FaultPlan::faultsFor(std::uint64_t n) const {
     return out;
 }
 
-bool FaultPlan::operationFaulted(FaultKind kind, std::uint64_t n, std::uint64_t k) const {
+const FaultSpec* FaultPlan::operationFault(FaultKind kind, std::uint64_t n, std::uint64_t k) const {
     for (std::size_t i = 0; i < specs_.size(); ++i) {
         const FaultSpec& s = specs_[i];
         if (s.kind != kind || !std::binary_search(selected_[i].begin(), selected_[i].end(), n)) continue;
         double u = static_cast<double>(mix(seed_ ^ mix(n * 1000003 + k) ^ (i << 56)) >> 11) * 0x1.0p-53;
-        if (u < s.rate) return true;
+        if (u < s.rate) return &s;
     }
-    return false;
+    return nullptr;
+}
+
+bool FaultPlan::hasOperationalFaults() const {
+    return std::any_of(specs_.begin(), specs_.end(), [](const FaultSpec& s) { return faultIsOperational(s.kind); });
 }
 
 }  // namespace berth::sim

@@ -93,14 +93,28 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_flag("--software-modules", o.softwareModules,
-                 "Give every agent the Device.SoftwareModules of berthd (runc; about 150 KB and one more SQLite database per agent; off by default)");
+                 "Give every agent the Device.SoftwareModules of berthd on the sim runtime (no runc, no processes): "
+                 "InstallDU() downloads and verifies each image once into one store for all agents "
+                 "(DIR/images); ExecEnv.1 'apps' is added to the built-in configuration (off by default)");
+    std::string euStart = "40ms", euStop = "20ms";
+    std::uint64_t euMemoryKiB = o.eu.memoryBytes / 1024;
+    app.add_option("--eu-start-time", euStart, "How long a simulated execution unit takes to start")
+        ->capture_default_str();
+    app.add_option("--eu-stop-time", euStop,
+                   "How long one takes to stop after SIGTERM (over its ShutdownDelay: killed)")
+        ->capture_default_str();
+    app.add_option("--eu-memory-kib", euMemoryKiB,
+                   "Typical MemoryInUse of a simulated execution unit (each differs by up to a quarter)")
+        ->capture_default_str()
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{64} << 20));
     app.add_option("--worker-threads", o.workerThreads, "Threads of the worker pool all agents share")
         ->capture_default_str()
         ->check(CLI::Range(1, 64));
     app.add_option("--fault", faults,
-                   "KIND:WHO:WHEN, repeatable. KIND drop|reboot (download-fail, download-slow, install-fail "
-                   "await the sim runtime); WHO 10% or agent numbers 3 | 1-5 | 2,7; WHEN at=30s | every=2m "
-                   "(random times, that mean apart)");
+                   "KIND:WHO:WHEN, repeatable. KIND drop|reboot|download-fail|download-slow|install-fail; WHO "
+                   "10% or agent numbers 3 | 1-5 | 2,7; WHEN at=30s | every=2m (random times, that mean apart) "
+                   "for drop and reboot, rate=10% of the agent's downloads for the others (with --software-modules), "
+                   "download-slow also delay=45s (default 30s)");
     app.add_option("--seed", o.seed, "Seed for the fault plan (which agents, when)")->capture_default_str();
     app.add_option("--stats-interval", statsInterval, "Print a status line to stderr every this many seconds (0: no)")
         ->check(CLI::NonNegativeNumber);
@@ -139,6 +153,16 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "berth-sim: --mqtt '%s': expected HOST:PORT\n", mqtt.c_str());
         return kExitUsage;
     }
+    for (auto [text, field] : {std::pair{&euStart, &o.eu.startTime}, std::pair{&euStop, &o.eu.stopTime}}) {
+        auto d = berth::sim::parseDuration(*text);
+        if (!d) {
+            std::fprintf(stderr, "berth-sim: --eu-%s-time: %s\n", field == &o.eu.startTime ? "start" : "stop",
+                         d.error().describe().c_str());
+            return kExitUsage;
+        }
+        *field = *d;
+    }
+    o.eu.memoryBytes = euMemoryKiB * 1024;
     for (const auto& f : faults) {
         auto spec = berth::sim::parseFault(f);
         if (!spec) {
@@ -160,7 +184,7 @@ int main(int argc, char** argv) {
         lim.rlim_cur = lim.rlim_max;
         (void)::setrlimit(RLIMIT_NOFILE, &lim);
     }
-    const std::uint64_t perAgent = o.dbDir.empty() ? 1 : 4;
+    const std::uint64_t perAgent = (o.dbDir.empty() ? 1 : 4) + (o.softwareModules ? 3 : 0);  // smm.db
     if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
         o.agents * perAgent + 64 > lim.rlim_cur)
         BERTH_LOG_WARN("berth-sim") << o.agents << " agents need about " << o.agents * perAgent + 64
@@ -226,11 +250,15 @@ int main(int argc, char** argv) {
             auto st = sim->stats();
             std::fprintf(stderr,
                          "berth-sim: %llu/%llu running, %llu failed, %llu drops, %llu reboots, %llu remote restarts, "
-                         "VmRSS %ld kB\n",
+                         "%llu images installed, %llu EUs running, %llu pulls (%llu downloads), VmRSS %ld kB\n",
                          static_cast<unsigned long long>(st.running), static_cast<unsigned long long>(agents),
                          static_cast<unsigned long long>(st.failed), static_cast<unsigned long long>(st.drops),
                          static_cast<unsigned long long>(st.reboots),
-                         static_cast<unsigned long long>(st.remoteRestarts), statusKb("VmRSS"));
+                         static_cast<unsigned long long>(st.remoteRestarts),
+                         static_cast<unsigned long long>(st.installedImages),
+                         static_cast<unsigned long long>(st.runningUnits),
+                         static_cast<unsigned long long>(st.store.pulls),
+                         static_cast<unsigned long long>(st.store.downloads), statusKb("VmRSS"));
         });
         statsTimer->start(std::chrono::milliseconds(static_cast<long long>(statsInterval * 1000)), true);
     }

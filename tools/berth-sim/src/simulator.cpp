@@ -11,6 +11,10 @@
 #include "berth/agent/agent.h"
 #include "berth/core/log.h"
 #include "berth/core/worker_pool.h"
+#ifdef BERTH_WITH_OCI
+#include "berth/sim/sim_runtime.h"
+#include "berth/smm/software_modules.h"
+#endif
 
 namespace berth::sim {
 namespace fs = std::filesystem;
@@ -72,12 +76,34 @@ Device.LocalAgent.Subscription.1.ReferenceList "Device.Boot!"
 Device.LocalAgent.Subscription.1.Persistent "true"
 )";
 
+// Appended with --software-modules: one ExecEnv as in examples/berth.conf, on the sim
+// runtime (X_BERTH_Runtime is not read by it), with a 512 MiB disk budget.
+const char* const kSoftwareModulesConfig = R"(Device.SoftwareModules.ExecEnv.1.Alias "cpe-apps"
+Device.SoftwareModules.ExecEnv.1.Name "apps"
+Device.SoftwareModules.ExecEnv.1.Enable "true"
+Device.SoftwareModules.ExecEnv.1.X_BERTH_DownloadDeadline "1800"
+Device.SoftwareModules.ExecEnv.1.AllocatedMemory "262144"
+Device.SoftwareModules.ExecEnv.1.AllocatedDiskSpace "524288"
+)";
+
 Error bad(const std::string& msg) { return Error(ErrorCode::kInvalidArguments, msg); }
+
+// The directory of agent n below --db-dir or the state root.
+std::string agentDirName(std::uint64_t n) {
+    char dir[32];
+    std::snprintf(dir, sizeof dir, "agent-%06llu", static_cast<unsigned long long>(n));
+    return dir;
+}
 
 }  // namespace
 
 const std::string& builtinConfig() {
     static const std::string text = kBuiltinConfig;
+    return text;
+}
+
+const std::string& builtinSoftwareModulesConfig() {
+    static const std::string text = kSoftwareModulesConfig;
     return text;
 }
 
@@ -119,8 +145,19 @@ public:
     SimStats stats() const {
         SimStats st = stats_;
         st.running = 0;
-        for (const auto& sl : slots_)
+        for (const auto& sl : slots_) {
             if (sl.agent) ++st.running;
+#ifdef BERTH_WITH_OCI
+            if (sl.machine) {
+                auto f = sl.machine->figures();
+                st.installedImages += f.images;
+                st.runningUnits += f.running;
+            }
+#endif
+        }
+#ifdef BERTH_WITH_OCI
+        if (store_) st.store = store_->stats();
+#endif
         return st;
     }
     const FaultPlan& plan() const { return plan_; }
@@ -132,6 +169,9 @@ private:
         State state = State::kIdle;
         std::unique_ptr<agent::Agent> agent;
         std::vector<std::unique_ptr<Timer>> faultTimers;
+#ifdef BERTH_WITH_OCI
+        std::unique_ptr<SimMachine> machine;  // outlives the agent's restarts
+#endif
     };
 
     Slot* slot(std::uint64_t n) {
@@ -156,6 +196,9 @@ private:
     Clock& clock_;
     SimOptions o_;
     FaultPlan plan_;
+#ifdef BERTH_WITH_OCI
+    std::shared_ptr<SharedImageStore> store_;  // before slots_: the agents go first
+#endif
     WorkerPool pool_;
     std::mt19937_64 rng_;
     std::string configPath_;
@@ -181,9 +224,14 @@ Status Simulator::Impl::prepare() {
         return bad("--mqtt: expected HOST:PORT with a port between 1 and 65535");
     if (!(o_.connectRate > 0)) return bad("--connect-rate must be above 0");
     for (const auto& f : o_.faults)
-        if (!faultIsActive(f.kind))
-            return bad("--fault '" + f.text + "': " + faultKindName(f.kind) +
-                       " needs the SoftwareModules sim runtime, which berth-sim does not have yet");
+        if (faultIsOperational(f.kind) && !o_.softwareModules)
+            return bad("--fault '" + f.text + "': " + faultKindName(f.kind) + " acts on SoftwareModules: add --software-modules");
+#ifndef BERTH_WITH_OCI
+    if (o_.softwareModules) return bad("--software-modules: this build has no SoftwareModules (BERTH_WITH_OCI off)");
+#endif
+    if (o_.eu.startTime.count() < 0 || o_.eu.stopTime.count() < 0 || o_.eu.startTime > std::chrono::minutes(10) ||
+        o_.eu.stopTime > std::chrono::minutes(10))
+        return bad("--eu-start-time and --eu-stop-time must be between 0 and 10m");
     // Two agents with one EndpointID would take each other's MQTT session over.
     if (o_.agents > 1 && endpointIdOf(o_.firstIndex) == endpointIdOf(o_.firstIndex + 1))
         return bad("--endpoint-template '" + o_.endpointTemplate + "' gives every agent the same EndpointID");
@@ -193,10 +241,19 @@ Status Simulator::Impl::prepare() {
     std::error_code ec;
     fs::create_directories(base, ec);
     if (ec) return Error(ErrorCode::kInvalidConfiguration, "cannot create " + base.string() + ": " + ec.message());
+#ifdef BERTH_WITH_OCI
+    if (o_.softwareModules) {
+        auto store = SharedImageStore::open((base / "images").string());
+        if (!store)
+            return Error(ErrorCode::kInvalidConfiguration, "cannot open the shared image store: " + store.error().describe());
+        store_ = std::move(*store);
+    }
+#endif
     if (o_.configFile.empty()) {
         configPath_ = (base / "sim.conf").string();
         std::ofstream out(configPath_, std::ios::trunc);
         out << builtinConfig();
+        if (o_.softwareModules) out << builtinSoftwareModulesConfig();
         out.flush();
         if (!out) return Error(ErrorCode::kInvalidConfiguration, "cannot write " + configPath_);
     } else {
@@ -205,14 +262,25 @@ Status Simulator::Impl::prepare() {
         configPath_ = fs::absolute(o_.configFile).string();
     }
     slots_.resize(o_.agents);
-    for (std::uint64_t i = 0; i < o_.agents; ++i) slots_[i].n = o_.firstIndex + i;
+    for (std::uint64_t i = 0; i < o_.agents; ++i) {
+        slots_[i].n = o_.firstIndex + i;
+#ifdef BERTH_WITH_OCI
+        if (!store_) continue;
+        std::string imagesFile;
+        if (persistent) {
+            fs::path dir = fs::path(o_.dbDir) / agentDirName(slots_[i].n);
+            fs::create_directories(dir, ec);
+            imagesFile = (dir / "sim-images").string();
+        }
+        slots_[i].machine = std::make_unique<SimMachine>(store_, slots_[i].n, &plan_, o_.eu, imagesFile);
+#endif
+    }
     return {};
 }
 
 agent::AgentOptions Simulator::Impl::optionsFor(const Slot& s) {
     agent::AgentOptions a;
-    char dir[32];
-    std::snprintf(dir, sizeof dir, "agent-%06llu", static_cast<unsigned long long>(s.n));
+    const std::string dir = agentDirName(s.n);
     a.configFile = configPath_;
     a.persistent = !o_.dbDir.empty();
     if (a.persistent) {
@@ -226,6 +294,17 @@ agent::AgentOptions Simulator::Impl::optionsFor(const Slot& s) {
     a.softwareModules = o_.softwareModules;
     a.workerPool = &pool_;
     a.protocolTrace = o_.protocolTrace;
+#ifdef BERTH_WITH_OCI
+    if (s.machine) {
+        SimMachine* machine = s.machine.get();
+        a.softwareModulesSetup = [machine](smm::SmmOptions& so) {
+            so.openEnvironment = machine->opener();
+            // Pull threads start on demand and end when idle; one per agent is plenty
+            // when the shared store does the downloading.
+            so.downloadThreads = 1;
+        };
+    }
+#endif
     const std::uint64_t n = s.n;
     a.onRestart = [this, n] {
         // Called from inside the agent: it is destroyed only after this returns.

@@ -394,7 +394,7 @@ int runRollout(FleetSession& session, berth::EventLoop& loop, const Options& o, 
                 // Not destroyed here: we are inside one of its callbacks.
                 loop.post([&jobs, id] { jobs.erase(id); });
                 pump();
-            });
+            }, previous && previous->agents.count(id) && !previous->agents.at(id).ended);
             auto* raw = job.get();
             jobs[id] = std::move(job);
             raw->start();

@@ -55,8 +55,10 @@ std::string duSearchPath(const std::string& selector) {
            selector + "\"].ExecutionUnitList";
 }
 
-AgentJob::AgentJob(FleetSession& session, berth::EventLoop& loop, const OpSpec& spec, std::string agent, Done done)
-    : session_(session), loop_(loop), spec_(spec), agent_(std::move(agent)), done_(std::move(done)) {}
+AgentJob::AgentJob(FleetSession& session, berth::EventLoop& loop, const OpSpec& spec, std::string agent, Done done,
+                   bool begunBefore)
+    : session_(session), loop_(loop), spec_(spec), agent_(std::move(agent)), done_(std::move(done)),
+      begunBefore_(begunBefore) {}
 
 AgentJob::~AgentJob() = default;
 
@@ -69,6 +71,33 @@ void AgentJob::start() {
                  spec_.op + " did not finish within " + std::to_string(spec_.opTimeout.count() / 1000) + " s");
     });
     deadline_->start(spec_.opTimeout);
+    if (begunBefore_ && (spec_.op == "install" || spec_.op == "update")) {
+        findDu(spec_.url, [this](bool found) {
+            if (found) return complete(0, "");  // done after the interrupted run lost sight of it
+            begin();
+        });
+        return;
+    }
+    if (begunBefore_ && spec_.op == "uninstall") {
+        findDu(spec_.du, [this](bool found) {
+            if (!found) return complete(0, "");
+            begin();
+        });
+        return;
+    }
+    begin();
+}
+
+void AgentJob::findDu(const std::string& selector, std::function<void(bool)> next) {
+    ask(makeGet(session_.nextMsgId(), {duSearchPath(selector)}, 0), [next](const usp::Msg& a) {
+        bool found = false;
+        for (const auto& rp : a.body().response().get_resp().req_path_results())
+            if (rp.err_code() == 0 && rp.resolved_path_results_size() > 0) found = true;
+        next(found);
+    });
+}
+
+void AgentJob::begin() {
     if (spec_.op == "install") {
         std::vector<std::string> args{"URL=" + spec_.url, "ExecutionEnvRef=" + spec_.ee};
         args.insert(args.end(), spec_.args.begin(), spec_.args.end());

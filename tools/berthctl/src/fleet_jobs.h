@@ -13,6 +13,11 @@
 // A job ends exactly once with an AgentRecord: ok, or the USP / TR-181 error code and
 // message that made it fail (7000 when the agent did not answer in time).
 //
+// Resume: an agent that an interrupted run had begun but not ended may have finished
+// the operation after berthctl died. Such a job (`begunBefore`) first looks: install
+// and update end ok when a DU with the new URL is there, uninstall when no DU matches;
+// only otherwise is the command sent again (a second InstallDU would fail with 7226).
+//
 // Threading: the loop's thread. The job must outlive its pending requests: the driver
 // destroys it only after done() ran, through loop.post().
 
@@ -46,7 +51,8 @@ std::string duSearchPath(const std::string& selector);
 class AgentJob {
 public:
     using Done = std::function<void(const AgentRecord&)>;
-    AgentJob(FleetSession& session, berth::EventLoop& loop, const OpSpec& spec, std::string agent, Done done);
+    AgentJob(FleetSession& session, berth::EventLoop& loop, const OpSpec& spec, std::string agent, Done done,
+             bool begunBefore = false);
     ~AgentJob();
 
     void start();
@@ -60,6 +66,9 @@ private:
     // `next` sees the answer.
     void ask(const usp::Msg& msg, Step next);
     void resolveDu(std::function<void()> next);
+    // Get of the DUs `selector` names; `found` says whether there is one.
+    void findDu(const std::string& selector, std::function<void(bool found)> next);
+    void begin();
     void subscribe(std::function<void()> next);
     void operateAsync(const std::string& command, const std::vector<std::string>& args);
     void operateState();
@@ -71,6 +80,7 @@ private:
     const OpSpec& spec_;
     std::string agent_;
     Done done_;
+    bool begunBefore_ = false;
     std::chrono::steady_clock::time_point started_;
     std::string key_;           // command_key and subscription ID
     std::string subscription_;  // instantiated path of our subscription, "" when none

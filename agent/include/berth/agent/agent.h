@@ -21,6 +21,9 @@
 namespace berth {
 class WorkerPool;
 }
+namespace berth::smm {
+struct SmmOptions;
+}
 
 namespace berth::agent {
 
@@ -93,6 +96,10 @@ struct AgentOptions {
     // stopped the agent (restartRequested() is then true), instead of stopping the
     // loop: the simulator restarts that one agent and the loop goes on.
     std::function<void()> onRestart;
+    // Adjusts Device.SoftwareModules' options (berth/smm/software_modules.h) before they
+    // are used, on the loop thread in create(): berth-sim gives its simulated runtime
+    // (SmmOptions::openEnvironment) here. Empty: berthd's defaults (runc/crun).
+    std::function<void(smm::SmmOptions&)> softwareModulesSetup;
 };
 
 // Why the agent (re)started, for Boot!: kept in the state directory across a Reboot()

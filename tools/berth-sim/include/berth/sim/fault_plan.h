@@ -24,16 +24,15 @@ std::string expandTemplate(const std::string& tmpl, std::uint64_t n);
 enum class FaultKind {
     kDrop,     // the broker drops the agent's connection (session takeover); it reconnects
     kReboot,   // the agent restarts in the process: Disconnect, new Agent, Boot! (LocalReboot)
-    // For the SoftwareModules "sim" runtime (not built yet): parsed and kept so a
-    // controller team's command lines stay valid, refused by the simulator until the
-    // runtime that acts on them exists.
-    kDownloadFail,
-    kDownloadSlow,
-    kInstallFail,
+    // SoftwareModules faults, carried out by the sim runtime (sim_runtime.h) on each
+    // InstallDU()/Update() pull; they need --software-modules.
+    kDownloadFail,  // the download fails (7033)
+    kDownloadSlow,  // the download takes `delay` longer
+    kInstallFail,   // downloaded and verified, then the install fails (7227)
 };
 const char* faultKindName(FaultKind k);
-// True for the kinds the simulator itself carries out today (drop, reboot).
-bool faultIsActive(FaultKind k);
+// True for the kinds that act on SoftwareModules operations (rate=, not at=/every=).
+bool faultIsOperational(FaultKind k);
 
 // One --fault option: KIND:WHO:WHEN
 //   KIND  drop | reboot | download-fail | download-slow | install-fail
@@ -41,7 +40,9 @@ bool faultIsActive(FaultKind k);
 //         N | N-M | N,M,…  agent numbers (the n of the templates)
 //   WHEN  at=DURATION     once, DURATION after the agent first started
 //         every=DURATION  again and again, at random times DURATION apart on average
-//         (download/install kinds take a rate instead: rate=PERCENT%)
+//         The SoftwareModules kinds take a rate instead: rate=PERCENT% of that agent's
+//         pulls; download-slow also delay=DURATION (default 30s), e.g.
+//         download-slow:20%:rate=100%,delay=45s
 // DURATION is a number with ms, s, m or h.
 struct FaultSpec {
     FaultKind kind = FaultKind::kDrop;
@@ -49,7 +50,8 @@ struct FaultSpec {
     std::vector<std::uint64_t> agents; // explicit agent numbers
     std::chrono::milliseconds at{0};   // once, after start (when every == 0)
     std::chrono::milliseconds every{0};// mean interval of repeated faults
-    double rate = 0;                   // download/install kinds: share of operations
+    double rate = 0;                   // SoftwareModules kinds: share of operations
+    std::chrono::milliseconds delay{0};// download-slow: added to each slowed download
     std::string text;                  // as written, for messages
 };
 Result<FaultSpec> parseFault(const std::string& text);
@@ -64,10 +66,15 @@ public:
 
     // The specs that select agent n.
     std::vector<const FaultSpec*> faultsFor(std::uint64_t n) const;
-    // Hook for the SoftwareModules sim runtime: whether the k-th operation of that kind
-    // on agent n fails (download-fail, install-fail) or runs slowly (download-slow).
-    // Deterministic in (seed, n, k).
-    bool operationFaulted(FaultKind kind, std::uint64_t n, std::uint64_t k) const;
+    // For the SoftwareModules sim runtime: whether the k-th operation (pull) of agent n
+    // fails (download-fail, install-fail) or runs slowly (download-slow). Deterministic
+    // in (seed, n, k). operationFault() gives the spec that fired (its delay), or null.
+    bool operationFaulted(FaultKind kind, std::uint64_t n, std::uint64_t k) const {
+        return operationFault(kind, n, k) != nullptr;
+    }
+    const FaultSpec* operationFault(FaultKind kind, std::uint64_t n, std::uint64_t k) const;
+    // True when some spec of one of the SoftwareModules kinds is in the plan.
+    bool hasOperationalFaults() const;
     const std::vector<FaultSpec>& specs() const { return specs_; }
     std::uint64_t seed() const { return seed_; }
 

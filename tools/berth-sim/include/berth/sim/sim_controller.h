@@ -112,6 +112,9 @@ public:
     std::unordered_map<std::string, int> connects, disconnects, boots;
     std::unordered_map<std::string, std::string> lastBootCause;
     std::size_t totalConnects = 0, totalDisconnects = 0, totalBoots = 0;
+    // Called with every Notify an agent sends (after the counting above, before the
+    // NotifyResp): the sender's EndpointID and the message.
+    std::function<void(const std::string& fromId, const usp::Msg& notify)> onNotify;
 
 private:
     struct Pending {
@@ -144,6 +147,7 @@ private:
                     auto it = n.event().params().find("Cause");
                     lastBootCause[d.fromId] = it == n.event().params().end() ? std::string() : it->second;
                 }
+                if (onNotify) onNotify(d.fromId, d.msg);
                 if (n.send_resp()) {
                     usp::Msg resp;
                     resp.mutable_header()->set_msg_id(d.msgId);

@@ -11,6 +11,11 @@
 // Boot! with cause LocalReboot. Device.Reboot() from a controller restarts that agent
 // the same way (cause RemoteReboot).
 //
+// With softwareModules, every agent has berthd's Device.SoftwareModules on the sim
+// runtime (sim_runtime.h): one image store for all agents (<dbDir or stateRoot>/images),
+// execution units without processes, and the SoftwareModules faults of the plan. Each
+// agent's simulated machine (its images and containers) outlives reboots of the agent.
+//
 // Threading: everything on the loop thread that owns `loop`. The session-takeover
 // clients of "drop" run their blocking connect on the worker pool.
 
@@ -24,6 +29,7 @@
 #include "berth/core/event_loop.h"
 #include "berth/core/result.h"
 #include "berth/sim/fault_plan.h"
+#include "berth/sim/sim_settings.h"
 
 namespace berth::sim {
 
@@ -43,7 +49,8 @@ struct SimOptions {
     std::string dbDir;
     std::string stateRoot;                              // required when dbDir is empty
     double connectRate = 200;                           // agent starts per second
-    bool softwareModules = false;                       // Device.SoftwareModules per agent
+    bool softwareModules = false;                       // Device.SoftwareModules per agent (sim runtime)
+    SimEuSettings eu;                                   // how its execution units behave
     std::size_t workerThreads = 2;                      // the shared pool
     std::vector<FaultSpec> faults;
     std::uint64_t seed = 1;
@@ -58,12 +65,17 @@ struct SimStats {
     std::uint64_t dropFailures = 0;
     std::uint64_t reboots = 0;     // fault reboots
     std::uint64_t remoteRestarts = 0;  // Device.Reboot()/FactoryReset() restarts
+    SharedStoreStats store;            // the shared image store (softwareModules)
+    std::uint64_t installedImages = 0; // images held by the agents' ExecEnvs, summed
+    std::uint64_t runningUnits = 0;    // simulated execution units running, summed
 };
 
 // The built-in factory defaults: the roles of examples/berth.conf, one MQTT client
 // (5.0), Controller.1 self::berthctl on usp/controller/berthctl with a Boot!
-// subscription, so a controller sees every agent announce itself.
+// subscription, so a controller sees every agent announce itself. With
+// softwareModules, also ExecEnv.1 "apps" (see builtinSoftwareModulesConfig()).
 const std::string& builtinConfig();
+const std::string& builtinSoftwareModulesConfig();
 
 class Simulator {
 public:
