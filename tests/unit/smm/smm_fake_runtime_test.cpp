@@ -22,6 +22,7 @@
 #include "berth/smm/journal.h"
 #include "berth/smm/software_modules.h"
 #include "berth/testing/fake_container_runtime.h"
+#include "berth/testing/smm_agent.h"
 #include "berth/testing/support.h"
 
 namespace fs = std::filesystem;
@@ -42,27 +43,8 @@ const std::string kEuTable = "Device.SoftwareModules.ExecutionUnit.";
 const std::string kUrlV1 = "http://images.invalid/app-1.0.tar";
 const std::string kUrlV2 = "http://images.invalid/app-2.0.tar";
 
-struct Recorder : berth::dm::ChangeListener {
-    std::vector<ArgMap> duEvents;
-    std::vector<std::pair<std::string, std::string>> values;
-    void onValueChange(std::string_view p, std::string_view v) override { values.emplace_back(p, v); }
-    void onObjectCreated(std::string_view, const std::vector<std::pair<std::string_view, std::string>>&) override {}
-    void onObjectDeleted(std::string_view) override {}
-    void onEvent(std::string_view p, const ArgMap& args) override {
-        if (p == "Device.SoftwareModules.DUStateChange!") duEvents.push_back(args);
-    }
-    std::vector<std::string> statusesOf(const std::string& euPath) const {
-        std::vector<std::string> out;
-        for (const auto& [p, v] : values)
-            if (p == euPath + "Status") out.push_back(v);
-        return out;
-    }
-};
-
-struct Completion {
-    bool done = false;
-    berth::Result<ArgMap> result = ArgMap{};
-};
+using Recorder = berth::testing::SmmRecorder;
+using Completion = berth::testing::SmmCompletion;
 
 // What survives an agent restart: the directories, the configuration and the
 // fake runtime with its images and containers.
@@ -121,108 +103,25 @@ struct Machine {
     }
 };
 
-// One agent: loop, worker pool, engine and SoftwareModules over a Machine.
-class Agent {
+// One agent over a Machine: the shared agent slice (tests/support) on the fake runtime.
+class Agent : public berth::testing::SmmAgent {
 public:
-    explicit Agent(Machine& m, std::function<void(std::string_view)> hook = {}) {
-        berth::dm::EngineOptions eo;
-        eo.dbPath = m.tmp / "dm.db";
-        auto e = berth::dm::Engine::open(eo);
-        REQUIRE(e);
-        engine = std::move(*e);
-        REQUIRE(engine->applyFactoryDefaults(m.config));
-        engine->addListener(&rec);
-        pool = std::make_unique<berth::WorkerPool>(loop, 2);
-        berth::smm::SmmOptions o;
+    explicit Agent(Machine& m, std::function<void(std::string_view)> hook = {}) : SmmAgent(optionsFor(m, std::move(hook))) {}
+
+private:
+    static berth::testing::SmmAgentOptions optionsFor(Machine& m, std::function<void(std::string_view)> hook) {
+        berth::testing::SmmAgentOptions o;
+        o.dbPath = m.tmp / "dm.db";
         o.stateDir = m.state;
+        o.config = m.config;
         o.journalHook = std::move(hook);
         o.startGrace = m.startGrace;
         o.openEnvironment = m.oci.opener();
-        auto s = berth::smm::SoftwareModules::create(loop, clock, *engine, *pool, o);
-        if (!s) FAIL(s.error().describe());
-        smm = std::move(*s);
-        bool ready = false;
-        REQUIRE(smm->start([&] { ready = true; }));
-        REQUIRE(berth::testing::runUntil(loop, [&] { return ready; }));
+        o.startTimeout = std::chrono::seconds(10);
+        o.runTimeout = std::chrono::seconds(10);
+        o.waitTimeout = std::chrono::seconds(10);
+        return o;
     }
-    ~Agent() { drop(); }
-    // Ends the agent as a crash would (operations in flight stay in the journal).
-    void drop() {
-        if (smm) smm->stop();
-        smm.reset();
-        pool.reset();
-        if (engine) engine->removeListener(&rec);
-        engine.reset();
-        loop.runOnce(std::chrono::milliseconds(0));
-    }
-
-    std::shared_ptr<Completion> operate(const std::string& command, const ArgMap& args, std::string key = "k") {
-        auto c = std::make_shared<Completion>();
-        berth::dm::OperateRequest req;
-        req.command = command;
-        req.commandKey = std::move(key);
-        req.inputArgs = args;
-        berth::dm::AsyncHooks hooks;
-        hooks.createRequest = [](const berth::dm::CommandCall&) -> berth::Result<std::string> {
-            return std::string("Device.LocalAgent.Request.1");
-        };
-        hooks.completed = [c](const berth::dm::CommandCall&, const std::string&, berth::Result<ArgMap> r) {
-            c->done = true;
-            c->result = std::move(r);
-        };
-        auto resp = engine->operate(req, berth::dm::Permissions::fullAccess(), hooks);
-        REQUIRE_FALSE(resp.error);
-        REQUIRE(resp.results.size() == 1);
-        const auto& res = resp.results[0];
-        if (res.kind == berth::dm::OperationResult::Kind::kFailure) {
-            c->done = true;
-            c->result = berth::Error(res.err, res.errMsg);
-        } else if (res.kind == berth::dm::OperationResult::Kind::kOutputArgs) {
-            c->done = true;
-            c->result = res.outputArgs;
-        }
-        return c;
-    }
-    berth::Result<ArgMap> run(const std::string& command, const ArgMap& args) {
-        auto c = operate(command, args);
-        REQUIRE(waitFor([&] { return c->done; }));
-        return c->result;
-    }
-    std::string get(const std::string& path) {
-        auto v = engine->getValue(path);
-        return v ? *v : std::string("<missing>");
-    }
-    std::vector<std::string> rows(const std::string& table) {
-        auto r = engine->resolveObjects(table);
-        return r ? *r : std::vector<std::string>{};
-    }
-    bool waitFor(const std::function<bool()>& pred) { return berth::testing::runUntil(loop, pred); }
-    bool waitStatus(const std::string& eu, const std::string& status) {
-        return waitFor([&] { return get(eu + "Status") == status; });
-    }
-    // Installs and returns (DU path, EU path).
-    std::pair<std::string, std::string> install(const ArgMap& args) {
-        std::size_t before = rec.duEvents.size();
-        auto r = run(kInstall, args);
-        if (!r) FAIL(r.error().describe());
-        REQUIRE(rec.duEvents.size() == before + 1);
-        const ArgMap& ev = rec.duEvents.back();
-        REQUIRE(ev.at("CurrentState") == "Installed");
-        return {ev.at("DeploymentUnitRef") + ".", ev.at("ExecutionUnitRefList") + "."};
-    }
-    void activate(const std::string& eu) {
-        auto s = operate(eu + "SetRequestedState()", {{"RequestedState", "Active"}});
-        REQUIRE(s->done);
-        REQUIRE(s->result);
-        REQUIRE(waitStatus(eu, "Active"));
-    }
-
-    berth::SystemClock clock;
-    berth::EventLoop loop{clock};
-    std::unique_ptr<berth::dm::Engine> engine;
-    std::unique_ptr<berth::WorkerPool> pool;
-    std::unique_ptr<berth::smm::SoftwareModules> smm;
-    Recorder rec;
 };
 
 std::string euid(Agent& a, const std::string& eu) { return a.get(eu + "EUID"); }
