@@ -79,22 +79,22 @@ Result<oci::ContainerSettings> SoftwareModulesImpl::settingsFor(const Eu& eu, co
     const ExecutionUnit& rec = *inv_.eu(eu.instance);
     for (const auto& [k, v] : rec.env) s.extraEnv.push_back(k + "=" + v);
     for (const auto& h : rec.hostObjects) {
-            oci::BindMount m;
-            const std::string& source = h.source;
-            m.destination = h.destination;
-            auto options = parseHostObjectOptions(h.options);
-            if (!options) return Error(options.error().code, "HostObject " + source + ": " + options.error().message);
-            m.readOnly = options->readOnly;
-            m.noExec = options->noExec;
-            // The source is staged by the start job (the staging path is set there).
-            auto fd = resolveHostObject(ee.hostPrefixes, source);
-            if (!fd) {
-                if (fd.error().message.find("does not exist") != std::string::npos) *fault = EuFault::kDependencyFailure;
-                return Error(fd.error().code, "HostObject " + fd.error().message);
-            }
-            hosts->push_back(ResolvedHostObject{std::move(*fd), *options});
-            s.mounts.push_back(std::move(m));
+        oci::BindMount m;
+        const std::string& source = h.source;
+        m.destination = h.destination;
+        auto options = parseHostObjectOptions(h.options);
+        if (!options) return Error(options.error().code, "HostObject " + source + ": " + options.error().message);
+        m.readOnly = options->readOnly;
+        m.noExec = options->noExec;
+        // The source is staged by the start job (the staging path is set there).
+        auto fd = resolveHostObject(ee.hostPrefixes, source);
+        if (!fd) {
+            if (fd.error().message.find("does not exist") != std::string::npos) *fault = EuFault::kDependencyFailure;
+            return Error(fd.error().code, "HostObject " + fd.error().message);
         }
+        hosts->push_back(ResolvedHostObject{std::move(*fd), *options});
+        s.mounts.push_back(std::move(m));
+    }
     std::int64_t euMem = rec.allocatedMemoryKiB;
     std::int64_t eeMem = ee.allocatedMemoryKiB;
     std::int64_t mem = euMem > 0 ? euMem : eeMem;

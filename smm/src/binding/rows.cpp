@@ -14,7 +14,9 @@ namespace {
 
 constexpr std::string_view kTag = "smm";
 
-std::string boolText(bool b) { return b ? "true" : "false"; }
+std::string boolText(bool b) {
+    return b ? "true" : "false";
+}
 
 std::string listOf(std::string_view table, const std::vector<std::uint32_t>& instances) {
     std::string out;
@@ -79,7 +81,8 @@ Status SoftwareModulesImpl::writeDuRow(const DeploymentUnit& du) {
         {"LastUpdate", du.lastUpdate},
         {"ModuleVersion", du.moduleVersion.substr(0, 32)},
         {"ExecutionUnitList", listOf(noDot(std::string(kEuTable)) + ".", du.executionUnits)}};
-    for (const auto& [name, value] : values) BERTH_TRY(engine_.setValue(p + name, value));
+    for (const auto& [name, value] : values)
+        BERTH_TRY(engine_.setValue(p + name, value));
     return okStatus();
 }
 
@@ -114,7 +117,8 @@ Status SoftwareModulesImpl::writeEuRow(const ExecutionUnit& eu) {
         {"AutoRestart.MaximumRetryCount", std::to_string(a.maxRetries)},
         {"AutoRestart.ResetPeriod", std::to_string(a.resetPeriodSeconds)},
         {"AutoRestart.RetryCount", std::to_string(eu.retryCount)}};
-    for (const auto& [name, value] : values) BERTH_TRY(engine_.setValue(p + name, value));
+    for (const auto& [name, value] : values)
+        BERTH_TRY(engine_.setValue(p + name, value));
     if (!eu.lastRestarted.empty()) BERTH_TRY(engine_.setValue(p + "AutoRestart.LastRestarted", eu.lastRestarted));
     if (!eu.nextRestart.empty()) BERTH_TRY(engine_.setValue(p + "AutoRestart.NextRestart", eu.nextRestart));
     return okStatus();
@@ -125,7 +129,8 @@ Status SoftwareModulesImpl::writeEuTables(const ExecutionUnit& eu) {
     std::string p = euPathOf(eu.instance);
     for (const char* table : {"EnvVariable.", "HostObject."})
         if (auto rows = engine_.resolveObjects(p + table))
-            for (const auto& r : *rows) BERTH_TRY(engine_.deleteInstance(r));
+            for (const auto& r : *rows)
+                BERTH_TRY(engine_.deleteInstance(r));
     for (const auto& [k, v] : eu.env) {
         auto r = engine_.addInstance(p + "EnvVariable.", {{"Key", k}, {"Value", v}});
         if (!r) return r.error();
@@ -237,9 +242,11 @@ void SoftwareModulesImpl::syncRows() {
                 if (st) st = writeEuRow(*eu);
             }
         }
-        if (!st) BERTH_LOG_ERROR(kTag) << "cannot write the rows of deployment unit " << n << ": " << st.error().describe();
+        if (!st)
+            BERTH_LOG_ERROR(kTag) << "cannot write the rows of deployment unit " << n << ": " << st.error().describe();
     }
-    if (auto st = batch.commit(); !st) BERTH_LOG_ERROR(kTag) << "cannot write the deployment unit rows: " << st.error().describe();
+    if (auto st = batch.commit(); !st)
+        BERTH_LOG_ERROR(kTag) << "cannot write the deployment unit rows: " << st.error().describe();
 }
 
 // ---- controller-writable EU parameters ------------------------------------------------------
@@ -253,20 +260,33 @@ void SoftwareModulesImpl::onEuParamChange(Eu& eu, std::string_view param, std::s
             return fallback;
         }
     };
-    auto u32 = [&](std::uint32_t fallback) { return static_cast<std::uint32_t>(std::max<std::int64_t>(0, num(fallback))); };
+    auto u32 = [&](std::uint32_t fallback) {
+        return static_cast<std::uint32_t>(std::max<std::int64_t>(0, num(fallback)));
+    };
     ExecutionUnit before = r;
     AutoRestartPolicy& a = r.autoRestart;
-    if (param == "AutoStart") r.autoStart = value == "true" || value == "1";
-    else if (param == "RunLevel") r.runLevel = num(r.runLevel);
-    else if (param == "ShutdownDelay") r.shutdownDelay = u32(r.shutdownDelay);
-    else if (param == "AutoRestart.Enable") a.enable = value == "true" || value == "1";
-    else if (param == "AutoRestart.RetryMinimumWaitInterval") a.minWaitSeconds = u32(a.minWaitSeconds);
-    else if (param == "AutoRestart.RetryMaximumWaitInterval") a.maxWaitSeconds = u32(a.maxWaitSeconds);
-    else if (param == "AutoRestart.RetryIntervalMultiplier") a.multiplier = u32(a.multiplier);
-    else if (param == "AutoRestart.MaximumRetryCount") a.maxRetries = u32(a.maxRetries);
-    else if (param == "AutoRestart.ResetPeriod") a.resetPeriodSeconds = u32(a.resetPeriodSeconds);
-    else if (param == "AutoRestart.RetryCount") r.retryCount = u32(r.retryCount);
-    else return;
+    if (param == "AutoStart")
+        r.autoStart = value == "true" || value == "1";
+    else if (param == "RunLevel")
+        r.runLevel = num(r.runLevel);
+    else if (param == "ShutdownDelay")
+        r.shutdownDelay = u32(r.shutdownDelay);
+    else if (param == "AutoRestart.Enable")
+        a.enable = value == "true" || value == "1";
+    else if (param == "AutoRestart.RetryMinimumWaitInterval")
+        a.minWaitSeconds = u32(a.minWaitSeconds);
+    else if (param == "AutoRestart.RetryMaximumWaitInterval")
+        a.maxWaitSeconds = u32(a.maxWaitSeconds);
+    else if (param == "AutoRestart.RetryIntervalMultiplier")
+        a.multiplier = u32(a.multiplier);
+    else if (param == "AutoRestart.MaximumRetryCount")
+        a.maxRetries = u32(a.maxRetries);
+    else if (param == "AutoRestart.ResetPeriod")
+        a.resetPeriodSeconds = u32(a.resetPeriodSeconds);
+    else if (param == "AutoRestart.RetryCount")
+        r.retryCount = u32(r.retryCount);
+    else
+        return;
     // A controller's write is rare and must survive a crash right after it: at once.
     if (!(before == r))
         if (auto st = journal_->saveEu(r); !st) BERTH_LOG_ERROR(kTag) << st.error().describe();
@@ -311,11 +331,13 @@ struct RowReader {
         eu.description = val(ep + "Description");
         eu.creationTime = val(ep + "CreationTime");
         std::string status = val(ep + "Status");
-        for (EuStatus s : {EuStatus::kIdle, EuStatus::kStarting, EuStatus::kActive, EuStatus::kStopping, EuStatus::kRestarting})
+        for (EuStatus s :
+             {EuStatus::kIdle, EuStatus::kStarting, EuStatus::kActive, EuStatus::kStopping, EuStatus::kRestarting})
             if (euStatusName(s) == status) eu.status = s;
         std::string fault = val(ep + "ExecutionFaultCode");
-        for (EuFault f : {EuFault::kNoFault, EuFault::kFailureOnStart, EuFault::kFailureOnAutoStart, EuFault::kFailureOnStop,
-                          EuFault::kFailureWhileActive, EuFault::kDependencyFailure, EuFault::kUnstartable})
+        for (EuFault f :
+             {EuFault::kNoFault, EuFault::kFailureOnStart, EuFault::kFailureOnAutoStart, EuFault::kFailureOnStop,
+              EuFault::kFailureWhileActive, EuFault::kDependencyFailure, EuFault::kUnstartable})
             if (euFaultName(f) == fault) eu.fault = f;
         eu.faultMessage = val(ep + "ExecutionFaultMessage");
         eu.exitStatus = val(ep + "X_BERTH_ExitStatus");
@@ -335,7 +357,8 @@ struct RowReader {
         eu.retryCount = u32(ar + "RetryCount", 0);
         eu.lastRestarted = val(ar + "LastRestarted");
         eu.nextRestart = val(ar + "NextRestart");
-        for (const auto& r : rows(ep + "EnvVariable.")) eu.env.emplace_back(val(r + "Key"), val(r + "Value"));
+        for (const auto& r : rows(ep + "EnvVariable."))
+            eu.env.emplace_back(val(r + "Key"), val(r + "Value"));
         for (const auto& r : rows(ep + "HostObject."))
             eu.hostObjects.push_back({val(r + "Source"), val(r + "Destination"), val(r + "Options")});
         return eu;

@@ -1,7 +1,9 @@
 #pragma once
 // Private (TR-181 binding): the SoftwareModules implementation, split over software_modules.cpp
-// (setup, ExecEnvs, recovery, providers), du_ops.cpp (InstallDU/Update/Uninstall)
-// and eu_ops.cpp (ExecutionUnit lifecycle).
+// (setup, ExecEnvs, providers), startup.cpp (recovery, reconciliation), du_ops.cpp
+// (InstallDU/Update/Uninstall), eu_ops.cpp (ExecutionUnit lifecycle) and rows.cpp (the
+// DU/EU rows written from the model in berth/smm/inventory.h, its persistence and the
+// migration of an earlier version's rows).
 
 #include <sys/types.h>
 

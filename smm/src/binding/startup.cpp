@@ -187,7 +187,9 @@ void SoftwareModulesImpl::loadEus() {
             eu.euid = r->euid;
             eu.eePath = std::string(kEeTable) + std::to_string(du.execEnv) + ".";
             eu.duPath = duPathOf(n);
-            eu.status = r->status;
+            // Idle until the reconciliation says otherwise; the record keeps what the
+            // EU was (afterReconcile faults an Active one whose container is gone).
+            eu.status = EuStatus::kIdle;
             eus_.emplace(eu.path, std::move(eu));
         }
 }

@@ -1,7 +1,6 @@
 #include "berth/smm/inventory.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 namespace berth::smm {
@@ -10,9 +9,12 @@ using json = nlohmann::json;
 
 std::string_view duStatusName(DuStatus status) {
     switch (status) {
-        case DuStatus::kInstalled: return "Installed";
-        case DuStatus::kUpdating: return "Updating";
-        case DuStatus::kUninstalling: return "Uninstalling";
+        case DuStatus::kInstalled:
+            return "Installed";
+        case DuStatus::kUpdating:
+            return "Updating";
+        case DuStatus::kUninstalling:
+            return "Uninstalling";
     }
     return "Installed";
 }
@@ -26,14 +28,16 @@ DuStatus duStatusFrom(std::string_view name) {
 namespace {
 
 EuStatus euStatusFrom(std::string_view name) {
-    for (EuStatus s : {EuStatus::kIdle, EuStatus::kStarting, EuStatus::kActive, EuStatus::kStopping, EuStatus::kRestarting})
+    for (EuStatus s :
+         {EuStatus::kIdle, EuStatus::kStarting, EuStatus::kActive, EuStatus::kStopping, EuStatus::kRestarting})
         if (euStatusName(s) == name) return s;
     return EuStatus::kIdle;
 }
 
 EuFault euFaultFrom(std::string_view name) {
-    for (EuFault f : {EuFault::kNoFault, EuFault::kFailureOnStart, EuFault::kFailureOnAutoStart, EuFault::kFailureOnStop,
-                      EuFault::kFailureWhileActive, EuFault::kDependencyFailure, EuFault::kUnstartable})
+    for (EuFault f :
+         {EuFault::kNoFault, EuFault::kFailureOnStart, EuFault::kFailureOnAutoStart, EuFault::kFailureOnStop,
+          EuFault::kFailureWhileActive, EuFault::kDependencyFailure, EuFault::kUnstartable})
         if (euFaultName(f) == name) return f;
     return EuFault::kNoFault;
 }
@@ -46,23 +50,38 @@ void take(const json& j, const char* key, T& out) {
 
 }  // namespace
 
-bool DeploymentUnit::operator==(const DeploymentUnit& o) const { return serialize(*this) == serialize(o); }
-bool ExecutionUnit::operator==(const ExecutionUnit& o) const { return serialize(*this) == serialize(o); }
+bool DeploymentUnit::operator==(const DeploymentUnit& o) const {
+    return serialize(*this) == serialize(o);
+}
+bool ExecutionUnit::operator==(const ExecutionUnit& o) const {
+    return serialize(*this) == serialize(o);
+}
 
 std::string serialize(const DeploymentUnit& du) {
-    json j{{"instance", du.instance},     {"execEnv", du.execEnv},       {"uuid", du.uuid},
-           {"duid", du.duid},             {"name", du.name},             {"url", du.url},
-           {"description", du.description}, {"vendor", du.vendor},       {"version", du.version},
-           {"moduleVersion", du.moduleVersion}, {"installed", du.installed}, {"lastUpdate", du.lastUpdate},
-           {"status", std::string(duStatusName(du.status))}, {"executionUnits", du.executionUnits}};
+    json j{{"instance", du.instance},
+           {"execEnv", du.execEnv},
+           {"uuid", du.uuid},
+           {"duid", du.duid},
+           {"name", du.name},
+           {"url", du.url},
+           {"description", du.description},
+           {"vendor", du.vendor},
+           {"version", du.version},
+           {"moduleVersion", du.moduleVersion},
+           {"installed", du.installed},
+           {"lastUpdate", du.lastUpdate},
+           {"status", std::string(duStatusName(du.status))},
+           {"executionUnits", du.executionUnits}};
     return j.dump();
 }
 
 std::string serialize(const ExecutionUnit& eu) {
     json env = json::array();
-    for (const auto& [k, v] : eu.env) env.push_back({k, v});
+    for (const auto& [k, v] : eu.env)
+        env.push_back({k, v});
     json hosts = json::array();
-    for (const auto& h : eu.hostObjects) hosts.push_back({h.source, h.destination, h.options});
+    for (const auto& h : eu.hostObjects)
+        hosts.push_back({h.source, h.destination, h.options});
     const AutoRestartPolicy& p = eu.autoRestart;
     json j{{"instance", eu.instance},
            {"deploymentUnit", eu.deploymentUnit},
@@ -117,7 +136,8 @@ Result<DeploymentUnit> parseDeploymentUnit(std::string_view text) {
         take(j, "status", status);
         du.status = duStatusFrom(status);
         take(j, "executionUnits", du.executionUnits);
-        if (du.instance == 0) return Error(ErrorCode::kInternalError, "journal: a deployment unit without instance number");
+        if (du.instance == 0)
+            return Error(ErrorCode::kInternalError, "journal: a deployment unit without instance number");
         return du;
     } catch (const std::exception& e) {
         return Error(ErrorCode::kInternalError, std::string("journal: unreadable deployment unit: ") + e.what());
@@ -163,11 +183,14 @@ Result<ExecutionUnit> parseExecutionUnit(std::string_view text) {
         take(j, "allocatedMemoryKiB", eu.allocatedMemoryKiB);
         take(j, "allocatedCpuPercent", eu.allocatedCpuPercent);
         if (auto e = j.find("env"); e != j.end())
-            for (const auto& kv : *e) eu.env.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
+            for (const auto& kv : *e)
+                eu.env.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
         if (auto h = j.find("hostObjects"); h != j.end())
             for (const auto& x : *h)
-                eu.hostObjects.push_back({x.at(0).get<std::string>(), x.at(1).get<std::string>(), x.at(2).get<std::string>()});
-        if (eu.instance == 0) return Error(ErrorCode::kInternalError, "journal: an execution unit without instance number");
+                eu.hostObjects.push_back(
+                    {x.at(0).get<std::string>(), x.at(1).get<std::string>(), x.at(2).get<std::string>()});
+        if (eu.instance == 0)
+            return Error(ErrorCode::kInternalError, "journal: an execution unit without instance number");
         return eu;
     } catch (const std::exception& e) {
         return Error(ErrorCode::kInternalError, std::string("journal: unreadable execution unit: ") + e.what());
@@ -194,7 +217,8 @@ const ExecutionUnit* Inventory::eu(std::uint32_t instance) const {
 void Inventory::removeDu(std::uint32_t instance) {
     auto it = dus_.find(instance);
     if (it == dus_.end()) return;
-    for (auto eu : it->second.executionUnits) eus_.erase(eu);
+    for (auto eu : it->second.executionUnits)
+        eus_.erase(eu);
     dus_.erase(it);
 }
 

@@ -1,18 +1,18 @@
 // The typed model of DUs and EUs (berth/smm/inventory.h): its round trip through the
 // journal, the migration of an earlier version's state, and an agent that comes back
 // from the journal alone.
-#include <catch2/catch.hpp>
+#include "berth/smm/inventory.h"
 
 #include <sqlite3.h>
 
+#include <catch2/catch.hpp>
+#include <cstring>
 #include <filesystem>
 #include <map>
-#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
 
-#include "berth/smm/inventory.h"
 #include "berth/smm/journal.h"
 #include "smm_fake_agent.h"
 
@@ -102,12 +102,14 @@ std::map<std::string, std::string> rowValues(Agent& a) {
     std::map<std::string, std::string> out;
     for (const auto& r : resp.results)
         for (const auto& obj : r.resolved)
-            for (const auto& pv : obj.params) out[obj.path + std::string(pv.name)] = pv.value;
+            for (const auto& pv : obj.params)
+                out[obj.path + std::string(pv.name)] = pv.value;
     // Computed figures change with time, not with the model.
     for (auto it = out.begin(); it != out.end();) {
         bool figure = false;
         for (const char* p : {"Uptime", "MemoryInUse", "DiskSpaceInUse", "CPUPercentInUse"})
-            figure = figure || it->first.size() > std::strlen(p) && it->first.compare(it->first.size() - std::strlen(p), std::string::npos, p) == 0;
+            figure = figure || it->first.size() > std::strlen(p) &&
+                                   it->first.compare(it->first.size() - std::strlen(p), std::string::npos, p) == 0;
         it = figure ? out.erase(it) : std::next(it);
     }
     return out;
@@ -189,7 +191,8 @@ TEST_CASE("Inventory queries find a DU by ExecEnv, UUID and version, its image, 
     CHECK(inv.eus().size() == 1);
 }
 
-TEST_CASE("An earlier version's journal and data model open with the same DUs and EUs, which then work", "[smm][model]") {
+TEST_CASE("An earlier version's journal and data model open with the same DUs and EUs, which then work",
+          "[smm][model]") {
     Machine m;
     std::string du, eu;
     std::map<std::string, std::string> before;
@@ -223,9 +226,10 @@ TEST_CASE("An earlier version's journal and data model open with the same DUs an
     checkConsistent(a, m);
 }
 
-TEST_CASE("An agent whose data model lost the DU and EU rows makes them again from the journal, at the same "
-          "instance numbers, and starts its AutoStart EU",
-          "[smm][model]") {
+TEST_CASE(
+    "An agent whose data model lost the DU and EU rows makes them again from the journal, at the same "
+    "instance numbers, and starts its AutoStart EU",
+    "[smm][model]") {
     Machine m;
     std::string du, eu;
     std::map<std::string, std::string> before;
@@ -234,13 +238,15 @@ TEST_CASE("An agent whose data model lost the DU and EU rows makes them again fr
         a.install({{"URL", kUrlV1}});  // DU.1/EU.1, uninstalled below: numbers are not reused
         auto first = a.rows(kDuTable).front();
         REQUIRE(a.run(first + "Uninstall()", {}));
-        std::tie(du, eu) = a.install({{"URL", kUrlV2}, {"EnvVariable.1.Key", "GREETING"}, {"EnvVariable.1.Value", "hi"}});
+        std::tie(du, eu) =
+            a.install({{"URL", kUrlV2}, {"EnvVariable.1.Key", "GREETING"}, {"EnvVariable.1.Value", "hi"}});
         REQUIRE(a.engine->setValue(eu + "AutoStart", "true"));
         REQUIRE(a.engine->setValue(eu + "AutoRestart.MaximumRetryCount", "7"));
         before = rowValues(a);
     }
     CHECK(du == kDuTable + "2.");
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove((m.tmp / "dm.db").string() + suffix);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+        fs::remove((m.tmp / "dm.db").string() + suffix);
 
     Agent a(m);
     REQUIRE(a.rows(kDuTable) == std::vector<std::string>{du});

@@ -24,7 +24,7 @@ namespace berth::smm {
 
 enum class DuStatus { kInstalled, kUpdating, kUninstalling };
 std::string_view duStatusName(DuStatus status);  // the TR-181 enumeration value
-DuStatus duStatusFrom(std::string_view name);     // unknown: kInstalled
+DuStatus duStatusFrom(std::string_view name);    // unknown: kInstalled
 
 struct HostObjectSpec {
     std::string source, destination, options;

@@ -8,7 +8,6 @@
 // Header-only: a test target using it links berth::smm and berth::datamodel.
 
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -53,8 +52,8 @@ struct SmmCompletion {
 };
 
 struct SmmAgentOptions {
-    std::filesystem::path dbPath;    // the data model's database ("": in memory)
-    std::filesystem::path stateDir;  // SmmOptions::stateDir
+    std::filesystem::path dbPath;                             // the data model's database ("": in memory)
+    std::filesystem::path stateDir;                           // SmmOptions::stateDir
     std::vector<std::pair<std::string, std::string>> config;  // factory defaults
     std::function<void(std::string_view)> journalHook;
     std::chrono::milliseconds startGrace{0};
@@ -93,7 +92,8 @@ public:
         smm = std::move(*s);
         bool ready = false;
         REQUIRE(smm->start([&] { ready = true; }));
-        REQUIRE(runUntil(loop, [&] { return ready; }, options_.startTimeout));
+        REQUIRE(runUntil(
+            loop, [&] { return ready; }, options_.startTimeout));
     }
     ~SmmAgent() { drop(); }
     SmmAgent(const SmmAgent&) = delete;
@@ -138,10 +138,13 @@ public:
         return c;
     }
     // Runs a command to completion.
-    Result<dm::ArgMap> run(const std::string& command, const dm::ArgMap& args) { return run(command, args, options_.runTimeout); }
+    Result<dm::ArgMap> run(const std::string& command, const dm::ArgMap& args) {
+        return run(command, args, options_.runTimeout);
+    }
     Result<dm::ArgMap> run(const std::string& command, const dm::ArgMap& args, std::chrono::seconds timeout) {
         auto c = operate(command, args);
-        REQUIRE(runUntil(loop, [&] { return c->done; }, timeout));
+        REQUIRE(runUntil(
+            loop, [&] { return c->done; }, timeout));
         return c->result;
     }
     std::string get(const std::string& path) {
@@ -153,7 +156,9 @@ public:
         return r ? *r : std::vector<std::string>{};
     }
     bool waitFor(const std::function<bool()>& pred) { return runUntil(loop, pred, options_.waitTimeout); }
-    bool waitFor(const std::function<bool()>& pred, std::chrono::seconds timeout) { return runUntil(loop, pred, timeout); }
+    bool waitFor(const std::function<bool()>& pred, std::chrono::seconds timeout) {
+        return runUntil(loop, pred, timeout);
+    }
     bool waitStatus(const std::string& eu, const std::string& status) {
         return waitFor([&] { return get(eu + "Status") == status; });
     }
