@@ -106,6 +106,8 @@ std::optional<std::string> unsealPassword(const std::string& key, const std::str
     return plain;
 }
 
+constexpr std::int64_t kSchemaVersion = 2;
+
 std::string credentialAad(const std::string& eePath, const std::string& uuid) { return eePath + "\n" + uuid; }
 
 // The sealing key: read from keyFile, or made (32 random bytes, 0600) when missing.
@@ -142,6 +144,19 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& dbFi
     if (!db)
         return Error(ErrorCode::kInternalError,
                      "cannot open the operation journal " + dbFile.string() + ": " + db.error().message);
+    // Schema 2 adds the inventory. A file below it (an earlier version's, or a new one)
+    // is filled from the data-model rows once by the binding (Journal::migrate), so a
+    // journal lost on its own does not lose the DUs either.
+    std::int64_t version = 0;
+    {
+        auto v = (*db)->prepare("PRAGMA user_version");
+        if (!v) return v.error();
+        if (auto row = v->step("read"); row && *row) version = v->columnInt(0);
+    }
+    BERTH_TRY((*db)->exec(
+        "CREATE TABLE IF NOT EXISTS dus(instance INTEGER PRIMARY KEY, record TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS eus(instance INTEGER PRIMARY KEY, record TEXT NOT NULL);"));
+    bool needsMigration = version < kSchemaVersion;
     BERTH_TRY((*db)->exec(
         "CREATE TABLE IF NOT EXISTS ops(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, phase TEXT, ee TEXT,"
         " du INTEGER, uuid TEXT, version TEXT, old_digest TEXT, new_digest TEXT, url TEXT, command TEXT,"
@@ -151,6 +166,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::filesystem::path& dbFi
     auto key = loadOrCreateKey(dbFile.string() + ".key");
     if (!key) return key.error();
     std::unique_ptr<Journal> j(new Journal(std::move(*db), std::move(*key)));
+    j->needsMigration_ = needsMigration;
     BERTH_TRY(j->sealClearPasswords());
     return j;
 }
@@ -289,6 +305,85 @@ Status Journal::dropCredentials(const std::string& eePath, const std::string& uu
     auto st = db_->cached("DELETE FROM credentials WHERE ee=?1 AND uuid=?2");
     if (!st) return st.error();
     (*st)->bindText(1, eePath).bindText(2, uuid);
+    return (*st)->run("write");
+}
+
+// ---- the inventory ----
+
+Status Journal::writeDu(const DeploymentUnit& du) {
+    auto st = db_->cached("INSERT OR REPLACE INTO dus(instance, record) VALUES(?1, ?2)");
+    if (!st) return st.error();
+    (*st)->bindInt(1, du.instance).bindText(2, serialize(du));
+    return (*st)->run("write");
+}
+
+Status Journal::writeEu(const ExecutionUnit& eu) {
+    auto st = db_->cached("INSERT OR REPLACE INTO eus(instance, record) VALUES(?1, ?2)");
+    if (!st) return st.error();
+    (*st)->bindInt(1, eu.instance).bindText(2, serialize(eu));
+    return (*st)->run("write");
+}
+
+Status Journal::migrate(const Inventory& inventory) {
+    auto txn = dm::sql::Transaction::begin(*db_);
+    if (!txn) return txn.error();
+    BERTH_TRY(db_->exec("DELETE FROM dus; DELETE FROM eus;"));
+    for (const auto& [n, du] : inventory.dus()) BERTH_TRY(writeDu(du));
+    for (const auto& [n, eu] : inventory.eus()) BERTH_TRY(writeEu(eu));
+    BERTH_TRY(db_->exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
+    BERTH_TRY(txn->commit());
+    needsMigration_ = false;
+    return {};
+}
+
+Result<Inventory> Journal::loadInventory() const {
+    Inventory inv;
+    for (const char* table : {"dus", "eus"}) {
+        auto s = db_->prepare(std::string("SELECT record FROM ") + table + " ORDER BY instance");
+        if (!s) return s.error();
+        for (;;) {
+            auto row = s->step("read");
+            if (!row) return row.error();
+            if (!*row) break;
+            if (table[0] == 'd') {
+                auto du = parseDeploymentUnit(s->columnText(0));
+                if (!du) return du.error();
+                inv.put(std::move(*du));
+            } else {
+                auto eu = parseExecutionUnit(s->columnText(0));
+                if (!eu) return eu.error();
+                inv.put(std::move(*eu));
+            }
+        }
+    }
+    return inv;
+}
+
+Status Journal::saveDu(const DeploymentUnit& du, const std::vector<const ExecutionUnit*>& eus) {
+    auto txn = dm::sql::Transaction::begin(*db_);
+    if (!txn) return txn.error();
+    BERTH_TRY(writeDu(du));
+    for (const auto* eu : eus) BERTH_TRY(writeEu(*eu));
+    return txn->commit();
+}
+
+Status Journal::removeDu(const DeploymentUnit& du) {
+    auto txn = dm::sql::Transaction::begin(*db_);
+    if (!txn) return txn.error();
+    for (auto n : du.executionUnits) BERTH_TRY(removeEu(n));
+    auto st = db_->cached("DELETE FROM dus WHERE instance=?1");
+    if (!st) return st.error();
+    (*st)->bindInt(1, du.instance);
+    BERTH_TRY((*st)->run("write"));
+    return txn->commit();
+}
+
+Status Journal::saveEu(const ExecutionUnit& eu) { return writeEu(eu); }
+
+Status Journal::removeEu(std::uint32_t instance) {
+    auto st = db_->cached("DELETE FROM eus WHERE instance=?1");
+    if (!st) return st.error();
+    (*st)->bindInt(1, instance);
     return (*st)->run("write");
 }
 

@@ -1,7 +1,7 @@
 #pragma once
-// An in-process agent slice for the SoftwareModules tests: loop, worker pool,
-// engine with a database, Subreaper and SoftwareModules over one temporary
-// directory, with an ExecEnv configured the way the factory-defaults file does it.
+// The SoftwareModules integration tests' site: one temporary directory, an ExecEnv
+// configured the way the factory-defaults file does it, and the agent slice of
+// tests/support (berth/testing/smm_agent.h) over it with real runc.
 // Images are busybox images built offline and served over loopback HTTP.
 //
 // Needs root, runc, busybox-static and python3. Every harness has its own cgroup
@@ -26,6 +26,7 @@
 #include "berth/oci/container.h"
 #include "berth/oci/image_store.h"
 #include "berth/smm/software_modules.h"
+#include "berth/testing/smm_agent.h"
 #include "berth/testing/support.h"
 #include "oci_test_util.h"
 
@@ -86,28 +87,8 @@ struct HttpServer {
     std::string url(const std::string& file) const { return "http://127.0.0.1:" + std::to_string(port) + "/" + file; }
 };
 
-struct Recorder : berth::dm::ChangeListener {
-    std::vector<ArgMap> duEvents;
-    std::vector<std::pair<std::string, std::string>> values;
-    void onValueChange(std::string_view p, std::string_view v) override { values.emplace_back(p, v); }
-    void onObjectCreated(std::string_view, const std::vector<std::pair<std::string_view, std::string>>&) override {}
-    void onObjectDeleted(std::string_view) override {}
-    void onEvent(std::string_view p, const ArgMap& args) override {
-        if (p == "Device.SoftwareModules.DUStateChange!") duEvents.push_back(args);
-    }
-    // Status values an EU went through, in order.
-    std::vector<std::string> statusesOf(const std::string& euPath) const {
-        std::vector<std::string> out;
-        for (const auto& [p, v] : values)
-            if (p == euPath + "Status") out.push_back(v);
-        return out;
-    }
-};
-
-struct Completion {
-    bool done = false;
-    berth::Result<ArgMap> result = ArgMap{};
-};
+using Recorder = berth::testing::SmmRecorder;
+using Completion = berth::testing::SmmCompletion;
 
 // Directories shared by every harness opened over the same test (restarts).
 struct Site {
@@ -165,113 +146,24 @@ struct Site {
     }
 };
 
-class Harness {
+// The shared agent slice (tests/support) over a Site, with real runc and the Subreaper.
+class Harness : public berth::testing::SmmAgent {
 public:
-    explicit Harness(Site& site, std::function<void(std::string_view)> hook = {}) : site_(site) {
-        berth::dm::EngineOptions eo;
-        eo.dbPath = site.tmp / "dm.db";
-        auto e = berth::dm::Engine::open(eo);
-        REQUIRE(e);
-        engine = std::move(*e);
-        REQUIRE(engine->applyFactoryDefaults(site.config));
-        engine->addListener(&rec);
-        pool = std::make_unique<berth::WorkerPool>(loop, 2);
-        auto r = berth::Subreaper::create(loop, [this](pid_t pid, berth::ExitStatus st) {
-            if (smm) smm->onOrphanReaped(pid, st);
-        });
-        REQUIRE(r);
-        reaper = std::move(*r);
-        berth::smm::SmmOptions o;
-        o.stateDir = site.state;
-        o.journalHook = std::move(hook);
-        o.startGrace = std::chrono::milliseconds(300);
-        auto s = berth::smm::SoftwareModules::create(loop, clock, *engine, *pool, o);
-        if (!s) FAIL(s.error().describe());
-        smm = std::move(*s);
-        bool ready = false;
-        REQUIRE(smm->start([&] { ready = true; }));
-        REQUIRE(berth::testing::runUntil(loop, [&] { return ready; }, std::chrono::seconds(60)));
-    }
-    ~Harness() {
-        if (smm) smm->stop();
-        smm.reset();
-        pool.reset();
-        if (engine) engine->removeListener(&rec);
-        reaper.reset();
-        engine.reset();
-        loop.runOnce(std::chrono::milliseconds(0));
-    }
-
-    std::shared_ptr<Completion> operate(const std::string& command, const ArgMap& args, std::string key = "k") {
-        auto c = std::make_shared<Completion>();
-        berth::dm::OperateRequest req;
-        req.command = command;
-        req.commandKey = std::move(key);
-        req.inputArgs = args;
-        berth::dm::AsyncHooks hooks;
-        hooks.createRequest = [](const berth::dm::CommandCall&) -> berth::Result<std::string> {
-            return std::string("Device.LocalAgent.Request.1");
-        };
-        hooks.completed = [c](const berth::dm::CommandCall&, const std::string&, berth::Result<ArgMap> r) {
-            c->done = true;
-            c->result = std::move(r);
-        };
-        auto resp = engine->operate(req, berth::dm::Permissions::fullAccess(), hooks);
-        REQUIRE_FALSE(resp.error);
-        REQUIRE(resp.results.size() == 1);
-        const auto& res = resp.results[0];
-        if (res.kind == berth::dm::OperationResult::Kind::kFailure) {
-            c->done = true;
-            c->result = berth::Error(res.err, res.errMsg);
-        } else if (res.kind == berth::dm::OperationResult::Kind::kOutputArgs) {
-            c->done = true;
-            c->result = res.outputArgs;
-        }
-        return c;
-    }
-    // Runs an async command to completion.
-    berth::Result<ArgMap> run(const std::string& command, const ArgMap& args, std::chrono::seconds timeout = std::chrono::seconds(60)) {
-        auto c = operate(command, args);
-        REQUIRE(berth::testing::runUntil(loop, [&] { return c->done; }, timeout));
-        return c->result;
-    }
-    std::string get(const std::string& path) {
-        auto v = engine->getValue(path);
-        return v ? *v : std::string("<missing>");
-    }
-    std::vector<std::string> rows(const std::string& table) {
-        auto r = engine->resolveObjects(table);
-        return r ? *r : std::vector<std::string>{};
-    }
-    bool waitFor(const std::function<bool()>& pred, std::chrono::seconds timeout = std::chrono::seconds(30)) {
-        return berth::testing::runUntil(loop, pred, timeout);
-    }
-    bool waitStatus(const std::string& eu, const std::string& status, std::chrono::seconds timeout = std::chrono::seconds(30)) {
-        return waitFor([&] { return get(eu + "Status") == status; }, timeout);
-    }
-    // Installs and returns (DU path, EU path).
-    std::pair<std::string, std::string> install(const ArgMap& args) {
-        std::size_t before = rec.duEvents.size();
-        auto r = run("Device.SoftwareModules.InstallDU()", args);
-        if (!r) FAIL(r.error().describe());
-        REQUIRE(rec.duEvents.size() == before + 1);
-        const ArgMap& ev = rec.duEvents.back();
-        REQUIRE(ev.at("CurrentState") == "Installed");
-        std::string du = ev.at("DeploymentUnitRef") + ".";
-        std::string eu = ev.at("ExecutionUnitRefList") + ".";
-        return {du, eu};
-    }
-
-    berth::SystemClock clock;
-    berth::EventLoop loop{clock};
-    std::unique_ptr<berth::dm::Engine> engine;
-    std::unique_ptr<berth::WorkerPool> pool;
-    std::unique_ptr<berth::Subreaper> reaper;
-    std::unique_ptr<berth::smm::SoftwareModules> smm;
-    Recorder rec;
+    explicit Harness(Site& site, std::function<void(std::string_view)> hook = {})
+        : SmmAgent(optionsFor(site, std::move(hook))) {}
 
 private:
-    Site& site_;
+    static berth::testing::SmmAgentOptions optionsFor(Site& site, std::function<void(std::string_view)> hook) {
+        berth::testing::SmmAgentOptions o;
+        o.dbPath = site.tmp / "dm.db";
+        o.stateDir = site.state;
+        o.config = site.config;
+        o.journalHook = std::move(hook);
+        o.startGrace = std::chrono::milliseconds(300);
+        o.subreaper = true;
+        o.startTimeout = std::chrono::seconds(60);
+        return o;
+    }
 };
 
 }  // namespace smmtest

@@ -4,6 +4,12 @@
 // the rows still present are the interrupted operations; decideRecovery() says how
 // each one ends (see docs/software-modules.md, "Crash recovery").
 //
+// The journal also holds the inventory (inventory.h): every DU and EU record, written
+// when it changes. The DU record written at an operation's commit point is what decides
+// how an interrupted operation ends. A journal from before the inventory (no
+// user_version 2: an earlier version's file, or a new one) opens with needsMigration()
+// true: the binding then fills it once from the data-model rows (migrate()).
+//
 // The journal also keeps the download credentials of each DU, for Update() without
 // arguments (TR-181: re-use the stored URL and credentials). The file is created 0600;
 // passwords are stored sealed (AES-256-GCM) under a key in <dbFile>.key (0600), never
@@ -22,6 +28,7 @@
 
 #include "berth/core/result.h"
 #include "berth/datamodel/sqlite.h"
+#include "berth/smm/inventory.h"
 
 namespace berth::smm {
 
@@ -72,14 +79,31 @@ public:
     Result<std::pair<std::string, std::string>> credentials(const std::string& eePath, const std::string& uuid) const;
     Status dropCredentials(const std::string& eePath, const std::string& uuid);
 
+    // ---- the inventory ----
+    // True when the file predates the inventory and migrate() has not run yet.
+    bool needsMigration() const { return needsMigration_; }
+    // Stores the inventory made from an earlier version's rows, in one transaction, and
+    // marks the journal migrated.
+    Status migrate(const Inventory& inventory);
+    Result<Inventory> loadInventory() const;
+    // Writes (inserts or replaces) a DU with the given EUs, in one transaction.
+    Status saveDu(const DeploymentUnit& du, const std::vector<const ExecutionUnit*>& eus = {});
+    // Removes a DU and the EUs it lists, in one transaction.
+    Status removeDu(const DeploymentUnit& du);
+    Status saveEu(const ExecutionUnit& eu);
+    Status removeEu(std::uint32_t instance);
+
 private:
     Journal(std::unique_ptr<dm::sql::Database> db, std::string key) : db_(std::move(db)), key_(std::move(key)) {}
+    Status writeDu(const DeploymentUnit& du);
+    Status writeEu(const ExecutionUnit& eu);
+    bool needsMigration_ = false;
     Status sealClearPasswords();
     std::unique_ptr<dm::sql::Database> db_;
     std::string key_;  // AES-256 key sealing the stored passwords (<dbFile>.key, 0600)
 };
 
-// What the data model says about the DU an interrupted operation touched.
+// What the inventory says about the DU an interrupted operation touched.
 struct DuSnapshot {
     bool exists = false;
     std::string duid;    // manifest digest hex

@@ -3,7 +3,7 @@
 #include "berth/core/log.h"
 #include "berth/smm/faults.h"
 #include "paths.h"
-#include "smm_impl.h"
+#include "binding/smm_impl.h"
 
 namespace berth::smm {
 
@@ -41,33 +41,29 @@ void SoftwareModulesImpl::recoverJournal() {
         return;
     }
     for (const auto& e : *pending) {
-        DuSnapshot snap;
-        std::string duPath;
+        // The DU the operation touched, as the inventory holds it.
+        const DeploymentUnit* du = nullptr;
         if (e.kind == OpKind::kInstall) {
-            for (const auto& du : duRows())
-                if (!e.uuid.empty() && val(du + "UUID") == e.uuid && val(du + "Version") == e.version &&
-                    withDot(val(du + "ExecutionEnvRef")) == e.eePath)
-                    duPath = du;
+            if (!e.uuid.empty()) du = inv_.findDu(instanceNumber(e.eePath), e.uuid, e.version);
         } else {
-            duPath = std::string(kDuTable) + std::to_string(e.duInstance) + ".";
-            auto found = engine_.resolveObjects(duPath);
-            if (!found || found->empty()) duPath.clear();
+            du = inv_.du(e.duInstance);
         }
-        if (!duPath.empty()) {
+        DuSnapshot snap;
+        if (du) {
             snap.exists = true;
-            snap.duid = val(duPath + "DUID");
-            snap.status = val(duPath + "Status");
+            snap.duid = du->duid;
+            snap.status = std::string(duStatusName(du->status));
         }
+        std::uint32_t duInstance = du ? du->instance : 0;
         RecoveryDecision d = decideRecovery(e, snap);
-        std::vector<std::string> eus = duPath.empty() ? std::vector<std::string>{} : eusOfDu(duPath);
         using A = RecoveryDecision::DmAction;
         if (d.dmAction == A::kDeleteDu) {
-            dm::Engine::Batch batch(engine_);
-            for (const auto& eu : eus) (void)engine_.deleteInstance(eu);
-            (void)engine_.deleteInstance(duPath);
-            (void)batch.commit();
+            if (auto st = journal_->removeDu(*du); !st) BERTH_LOG_ERROR(kTag) << st.error().describe();
+            inv_.removeDu(duInstance);
         } else if (d.dmAction == A::kMarkInstalled) {
-            set(duPath + "Status", "Installed");
+            DeploymentUnit* m = inv_.du(duInstance);
+            m->status = DuStatus::kInstalled;
+            saveDu(*m);
         }
         BERTH_LOG_WARN(kTag) << opKindName(e.kind) << " (" << e.commandPath << ", key '" << e.commandKey
                              << "') was interrupted; " << (d.completed ? "it had completed" : d.message);
@@ -77,9 +73,10 @@ void SoftwareModulesImpl::recoverJournal() {
         io.operation = std::string(opKindName(e.kind));
         io.outcome = d.completed ? Result<dm::ArgMap>(dm::ArgMap{}) : Result<dm::ArgMap>(Error(d.code, d.message));
         interrupted_.push_back(std::move(io));
+        std::string duPath = duInstance ? duPathOf(duInstance) : std::string();
+        if (e.kind == OpKind::kUninstall && d.completed) duPath = duPathOf(e.duInstance);
         PendingEvent pe{e.uuid, duPath, e.version, d.currentState, formatDateTime(Clock::WallTime(std::chrono::seconds(e.startedAt))),
                         e.kind, Error(d.code, d.message), d.completed};
-        if (e.kind == OpKind::kUninstall && d.completed) pe.duPath = std::string(kDuTable) + std::to_string(e.duInstance) + ".";
         recoveryEvents_.push_back(std::move(pe));
     }
 }
@@ -151,8 +148,10 @@ Status SoftwareModulesImpl::start(std::function<void()> ready) {
     started_ = true;
     onReady_ = std::move(ready);
     loadEes();
+    loadInventory();
     recoverJournal();
     loadEus();
+    syncRows();
     std::map<std::string, ReconcileInput> inputs = reconcileInputs();
     oci::OciEnvironmentOpener opener = options_.openEnvironment;
     startJob_ = pool_.submit<ReconcileResult>(
@@ -171,27 +170,28 @@ Status SoftwareModulesImpl::start(std::function<void()> ready) {
 }
 
 void SoftwareModulesImpl::loadEus() {
-    // The data model is the record: load the EUs, fix states a crash left behind.
-    std::set<std::string> listed;
-    for (const auto& du : duRows()) {
-        if (val(du + "Status") != "Installed") set(du + "Status", "Installed");
-        std::string eePath = withDot(val(du + "ExecutionEnvRef"));
-        for (const auto& euPath : eusOfDu(du)) {
-            Eu eu;
-            eu.path = euPath;
-            eu.euid = val(euPath + "EUID");
-            eu.eePath = eePath;
-            eu.duPath = du;
-            listed.insert(euPath);
-            eus_.emplace(euPath, std::move(eu));
-        }
+    // The model is the record: its EUs, and the DU states a crash left behind fixed.
+    for (const auto& [n, entry] : inv_.dus()) {
+        DeploymentUnit& du = *inv_.du(n);
+        if (du.status == DuStatus::kInstalled) continue;
+        du.status = DuStatus::kInstalled;
+        saveDu(du);
     }
-    if (auto rows = engine_.resolveObjects(std::string(kEuTable)))
-        for (const auto& r : *rows)
-            if (!listed.count(r)) {
-                BERTH_LOG_WARN(kTag) << "removing " << r << ": no deployment unit lists it";
-                (void)engine_.deleteInstance(r);
-            }
+    for (const auto& [n, du] : inv_.dus())
+        for (auto e : du.executionUnits) {
+            const ExecutionUnit* r = inv_.eu(e);
+            if (!r) continue;
+            Eu eu;
+            eu.instance = e;
+            eu.path = euPathOf(e);
+            eu.euid = r->euid;
+            eu.eePath = std::string(kEeTable) + std::to_string(du.execEnv) + ".";
+            eu.duPath = duPathOf(n);
+            // Idle until the reconciliation says otherwise; the record keeps what the
+            // EU was (afterReconcile faults an Active one whose container is gone).
+            eu.status = EuStatus::kIdle;
+            eus_.emplace(eu.path, std::move(eu));
+        }
 }
 
 std::map<std::string, ReconcileInput> SoftwareModulesImpl::reconcileInputs() {
@@ -201,8 +201,8 @@ std::map<std::string, ReconcileInput> SoftwareModulesImpl::reconcileInputs() {
         ReconcileInput& in = inputs[path];
         in.rt = ee->rt;
         in.skip = !ee->openError.empty();
-        for (const auto& du : duRows())
-            if (withDot(val(du + "ExecutionEnvRef")) == path) in.digests.insert(val(du + "DUID"));
+        for (const auto& [n, du] : inv_.dus())
+            if (du.execEnv == ee->instance) in.digests.insert(du.duid);
         for (const auto& [p, eu] : eus_)
             if (eu.eePath == path) in.euids.insert(eu.euid);
     }
@@ -228,13 +228,13 @@ void SoftwareModulesImpl::afterReconcile(ReconcileResult result) {
         for (const auto& d : res.removedImages)
             BERTH_LOG_WARN(kTag) << "ExecEnv " << ee->name << ": removed image " << d << " that no deployment unit names";
         registerExecEnvClass(*ee);
-        std::string initial = val(path + "InitialRunLevel");
-        set(path + "CurrentRunLevel", initial.empty() ? "0" : initial);
+        ee->currentRunLevel = ee->initialRunLevel;
+        set(path + "CurrentRunLevel", std::to_string(ee->currentRunLevel));
         applyEeLimits(*ee);
         refreshEeStatus(*ee);
         for (auto& [euPath, eu] : eus_) {
             if (eu.eePath != path) continue;
-            std::string was = val(euPath + "Status");
+            EuStatus was = record(eu).status;
             auto a = res.adopted.find(eu.euid);
             if (a != res.adopted.end()) {
                 eu.live = true;
@@ -252,9 +252,9 @@ void SoftwareModulesImpl::afterReconcile(ReconcileResult result) {
                 eu.live = false;
                 eu.pid = 0;
             }
-            if (was != "Idle") {
+            if (was != EuStatus::kIdle) {
                 setStatus(eu, EuStatus::kIdle);
-                if (was == "Active")
+                if (was == EuStatus::kActive)
                     setFault(eu, EuFault::kFailureWhileActive, "the container was no longer running when the agent started");
             }
         }
@@ -279,6 +279,7 @@ void SoftwareModulesImpl::stop() {
     if (stopped_) return;
     stopped_ = true;
     ready_ = false;
+    flushEus();
     startJob_.reset();
     cleanupJobs_.clear();
     // Operations in flight stay in the journal and are ended by the next start().

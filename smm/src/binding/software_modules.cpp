@@ -11,7 +11,7 @@
 #include "berth/oci/runtime.h"
 #include "berth/smm/faults.h"
 #include "paths.h"
-#include "smm_impl.h"
+#include "binding/smm_impl.h"
 
 namespace berth::smm {
 
@@ -177,23 +177,17 @@ Ee* SoftwareModulesImpl::defaultEe() {
     return ees_.empty() ? nullptr : ees_.begin()->second.get();
 }
 
-std::vector<std::string> SoftwareModulesImpl::duRows() const {
-    auto r = engine_.resolveObjects(std::string(kDuTable));
-    return r ? *r : std::vector<std::string>{};
-}
-
 std::vector<std::string> SoftwareModulesImpl::eusOfDu(const std::string& duPath) const {
     std::vector<std::string> out;
-    for (const auto& e : splitList(val(duPath + "ExecutionUnitList"))) out.push_back(withDot(e));
+    std::uint32_t n = instanceNumber(duPath);
+    if (const DeploymentUnit* du = duPath.rfind(kDuTable, 0) == 0 ? inv_.du(n) : nullptr)
+        for (auto e : du->executionUnits) out.push_back(euPathOf(e));
     return out;
 }
 
 bool SoftwareModulesImpl::digestReferenced(const Ee& ee, const std::string& digest) const {
     std::string hex = hexOf(digest);
-    if (pins_.count(ee.path + hex)) return true;
-    for (const auto& du : duRows())
-        if (withDot(val(du + "ExecutionEnvRef")) == ee.path && val(du + "DUID") == hex) return true;
-    return false;
+    return pins_.count(ee.path + hex) || inv_.digestInUse(ee.instance, hex);
 }
 
 void SoftwareModulesImpl::cleanupImage(Ee& ee, const std::string& digest) {
@@ -294,12 +288,19 @@ void SoftwareModulesImpl::loadEes() {
     for (const auto& path : *rows) {
         auto ee = std::make_unique<Ee>();
         ee->path = path;
+        ee->instance = instanceNumber(path);
         ee->name = val(path + "Name");
         if (ee->name.empty()) {
             ee->name = "ee" + path.substr(kEeTable.size(), path.size() - kEeTable.size() - 1);
             set(path + "Name", ee->name);
         }
         ee->enabled = val(path + "Enable") == "true";
+        ee->allocatedDiskKiB = intVal(path + "AllocatedDiskSpace", -1);
+        ee->allocatedMemoryKiB = intVal(path + "AllocatedMemory", -1);
+        ee->allocatedCpuPercent = intVal(path + "AllocatedCPUPercent", -1);
+        ee->initialRunLevel = intVal(path + "InitialRunLevel", 0);
+        ee->initialEuRunLevel = intVal(path + "InitialExecutionUnitRunLevel", 0);
+        ee->restartCount = static_cast<std::uint32_t>(std::max<std::int64_t>(0, intVal(path + "RestartCount", 0)));
         ee->hostPrefixes = splitList(val(path + "X_BERTH_HostObjectPrefixes"));
         ee->fileDirectories = splitList(val(path + "X_BERTH_FileURLDirectories"));
         ee->caFile = val(path + "X_BERTH_CAFile");
@@ -339,12 +340,10 @@ void SoftwareModulesImpl::loadEes() {
 }
 
 void SoftwareModulesImpl::refreshEeStatus(Ee& ee) {
-    std::string status = "Up";
-    if (!ee.openError.empty()) status = "Error";
-    else if (!ee.enabled) status = "Disabled";
-    else if (ee.restarting) status = "Restarting";
-    if (val(ee.path + "Status") != status) set(ee.path + "Status", status);
-    if (val(ee.path + "X_BERTH_StatusMessage") != ee.openError) set(ee.path + "X_BERTH_StatusMessage", ee.openError.substr(0, 256));
+    dm::Engine::Batch batch(engine_);
+    set(ee.path + "Status", eeStatus(ee));
+    set(ee.path + "X_BERTH_StatusMessage", ee.openError.substr(0, 256));
+    (void)batch.commit();
 }
 
 void SoftwareModulesImpl::registerExecEnvClass(Ee& ee) {
@@ -384,8 +383,8 @@ void SoftwareModulesImpl::registerExecEnvClass(Ee& ee) {
 
 void SoftwareModulesImpl::applyEeLimits(Ee& ee) {
     if (!ee.rt || !ee.rt->containers) return;
-    std::int64_t memKiB = intVal(ee.path + "AllocatedMemory", -1);
-    std::int64_t cpuPct = intVal(ee.path + "AllocatedCPUPercent", -1);
+    std::int64_t memKiB = ee.allocatedMemoryKiB;
+    std::int64_t cpuPct = ee.allocatedCpuPercent;
     std::optional<std::uint64_t> mem, quota;
     if (memKiB > 0) mem = static_cast<std::uint64_t>(memKiB) * 1024;
     if (cpuPct > 0) quota = static_cast<std::uint64_t>(cpuPct * cpuCount() * 1000);
@@ -408,12 +407,14 @@ Result<dm::ArgMap> SoftwareModulesImpl::setRunLevel(const dm::CommandCall& call)
     if (!ee) return Error(ErrorCode::kObjectDoesNotExist, "no such ExecEnv", call.objPath);
     auto it = call.input.find("RequestedRunLevel");
     std::int64_t level = it == call.input.end() ? -1 : std::stoll(it->second);
+    ee->currentRunLevel = level;
     set(ee->path + "CurrentRunLevel", std::to_string(level));
     if (!ee->usable() || !ready_) return dm::ArgMap{};
     // Lowering the level stops AutoStart EUs above it (the mirror of the start rule).
     for (auto& [path, eu] : eus_) {
-        if (eu.eePath != ee->path || val(path + "AutoStart") != "true") continue;
-        if (level >= 0 && intVal(path + "RunLevel", 0) > level && eu.status == EuStatus::kActive)
+        const ExecutionUnit& r = record(eu);
+        if (eu.eePath != ee->path || !r.autoStart) continue;
+        if (level >= 0 && r.runLevel > level && eu.status == EuStatus::kActive)
             (void)request(eu, EuRequest::kIdle, true);
     }
     scheduleAutoStart(ee->path);
@@ -446,9 +447,12 @@ void SoftwareModulesImpl::modifyConstraints(const dm::CommandCall& call, dm::Com
     }
     {
         dm::Engine::Batch batch(engine_);
-        if (disk >= 0) set(ee->path + "AllocatedDiskSpace", std::to_string(disk));
-        if (mem >= 0) set(ee->path + "AllocatedMemory", std::to_string(mem));
-        if (cpu >= 0) set(ee->path + "AllocatedCPUPercent", std::to_string(cpu));
+        if (disk >= 0) ee->allocatedDiskKiB = disk;
+        if (mem >= 0) ee->allocatedMemoryKiB = mem;
+        if (cpu >= 0) ee->allocatedCpuPercent = cpu;
+        set(ee->path + "AllocatedDiskSpace", std::to_string(ee->allocatedDiskKiB));
+        set(ee->path + "AllocatedMemory", std::to_string(ee->allocatedMemoryKiB));
+        set(ee->path + "AllocatedCPUPercent", std::to_string(ee->allocatedCpuPercent));
         (void)batch.commit();
     }
     applyEeLimits(*ee);  // with Force, the kernel reclaims or OOM-kills inside the EE
@@ -460,7 +464,7 @@ void SoftwareModulesImpl::restartEe(const dm::CommandCall& call, dm::CommandDone
     auto finish = [this](dm::CommandDone d, Result<dm::ArgMap> r) { post([d = std::move(d), r = std::move(r)]() mutable { d(std::move(r)); }); };
     if (!ee || !ready_) return finish(std::move(done), Error(ErrorCode::kRequestDenied, "the ExecEnv is not ready", call.objPath));
     if (!ee->usable())
-        return finish(std::move(done), Error(ErrorCode::kInvalidExecEnvState, "the ExecEnv is " + val(ee->path + "Status") +
+        return finish(std::move(done), Error(ErrorCode::kInvalidExecEnvState, "the ExecEnv is " + eeStatus(*ee) +
                                                                                   "; Restart() needs it Up", call.objPath));
     std::vector<std::string> ids;
     std::vector<std::string> paths;
@@ -491,7 +495,7 @@ void SoftwareModulesImpl::restartEe(const dm::CommandCall& call, dm::CommandDone
     std::string eePath = ee->path;
     std::vector<std::chrono::milliseconds> delays;
     for (const auto& p : paths)
-        delays.push_back(forceStop ? std::chrono::milliseconds(0) : std::chrono::seconds(intVal(p + "ShutdownDelay", 10)));
+        delays.push_back(forceStop ? std::chrono::milliseconds(0) : std::chrono::seconds(record(eus_.at(p)).shutdownDelay));
     startJob_ = pool_.submit<bool>(
         [rt, ids, delays](const CancelToken&) {
             for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -511,13 +515,15 @@ void SoftwareModulesImpl::restartEe(const dm::CommandCall& call, dm::CommandDone
                     setStatus(*eu, EuStatus::kIdle);
                 }
             e->restarting = false;
+            e->restartCount++;
+            e->currentRunLevel = e->initialRunLevel;
             std::string t = now();
             {
                 dm::Engine::Batch batch(engine_);
                 set(eePath + "RestartReason", reason.substr(0, 256));
-                set(eePath + "RestartCount", std::to_string(intVal(eePath + "RestartCount", 0) + 1));
+                set(eePath + "RestartCount", std::to_string(e->restartCount));
                 set(eePath + "LastRestarted", t);
-                set(eePath + "CurrentRunLevel", val(eePath + "InitialRunLevel").empty() ? "0" : val(eePath + "InitialRunLevel"));
+                set(eePath + "CurrentRunLevel", std::to_string(e->currentRunLevel));
                 (void)batch.commit();
             }
             refreshEeStatus(*e);
@@ -549,14 +555,44 @@ void SoftwareModulesImpl::setEeEnabled(Ee& ee, bool enabled) {
     }
 }
 
+// Controller-writable parameters reach the model here (also our own writes, which
+// change nothing).
 void SoftwareModulesImpl::onValueChange(std::string_view paramPath, std::string_view value) {
+    if (paramPath.rfind(kEuTable, 0) == 0) {
+        auto dot = paramPath.find('.', kEuTable.size());
+        if (dot == std::string_view::npos) return;
+        auto it = eus_.find(std::string(paramPath.substr(0, dot + 1)));
+        if (it != eus_.end()) onEuParamChange(it->second, paramPath.substr(dot + 1), value);
+        return;
+    }
     if (paramPath.rfind(kEeTable, 0) != 0) return;
     auto dot = paramPath.rfind('.');
-    if (paramPath.substr(dot + 1) != "Enable") return;
-    if (Ee* ee = findEe(std::string(paramPath.substr(0, dot + 1)))) setEeEnabled(*ee, value == "true");
+    Ee* ee = findEe(std::string(paramPath.substr(0, dot + 1)));
+    if (!ee) return;
+    std::string_view param = paramPath.substr(dot + 1);
+    auto num = [&] {
+        try {
+            return static_cast<std::int64_t>(std::stoll(std::string(value)));
+        } catch (...) {
+            return std::int64_t{-1};
+        }
+    };
+    if (param == "Enable") setEeEnabled(*ee, value == "true");
+    else if (param == "InitialRunLevel") ee->initialRunLevel = num();
+    else if (param == "InitialExecutionUnitRunLevel") ee->initialEuRunLevel = num();
 }
 
 // ---- computed parameters ------------------------------------------------------------------
+
+int SoftwareModulesImpl::cpuPercentInUse(const Eu& eu, const Ee& ee) const {
+    if (!eu.live || !ee.rt || !ee.rt->containers) return 0;
+    auto f = ee.rt->containers->cgroupFigures(eu.cgroupPath);
+    if (!f) return 0;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now() - eu.activeSince).count();
+    if (ns <= 0 || f->cpuNanos < eu.cpuAtStart) return 0;
+    double pct = 100.0 * static_cast<double>(f->cpuNanos - eu.cpuAtStart) / (static_cast<double>(ns) * cpuCount());
+    return std::clamp(static_cast<int>(pct + 0.5), 0, 100);
+}
 
 Result<std::string> SoftwareModulesImpl::get(const dm::ObjectView& obj, std::string_view param) {
     const std::string& path = obj.path();
@@ -578,12 +614,7 @@ Result<std::string> SoftwareModulesImpl::get(const dm::ObjectView& obj, std::str
         auto f = ee->rt->containers->cgroupFigures(eu.cgroupPath);
         if (!f) return std::string("0");
         if (param == "MemoryInUse") return std::to_string(f->memoryBytes / 1024);
-        if (param == "CPUPercentInUse") {
-            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now() - eu.activeSince).count();
-            if (ns <= 0 || f->cpuNanos < eu.cpuAtStart) return std::string("0");
-            double pct = 100.0 * static_cast<double>(f->cpuNanos - eu.cpuAtStart) / (static_cast<double>(ns) * cpuCount());
-            return std::to_string(std::clamp(static_cast<int>(pct + 0.5), 0, 100));
-        }
+        if (param == "CPUPercentInUse") return std::to_string(cpuPercentInUse(eu, *ee));
         return std::string("0");
     }
     Ee* ee = findEe(path);
@@ -598,12 +629,12 @@ Result<std::string> SoftwareModulesImpl::get(const dm::ObjectView& obj, std::str
         return list;
     }
     if (param == "AvailableMemory") {
-        std::int64_t alloc = intVal(ee->path + "AllocatedMemory", -1);
+        std::int64_t alloc = ee->allocatedMemoryKiB;
         if (alloc < 0) return std::to_string(memAvailableKiB());
         return std::to_string(std::max<std::int64_t>(0, alloc - eeMemoryInUseKiB(*ee)));
     }
     if (param == "AvailableDiskSpace") {
-        std::int64_t alloc = intVal(ee->path + "AllocatedDiskSpace", -1);
+        std::int64_t alloc = ee->allocatedDiskKiB;
         if (alloc >= 0) return std::to_string(std::max<std::int64_t>(0, alloc - static_cast<std::int64_t>(ee->storeBytes / 1024)));
         struct statvfs sv {};
         std::string dir = ee->rt ? ee->rt->storageDir : options_.stateDir.string();
@@ -611,13 +642,10 @@ Result<std::string> SoftwareModulesImpl::get(const dm::ObjectView& obj, std::str
         return std::to_string(static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize / 1024);
     }
     if (param == "AvailableCPUPercent") {
-        std::int64_t alloc = intVal(ee->path + "AllocatedCPUPercent", -1);
+        std::int64_t alloc = ee->allocatedCpuPercent;
         std::int64_t used = 0;
         for (const auto& [p, eu] : eus_)
-            if (eu.eePath == ee->path && eu.live) {
-                auto v = engine_.getValue(p + "CPUPercentInUse");
-                if (v) used += std::stoll(*v);
-            }
+            if (eu.eePath == ee->path && eu.live) used += cpuPercentInUse(eu, *ee);
         return std::to_string(std::max<std::int64_t>(0, (alloc < 0 ? 100 : alloc) - used));
     }
     return std::string("-1");

@@ -11,7 +11,7 @@
 #include "berth/core/log.h"
 #include "berth/smm/faults.h"
 #include "paths.h"
-#include "smm_impl.h"
+#include "binding/smm_impl.h"
 
 namespace berth::smm {
 
@@ -28,70 +28,87 @@ Eu* SoftwareModulesImpl::euAt(const std::string& path) {
     return it == eus_.end() ? nullptr : &it->second;
 }
 
+// The model first, then its row (the engine raises no change for an equal value).
 void SoftwareModulesImpl::setStatus(Eu& eu, EuStatus s) {
     eu.status = s;
-    std::string name(euStatusName(s));
-    if (val(eu.path + "Status") != name) set(eu.path + "Status", name);
+    ExecutionUnit& r = record(eu);
+    if (r.status != s) {
+        r.status = s;
+        persistEu(eu);
+    }
+    set(eu.path + "Status", std::string(euStatusName(s)));
 }
 
 void SoftwareModulesImpl::setFault(Eu& eu, EuFault f, const std::string& message) {
-    dm::Engine::Batch batch(engine_);
-    std::string code(euFaultName(f));
-    if (val(eu.path + "ExecutionFaultCode") != code) set(eu.path + "ExecutionFaultCode", code);
+    ExecutionUnit& r = record(eu);
     std::string msg = f == EuFault::kNoFault ? std::string() : message.substr(0, 256);
-    if (val(eu.path + "ExecutionFaultMessage") != msg) set(eu.path + "ExecutionFaultMessage", msg);
+    if (r.fault != f || r.faultMessage != msg) {
+        r.fault = f;
+        r.faultMessage = msg;
+        persistEu(eu);
+    }
+    dm::Engine::Batch batch(engine_);
+    set(eu.path + "ExecutionFaultCode", std::string(euFaultName(f)));
+    set(eu.path + "ExecutionFaultMessage", msg);
     (void)batch.commit();
 }
 
-AutoRestartPolicy SoftwareModulesImpl::policyOf(const Eu& eu) const {
-    AutoRestartPolicy p;
-    std::string a = eu.path + "AutoRestart.";
-    p.enable = val(a + "Enable") == "true";
-    p.minWaitSeconds = static_cast<std::uint32_t>(intVal(a + "RetryMinimumWaitInterval", p.minWaitSeconds));
-    p.maxWaitSeconds = static_cast<std::uint32_t>(intVal(a + "RetryMaximumWaitInterval", p.maxWaitSeconds));
-    p.multiplier = static_cast<std::uint32_t>(intVal(a + "RetryIntervalMultiplier", p.multiplier));
-    p.maxRetries = static_cast<std::uint32_t>(intVal(a + "MaximumRetryCount", p.maxRetries));
-    p.resetPeriodSeconds = static_cast<std::uint32_t>(intVal(a + "ResetPeriod", 0));
-    return p;
+void SoftwareModulesImpl::setRetryCount(Eu& eu, std::uint32_t count) {
+    ExecutionUnit& r = record(eu);
+    if (r.retryCount != count) {
+        r.retryCount = count;
+        persistEu(eu);
+    }
+    set(eu.path + "AutoRestart.RetryCount", std::to_string(count));
 }
+
+void SoftwareModulesImpl::setExitStatus(Eu& eu, const std::string& text) {
+    ExecutionUnit& r = record(eu);
+    if (r.exitStatus == text) return;
+    r.exitStatus = text;
+    persistEu(eu);
+    set(eu.path + "X_BERTH_ExitStatus", text);
+}
+
+AutoRestartPolicy SoftwareModulesImpl::policyOf(const Eu& eu) const { return inv_.eu(eu.instance)->autoRestart; }
 
 Result<oci::ContainerSettings> SoftwareModulesImpl::settingsFor(const Eu& eu, const Ee& ee, EuFault* fault,
                                                                 std::vector<ResolvedHostObject>* hosts) {
     oci::ContainerSettings s;
     *fault = EuFault::kUnstartable;
-    if (auto rows = engine_.resolveObjects(eu.path + "EnvVariable."))
-        for (const auto& r : *rows) s.extraEnv.push_back(val(r + "Key") + "=" + val(r + "Value"));
-    if (auto rows = engine_.resolveObjects(eu.path + "HostObject."))
-        for (const auto& r : *rows) {
-            oci::BindMount m;
-            std::string source = val(r + "Source");
-            m.destination = val(r + "Destination");
-            auto options = parseHostObjectOptions(val(r + "Options"));
-            if (!options) return Error(options.error().code, "HostObject " + source + ": " + options.error().message);
-            m.readOnly = options->readOnly;
-            m.noExec = options->noExec;
-            // The source is staged by the start job (the staging path is set there).
-            auto fd = resolveHostObject(ee.hostPrefixes, source);
-            if (!fd) {
-                if (fd.error().message.find("does not exist") != std::string::npos) *fault = EuFault::kDependencyFailure;
-                return Error(fd.error().code, "HostObject " + fd.error().message);
-            }
-            hosts->push_back(ResolvedHostObject{std::move(*fd), *options});
-            s.mounts.push_back(std::move(m));
+    const ExecutionUnit& rec = *inv_.eu(eu.instance);
+    for (const auto& [k, v] : rec.env) s.extraEnv.push_back(k + "=" + v);
+    for (const auto& h : rec.hostObjects) {
+        oci::BindMount m;
+        const std::string& source = h.source;
+        m.destination = h.destination;
+        auto options = parseHostObjectOptions(h.options);
+        if (!options) return Error(options.error().code, "HostObject " + source + ": " + options.error().message);
+        m.readOnly = options->readOnly;
+        m.noExec = options->noExec;
+        // The source is staged by the start job (the staging path is set there).
+        auto fd = resolveHostObject(ee.hostPrefixes, source);
+        if (!fd) {
+            if (fd.error().message.find("does not exist") != std::string::npos) *fault = EuFault::kDependencyFailure;
+            return Error(fd.error().code, "HostObject " + fd.error().message);
         }
-    std::int64_t euMem = intVal(eu.path + "AllocatedMemory", -1);
-    std::int64_t eeMem = intVal(ee.path + "AllocatedMemory", -1);
+        hosts->push_back(ResolvedHostObject{std::move(*fd), *options});
+        s.mounts.push_back(std::move(m));
+    }
+    std::int64_t euMem = rec.allocatedMemoryKiB;
+    std::int64_t eeMem = ee.allocatedMemoryKiB;
     std::int64_t mem = euMem > 0 ? euMem : eeMem;
     if (euMem > 0 && eeMem > 0) mem = std::min(euMem, eeMem);
     if (mem > 0) s.memoryLimitBytes = mem * 1024;
-    std::int64_t euCpu = intVal(eu.path + "AllocatedCPUPercent", -1);
-    std::int64_t eeCpu = intVal(ee.path + "AllocatedCPUPercent", -1);
+    std::int64_t euCpu = rec.allocatedCpuPercent;
+    std::int64_t eeCpu = ee.allocatedCpuPercent;
     if (euCpu > 0) {
         long n = ::sysconf(_SC_NPROCESSORS_ONLN);
         s.cpus = euCpu / 100.0 * (eeCpu > 0 ? eeCpu / 100.0 : 1.0) * static_cast<double>(n > 0 ? n : 1);
     }
     s.pidsLimit = 1024;
-    s.annotations["org.berth.du.uuid"] = val(eu.duPath + "UUID");
+    const DeploymentUnit* du = inv_.du(rec.deploymentUnit);
+    s.annotations["org.berth.du.uuid"] = du ? du->uuid : std::string();
     s.annotations["org.berth.eu.path"] = noDot(eu.path);
     return s;
 }
@@ -102,9 +119,9 @@ Result<dm::ArgMap> SoftwareModulesImpl::setRequestedState(const dm::CommandCall&
     if (!eu) return Error(ErrorCode::kObjectDoesNotExist, "no such execution unit", call.objPath);
     Ee* ee = findEe(eu->eePath);
     if (!ee || !ee->enabled) return Error(ErrorCode::kInvalidValue, "the execution unit's ExecEnv is disabled");
-    if (!ee->usable()) return Error(ErrorCode::kInvalidValue, "the execution unit's ExecEnv is " + val(ee->path + "Status"));
+    if (!ee->usable()) return Error(ErrorCode::kInvalidValue, "the execution unit's ExecEnv is " + eeStatus(*ee));
     if (busyDus_.count(eu->duPath))
-        return Error(ErrorCode::kInvalidDuState, "the deployment unit is " + val(eu->duPath + "Status") + "; retry when it is Installed");
+        return Error(ErrorCode::kInvalidDuState, "the deployment unit is " + duStatusText(eu->duPath) + "; retry when it is Installed");
     auto it = call.input.find("RequestedState");
     EuRequest req = it != call.input.end() && it->second == "Active" ? EuRequest::kActive : EuRequest::kIdle;
     BERTH_TRY(request(*eu, req, false));
@@ -118,9 +135,9 @@ Result<dm::ArgMap> SoftwareModulesImpl::restartEu(const dm::CommandCall& call) {
     Ee* ee = findEe(eu->eePath);
     if (!ee || !ee->usable()) return Error(ErrorCode::kInvalidValue, "the execution unit's ExecEnv is not Up");
     if (busyDus_.count(eu->duPath))
-        return Error(ErrorCode::kInvalidDuState, "the deployment unit is " + val(eu->duPath + "Status") + "; retry when it is Installed");
+        return Error(ErrorCode::kInvalidDuState, "the deployment unit is " + duStatusText(eu->duPath) + "; retry when it is Installed");
     BERTH_TRY(request(*eu, EuRequest::kRestart, false));
-    set(eu->path + "AutoRestart.RetryCount", "0");
+    setRetryCount(*eu, 0);
     return dm::ArgMap{};
 }
 
@@ -138,7 +155,7 @@ Status SoftwareModulesImpl::request(Eu& eu, EuRequest req, bool autoStart) {
             return okStatus();
         case EuAction::kCancelBackoff:
             eu.backoff.reset();
-            set(eu.path + "AutoRestart.NextRestart", "0001-01-01T00:00:00Z");
+            setNextRestart(eu, "0001-01-01T00:00:00Z");
             setStatus(eu, EuStatus::kIdle);
             return okStatus();
     }
@@ -161,7 +178,8 @@ void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
         setStatus(eu, EuStatus::kIdle);
         return;
     }
-    std::string digest = val(eu.duPath + "DUID");
+    const DeploymentUnit* du = inv_.du(record(eu).deploymentUnit);
+    std::string digest = du ? du->duid : std::string();
     eu.autoStarted = autoStart;
     eu.busy = true;
     eu.stopRequested = false;
@@ -204,7 +222,7 @@ void SoftwareModulesImpl::startEu(Eu& eu, bool autoStart) {
     {
         dm::Engine::Batch batch(engine_);  // one database commit for the three changes
         setFault(eu, EuFault::kNoFault, "");
-        if (!val(eu.path + "X_BERTH_ExitStatus").empty()) set(eu.path + "X_BERTH_ExitStatus", "");
+        setExitStatus(eu, "");
         setStatus(eu, EuStatus::kStarting);
         (void)batch.commit();
     }
@@ -238,7 +256,7 @@ void SoftwareModulesImpl::onStarted(const std::string& path, oci::RunnerResult<o
     AutoRestartPolicy policy = policyOf(*eu);
     if (policy.resetPeriodSeconds > 0) {
         eu->healthy = loop_.createTimer([this, path] {
-            if (Eu* e = euAt(path)) set(e->path + "AutoRestart.RetryCount", "0");
+            if (Eu* e = euAt(path)) setRetryCount(*e, 0);
         });
         eu->healthy->start(std::chrono::seconds(policy.resetPeriodSeconds));
     }
@@ -254,6 +272,15 @@ void SoftwareModulesImpl::onStarted(const std::string& path, oci::RunnerResult<o
     }
     settle(*eu);
     pumpAutoStart();
+}
+
+void SoftwareModulesImpl::setNextRestart(Eu& eu, const std::string& when) {
+    ExecutionUnit& r = record(eu);
+    if (r.nextRestart != when) {
+        r.nextRestart = when;
+        persistEu(eu);
+    }
+    set(eu.path + "AutoRestart.NextRestart", when);
 }
 
 void SoftwareModulesImpl::forgetWatch(Eu& eu, Ee& ee) {
@@ -277,7 +304,7 @@ void SoftwareModulesImpl::stopEu(Eu& eu, std::optional<EuFault> fault, std::stri
     setStatus(eu, eu.pending == EuRequest::kActive ? EuStatus::kRestarting : EuStatus::kStopping);
     auto rt = ee->rt;
     std::string id = eu.euid, path = eu.path;
-    auto grace = std::chrono::seconds(intVal(eu.path + "ShutdownDelay", 10));
+    auto grace = std::chrono::seconds(record(eu).shutdownDelay);
     eu.job = pool_.submit<oci::RunnerStatus>(
         [rt, id, grace](const CancelToken&) -> oci::RunnerStatus {
             if (!rt->containers->info(id)) return {};
@@ -316,10 +343,10 @@ void SoftwareModulesImpl::onContainerExit(const std::string& path, const oci::Co
     f.autoStarted = eu->autoStarted;
     f.status = exit.status;
     f.oomKilled = exit.oomKilled;
-    f.retryCount = static_cast<std::uint32_t>(intVal(path + "AutoRestart.RetryCount", 0));
-    std::int64_t mem = intVal(path + "AllocatedMemory", -1);
+    f.retryCount = record(*eu).retryCount;
+    std::int64_t mem = record(*eu).allocatedMemoryKiB;
     if (ee) {
-        std::int64_t eeMem = intVal(ee->path + "AllocatedMemory", -1);
+        std::int64_t eeMem = ee->allocatedMemoryKiB;
         if (mem <= 0 || (eeMem > 0 && eeMem < mem)) mem = eeMem;
     }
     f.memoryLimitKiB = mem;
@@ -330,7 +357,7 @@ void SoftwareModulesImpl::onContainerExit(const std::string& path, const oci::Co
                          << (exit.oomKilled ? " (OOM)" : "") << (d.restart ? "; restarting" : "");
     std::string exitText = exit.status ? exit.status->describe() : "unknown";
     if (exit.oomKilled) exitText += ", OOM-killed";
-    set(path + "X_BERTH_ExitStatus", exitText.substr(0, 64));
+    setExitStatus(*eu, exitText.substr(0, 64));
     setFault(*eu, d.fault, d.message);
     eu->healthy.reset();
     setStatus(*eu, d.next);
@@ -351,19 +378,20 @@ void SoftwareModulesImpl::onContainerExit(const std::string& path, const oci::Co
             e->busy = false;
             e->live = false;
             if (restart && e->status == EuStatus::kRestarting && !e->pending) {
-                auto retry = static_cast<std::uint32_t>(intVal(path + "AutoRestart.RetryCount", 0));
+                auto retry = record(*e).retryCount;
                 std::uniform_real_distribution<double> dist(0.0, 1.0);
                 auto delay = autoRestartDelay(policy, retry, dist(rng_));
-                set(path + "AutoRestart.NextRestart",
-                    formatDateTime(clock_.wallNow() + std::chrono::duration_cast<std::chrono::system_clock::duration>(delay)));
+                setNextRestart(*e, formatDateTime(clock_.wallNow() +
+                                                  std::chrono::duration_cast<std::chrono::system_clock::duration>(delay)));
                 e->backoff = loop_.createTimer([this, path] {
                     Eu* x = euAt(path);
                     if (!x || x->status != EuStatus::kRestarting || x->busy) return;
                     dm::Engine::Batch batch(engine_);
-                    set(path + "AutoRestart.RetryCount",
-                        std::to_string(intVal(path + "AutoRestart.RetryCount", 0) + 1));
-                    set(path + "AutoRestart.LastRestarted", now());
-                    set(path + "AutoRestart.NextRestart", "0001-01-01T00:00:00Z");
+                    setRetryCount(*x, record(*x).retryCount + 1);
+                    ExecutionUnit& r = record(*x);
+                    r.lastRestarted = now();
+                    set(path + "AutoRestart.LastRestarted", r.lastRestarted);
+                    setNextRestart(*x, "0001-01-01T00:00:00Z");
                     (void)batch.commit();
                     startEu(*x, true);
                 });
@@ -386,12 +414,13 @@ void SoftwareModulesImpl::settle(Eu& eu) {
 void SoftwareModulesImpl::scheduleAutoStart(const std::string& eePath) {
     Ee* ee = findEe(eePath);
     if (!ee || !ee->usable() || !ready_) return;
-    std::int64_t current = intVal(eePath + "CurrentRunLevel", -1);
+    std::int64_t current = ee->currentRunLevel;
     std::vector<std::pair<std::pair<std::int64_t, std::uint64_t>, std::string>> due;
     for (const auto& [path, eu] : eus_) {
         if (eu.eePath != eePath || eu.status != EuStatus::kIdle || eu.busy) continue;
-        if (val(path + "AutoStart") != "true") continue;
-        std::int64_t level = intVal(path + "RunLevel", 0);
+        const ExecutionUnit& r = *inv_.eu(eu.instance);
+        if (!r.autoStart) continue;
+        std::int64_t level = r.runLevel;
         if (current >= 0 && level > current) continue;
         due.push_back({{level, instanceNumber(path)}, path});
     }

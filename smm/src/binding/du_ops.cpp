@@ -14,7 +14,7 @@
 #include "berth/smm/faults.h"
 #include "berth/smm/uuid.h"
 #include "paths.h"
-#include "smm_impl.h"
+#include "binding/smm_impl.h"
 
 namespace berth::smm {
 
@@ -96,44 +96,39 @@ Result<DuArgs> SoftwareModulesImpl::parseDuArgs(const dm::ArgMap& in, bool insta
     return smm::parseDuArgs(in, install, context);
 }
 
-Status SoftwareModulesImpl::writeEuSettings(const std::string& eu, const DuArgs& a, bool install) {
-    if (install) {
-        BERTH_TRY(engine_.setValue(eu + "ShutdownDelay", std::to_string(a.shutdownDelay)));
-    }
+// The EU settings InstallDU()/Update() arguments carry, into the model record.
+void SoftwareModulesImpl::applyEuSettings(ExecutionUnit& eu, const DuArgs& a, bool install) {
+    if (install) eu.shutdownDelay = a.shutdownDelay;
     if (install || a.hasResources) {
-        BERTH_TRY(engine_.setValue(eu + "AllocatedMemory", a.memKiB ? std::to_string(*a.memKiB) : "-1"));
-        BERTH_TRY(engine_.setValue(eu + "AllocatedCPUPercent", a.cpuPercent ? std::to_string(*a.cpuPercent) : "-1"));
-        // Per-EU disk quotas are not enforced (no project quotas); the value is not kept.
-        BERTH_TRY(engine_.setValue(eu + "AllocatedDiskSpace", "-1"));
+        eu.allocatedMemoryKiB = a.memKiB ? *a.memKiB : -1;
+        eu.allocatedCpuPercent = a.cpuPercent ? *a.cpuPercent : -1;
     }
     if (install || a.hasAutoRestart) {
-        const AutoRestartPolicy& p = a.autoRestart;
-        BERTH_TRY(engine_.setValue(eu + "AutoRestart.Enable", p.enable ? "true" : "false"));
-        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryMinimumWaitInterval", std::to_string(p.minWaitSeconds)));
-        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryMaximumWaitInterval", std::to_string(p.maxWaitSeconds)));
-        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryIntervalMultiplier", std::to_string(p.multiplier)));
-        BERTH_TRY(engine_.setValue(eu + "AutoRestart.MaximumRetryCount", std::to_string(p.maxRetries)));
-        BERTH_TRY(engine_.setValue(eu + "AutoRestart.ResetPeriod", std::to_string(p.resetPeriodSeconds)));
-        BERTH_TRY(engine_.setValue(eu + "AutoRestart.RetryCount", "0"));
+        eu.autoRestart = a.autoRestart;
+        eu.retryCount = 0;
     }
-    if (a.hasEnv) {
-        if (auto rows = engine_.resolveObjects(eu + "EnvVariable."))
-            for (const auto& r : *rows) BERTH_TRY(engine_.deleteInstance(r));
-        for (const auto& [k, v] : a.env) {
-            auto r = engine_.addInstance(eu + "EnvVariable.", {{"Key", k}, {"Value", v}});
-            if (!r) return r.error();
-        }
-    }
+    if (a.hasEnv) eu.env = a.env;
     if (a.hasHostObjects) {
-        if (auto rows = engine_.resolveObjects(eu + "HostObject."))
-            for (const auto& r : *rows) BERTH_TRY(engine_.deleteInstance(r));
-        for (const auto& h : a.hostObjects) {
-            auto r = engine_.addInstance(eu + "HostObject.",
-                                         {{"Source", h.source}, {"Destination", h.destination}, {"Options", h.options}});
-            if (!r) return r.error();
-        }
+        eu.hostObjects.clear();
+        for (const auto& h : a.hostObjects) eu.hostObjects.push_back({h.source, h.destination, h.options});
     }
-    return okStatus();
+}
+
+std::string SoftwareModulesImpl::duStatusText(const std::string& duPath) {
+    const DeploymentUnit* du = duAt(duPath);
+    if (!du) return "gone";
+    if (busyDus_.count(duPath) && du->status == DuStatus::kInstalled) return "busy";
+    return std::string(duStatusName(du->status));
+}
+
+void SoftwareModulesImpl::setDuStatus(const std::string& duPath, DuStatus status) {
+    DeploymentUnit* du = duAt(duPath);
+    if (!du) return;
+    if (du->status != status) {
+        du->status = status;
+        saveDu(*du);
+    }
+    set(duPath + "Status", std::string(duStatusName(status)));
 }
 
 DuOp* SoftwareModulesImpl::newOp(const dm::CommandCall& call, dm::CommandDone done, OpKind kind) {
@@ -162,8 +157,7 @@ void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
     std::string duPath = op->duPath;
     if (op->entry.kind != OpKind::kInstall && !duPath.empty()) {
         busyDus_.erase(duPath);
-        auto found = engine_.resolveObjects(duPath);
-        if (found && !found->empty()) set(duPath + "Status", "Installed");
+        setDuStatus(duPath, DuStatus::kInstalled);
         // An update or uninstall stopped these EUs: start them again.
         for (const auto& p : op->stoppedEus)
             if (Eu* eu = euAt(p)) (void)request(*eu, EuRequest::kActive, false);
@@ -173,8 +167,8 @@ void SoftwareModulesImpl::failOp(DuOp* op, Error error) {
         cleanupImage(*op->ee, op->entry.newDigest);
     if (op->entry.id) (void)journal_->finish(op->entry.id);
     std::vector<std::string> eus = op->entry.kind == OpKind::kInstall || duPath.empty() ? std::vector<std::string>{} : eusOfDu(duPath);
-    std::string version = op->entry.kind == OpKind::kInstall ? op->entry.version
-                                                             : (duPath.empty() ? op->entry.version : val(duPath + "Version"));
+    const DeploymentUnit* du = op->entry.kind == OpKind::kInstall || duPath.empty() ? nullptr : duAt(duPath);
+    std::string version = du ? du->version : op->entry.version;
     raiseDuStateChange(op->entry.uuid, op->entry.kind == OpKind::kInstall ? std::string() : duPath, version, "Failed",
                        true, eus, op->startTime, now(), op->entry.kind, &error);
     auto done = std::move(op->done);
@@ -270,7 +264,7 @@ void SoftwareModulesImpl::pullFor(DuOp* op, std::function<void(DuOp*, oci::Runne
         return;
     }
     auto rt = op->ee->rt;
-    std::int64_t budgetKiB = intVal(op->ee->path + "AllocatedDiskSpace", -1);
+    std::int64_t budgetKiB = op->ee->allocatedDiskKiB;
     std::uint64_t holdId = ++pullSeq_;
     oci::PullRequest req = pullRequestFor(op, holdId, budgetKiB);
     op->job = downloads_->submit<oci::RunnerResult<oci::ImageRecord>>(
@@ -358,7 +352,7 @@ void SoftwareModulesImpl::installDu(const dm::CommandCall& call, dm::CommandDone
     if (!ee->enabled) return failLater(Error(ErrorCode::kInvalidValue, "ExecEnv " + ee->name + " is disabled"));
     if (!ee->usable())
         return failLater(Error(ErrorCode::kInvalidValue, "ExecEnv " + ee->name + " is not usable: " +
-                                                             (ee->openError.empty() ? val(ee->path + "Status") : ee->openError)));
+                                                             (ee->openError.empty() ? eeStatus(*ee) : ee->openError)));
     auto args = parseDuArgs(call.input, true, ee);
     if (!args) return failLater(args.error());
     op->args = std::move(*args);
@@ -372,15 +366,13 @@ void SoftwareModulesImpl::installDu(const dm::CommandCall& call, dm::CommandDone
 // same ExecEnv: 7226.
 std::optional<Error> SoftwareModulesImpl::duplicateOf(DuOp* op) {
     Ee& ee = *op->ee;
-    for (const auto& du : duRows())
-        if (val(du + "UUID") == op->entry.uuid && val(du + "Version") == op->entry.version &&
-            val(du + "ExecutionEnvRef") == noDot(ee.path)) {
-            op->entry.newDigest.clear();  // the image may be the installed one: keep it
-            return Error(ErrorCode::kDuplicateDeploymentUnit,
-                         "deployment unit " + op->entry.uuid + " version " + op->entry.version +
-                             " is already installed in ExecEnv " + ee.name + " as " + noDot(du) +
-                             "; use Update() or install another version");
-        }
+    if (const DeploymentUnit* du = inv_.findDu(ee.instance, op->entry.uuid, op->entry.version)) {
+        op->entry.newDigest.clear();  // the image may be the installed one: keep it
+        return Error(ErrorCode::kDuplicateDeploymentUnit,
+                     "deployment unit " + op->entry.uuid + " version " + op->entry.version +
+                         " is already installed in ExecEnv " + ee.name + " as " + noDot(duPathOf(du->instance)) +
+                         "; use Update() or install another version");
+    }
     for (const auto& [p, o] : ops_)
         if (p != op && o->entry.kind == OpKind::kInstall && o->entry.phase == kPhaseCommitting && o->entry.uuid == op->entry.uuid &&
             o->entry.version == op->entry.version && o->ee == op->ee)
@@ -388,58 +380,57 @@ std::optional<Error> SoftwareModulesImpl::duplicateOf(DuOp* op) {
     return std::nullopt;
 }
 
-// The DU row and its EU row, in one transaction. On failure nothing of them is committed;
-// duPath/euPath name what was added (for the caller to delete).
-Status SoftwareModulesImpl::addDuRows(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath) {
+// The DU and its EU: rows in one data-model transaction (the engine numbers them), then
+// the records in the journal, the commit point. On failure nothing of them stays.
+Status SoftwareModulesImpl::addDu(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath) {
     Ee& ee = *op->ee;
-    std::string hex = hexOf(op->image.manifestDigest);
-    Status st = okStatus();
     std::string t = now();
+    DeploymentUnit du;
+    du.execEnv = ee.instance;
+    du.uuid = op->entry.uuid;
+    du.duid = hexOf(op->image.manifestDigest);
+    du.name = id.name;
+    du.url = op->args.url;
+    du.description = id.description;
+    du.vendor = id.vendor;
+    du.version = id.version;
+    du.moduleVersion = op->args.moduleVersion.substr(0, 32);
+    du.installed = du.lastUpdate = t;
+    ExecutionUnit eu;
+    eu.execEnv = ee.instance;
+    eu.name = id.name;
+    eu.vendor = id.vendor;
+    eu.version = id.version;
+    eu.description = id.description;
+    eu.creationTime = t;
+    eu.runLevel = std::max<std::int64_t>(0, ee.initialEuRunLevel);
+    applyEuSettings(eu, op->args, true);
+    Status st = okStatus();
     {
         dm::Engine::Batch batch(engine_);
-        auto du = engine_.addInstance(std::string(kDuTable), {{"UUID", op->entry.uuid},
-                                                              {"DUID", hex},
-                                                              {"Name", id.name},
-                                                              {"Status", "Installed"},
-                                                              {"Resolved", "true"},
-                                                              {"URL", op->args.url},
-                                                              {"Description", id.description},
-                                                              {"Vendor", id.vendor},
-                                                              {"Version", id.version},
-                                                              {"ExecutionEnvRef", noDot(ee.path)},
-                                                              {"Installed", t},
-                                                              {"LastUpdate", t},
-                                                              {"ModuleVersion", op->args.moduleVersion.substr(0, 32)}});
-        if (!du) st = du.error();
+        auto d = engine_.addInstance(std::string(kDuTable));
+        auto e = d ? engine_.addInstance(std::string(kEuTable)) : Result<std::string>(d.error());
+        if (d) duPath = *d;
+        if (e) euPath = *e;
+        if (!d || !e) st = d ? e.error() : d.error();
         if (st) {
-            duPath = *du;
-            std::int64_t runLevel = std::max<std::int64_t>(0, intVal(ee.path + "InitialExecutionUnitRunLevel", 0));
-            auto eu = engine_.addInstance(std::string(kEuTable), {{"Name", id.name},
-                                                                  {"Status", "Idle"},
-                                                                  {"ExecutionFaultCode", "NoFault"},
-                                                                  {"AutoStart", "false"},
-                                                                  {"RunLevel", std::to_string(runLevel)},
-                                                                  {"Vendor", id.vendor},
-                                                                  {"Version", id.version},
-                                                                  {"Description", id.description},
-                                                                  {"Privileged", "false"},
-                                                                  {"CreationTime", t},
-                                                                  {"ExecutionEnvRef", noDot(ee.path)}});
-            if (!eu) st = eu.error();
-            if (st) {
-                euPath = *eu;
-                std::string n = euPath.substr(kEuTable.size(), euPath.size() - kEuTable.size() - 1);
-                std::string euid = ee.name + "." + n;
-                st = engine_.setValue(euPath + "EUID", euid);
-                if (st) st = engine_.setValue(euPath + "ExecEnvLabel", euid);
-                if (st) st = writeEuSettings(euPath, op->args, true);
-                if (st) st = engine_.setValue(duPath + "ExecutionUnitList", noDot(euPath));
-            }
+            du.instance = instanceNumber(duPath);
+            eu.instance = instanceNumber(euPath);
+            eu.deploymentUnit = du.instance;
+            eu.euid = ee.name + "." + std::to_string(eu.instance);
+            du.executionUnits = {eu.instance};
+            st = writeEuRow(eu);
+            if (st) st = writeEuTables(eu);
+            if (st) st = writeDuRow(du);
         }
         Status c = batch.commit();
         if (st) st = c;
     }
-    return st;
+    if (st) st = journal_->saveDu(du, {&eu});
+    if (!st) return st;
+    inv_.put(std::move(eu));
+    inv_.put(std::move(du));
+    return okStatus();
 }
 
 void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r) {
@@ -459,7 +450,7 @@ void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::Image
 
     journalPhase(op, kPhaseCommitting);
     std::string duPath, euPath;
-    Status st = addDuRows(op, id, duPath, euPath);
+    Status st = addDu(op, id, duPath, euPath);
     if (!st) {
         dm::Engine::Batch batch(engine_);
         if (!euPath.empty()) (void)engine_.deleteInstance(euPath);
@@ -473,8 +464,9 @@ void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::Image
         (void)journal_->saveCredentials(ee.path, op->entry.uuid, op->args.username, op->args.password);
     ee.storeBytes += op->image.unpackedBytes;
     Eu eu;
+    eu.instance = instanceNumber(euPath);
     eu.path = euPath;
-    eu.euid = val(euPath + "EUID");
+    eu.euid = record(eu).euid;
     eu.eePath = ee.path;
     eu.duPath = duPath;
     eus_.emplace(euPath, std::move(eu));
@@ -492,17 +484,19 @@ void SoftwareModulesImpl::updateDu(const dm::CommandCall& call, dm::CommandDone 
     DuOp* op = newOp(call, std::move(done), OpKind::kUpdate);
     auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
     std::string du = call.objPath;
-    op->entry.uuid = val(du + "UUID");
-    op->entry.version = val(du + "Version");
+    const DeploymentUnit* m = duAt(du);
+    if (!m) return failLater(Error(ErrorCode::kObjectDoesNotExist, "no such deployment unit", call.objPath));
+    op->entry.uuid = m->uuid;
+    op->entry.version = m->version;
     if (!ready_) return failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
-    if (busyDus_.count(du) || val(du + "Status") != "Installed")
-        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " + val(du + "Status") +
-                                                                "; Update() needs it Installed"));
-    Ee* ee = findEe(val(du + "ExecutionEnvRef"));
+    if (busyDus_.count(du) || m->status != DuStatus::kInstalled)
+        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " +
+                                                                std::string(duStatusName(m->status)) + "; Update() needs it Installed"));
+    Ee* ee = findEe(std::string(kEeTable) + std::to_string(m->execEnv));
     if (!ee) return failLater(Error(ErrorCode::kUnknownExecEnv, "the deployment unit's ExecEnv no longer exists"));
     op->ee = ee;
     op->entry.eePath = ee->path;
-    if (!ee->usable()) return failLater(Error(ErrorCode::kInvalidValue, "ExecEnv " + ee->name + " is " + val(ee->path + "Status")));
+    if (!ee->usable()) return failLater(Error(ErrorCode::kInvalidValue, "ExecEnv " + ee->name + " is " + eeStatus(*ee)));
     for (const auto& eu : eusOfDu(du))
         if (Eu* e = euAt(eu); e && e->busy)
             return failLater(Error(ErrorCode::kInvalidDuState, "execution unit " + noDot(eu) + " is " +
@@ -511,7 +505,7 @@ void SoftwareModulesImpl::updateDu(const dm::CommandCall& call, dm::CommandDone 
     if (!args) return failLater(args.error());
     op->args = std::move(*args);
     if (op->args.url.empty()) {
-        op->args.url = val(du + "URL");
+        op->args.url = m->url;
         if (call.input.count("Username") == 0 || call.input.at("Username").empty()) {
             if (auto c = journal_->credentials(ee->path, op->entry.uuid)) {
                 op->args.username = c->first;
@@ -521,14 +515,14 @@ void SoftwareModulesImpl::updateDu(const dm::CommandCall& call, dm::CommandDone 
     }
     op->duPath = du;
     op->entry.duInstance = static_cast<std::uint32_t>(std::stoul(du.substr(kDuTable.size())));
-    op->entry.oldDigest = "sha256:" + val(du + "DUID");
+    op->entry.oldDigest = "sha256:" + m->duid;
     op->entry.url = op->args.url;
     if (auto id = journal_->begin(op->entry); !id) {
         op->duPath.clear();
         return failLater(id.error());
     }
     busyDus_.insert(du);
-    set(du + "Status", "Updating");
+    setDuStatus(du, DuStatus::kUpdating);
     hook(OpKind::kUpdate, kPhaseStarted);
     pullFor(op, [this](DuOp* o, oci::RunnerResult<oci::ImageRecord> r) { onUpdatePulled(o, std::move(r)); });
 }
@@ -545,13 +539,12 @@ void SoftwareModulesImpl::onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageR
     op->entry.version = id.version;
     journalPhase(op, kPhasePulled);
     op->entry.version = oldVersion;  // reported on failure: the DU keeps it
-    for (const auto& du : duRows())
-        if (du != op->duPath && val(du + "UUID") == op->entry.uuid && val(du + "Version") == id.version &&
-            val(du + "ExecutionEnvRef") == noDot(ee.path)) {
-            if (op->entry.newDigest == "sha256:" + val(du + "DUID")) op->entry.newDigest.clear();
-            return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit, "version " + id.version + " of " + op->entry.uuid +
-                                                                             " is already installed as " + noDot(du)));
-        }
+    if (const DeploymentUnit* other = inv_.findDu(ee.instance, op->entry.uuid, id.version, instanceNumber(op->duPath))) {
+        if (op->entry.newDigest == "sha256:" + other->duid) op->entry.newDigest.clear();
+        return failOp(op, Error(ErrorCode::kDuplicateDeploymentUnit, "version " + id.version + " of " + op->entry.uuid +
+                                                                         " is already installed as " +
+                                                                         noDot(duPathOf(other->instance))));
+    }
     if (auto cmp = compareVersions(id.version, oldVersion); cmp && *cmp < 0) {
         if (op->entry.newDigest == op->entry.oldDigest) op->entry.newDigest.clear();
         return failOp(op, Error(ErrorCode::kInvalidDuState, "version " + id.version + " is older than the installed " +
@@ -567,41 +560,57 @@ void SoftwareModulesImpl::onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageR
         if (!st) return failOp(o, toUspError(st.error(), "stop of the execution units"));
         journalPhase(o, kPhaseStopped);
         journalPhase(o, kPhaseCommitting);
-        Status s = writeUpdatedRows(o, id);
+        Status s = writeUpdated(o, id);
         if (!s) return failOp(o, Error(ErrorCode::kInternalError, "cannot record the update: " + s.error().message));
         onUpdateCommitted(o, id);
     });
 }
 
-// The DU's and its EUs' rows at the new version, in one transaction.
-Status SoftwareModulesImpl::writeUpdatedRows(DuOp* o, const DuIdentity& id) {
-    std::string du = o->duPath;
-    std::string t = now();
+// The DU and its EUs at the new version: the records in the journal (the commit point),
+// then their rows in one transaction.
+Status SoftwareModulesImpl::writeUpdated(DuOp* o, const DuIdentity& id) {
+    const DeploymentUnit* current = duAt(o->duPath);
+    if (!current) return Error(ErrorCode::kObjectDoesNotExist, "the deployment unit went away", o->duPath);
+    DeploymentUnit du = *current;
+    du.duid = hexOf(o->image.manifestDigest);
+    du.version = id.version;
+    du.name = id.name;
+    du.vendor = id.vendor;
+    du.description = id.description;
+    du.url = o->args.url;
+    du.lastUpdate = now();
+    if (!o->args.moduleVersion.empty()) du.moduleVersion = o->args.moduleVersion.substr(0, 32);
+    du.status = DuStatus::kInstalled;
+    std::vector<ExecutionUnit> eus;
+    std::vector<const ExecutionUnit*> euPtrs;
+    for (auto n : du.executionUnits)
+        if (const ExecutionUnit* e = inv_.eu(n)) {
+            ExecutionUnit eu = *e;
+            eu.version = id.version;
+            eu.vendor = id.vendor;
+            eu.description = id.description;
+            applyEuSettings(eu, o->args, false);
+            eus.push_back(std::move(eu));
+        }
+    for (const auto& eu : eus) euPtrs.push_back(&eu);
+    BERTH_TRY(journal_->saveDu(du, euPtrs));
     Status s = okStatus();
     {
         dm::Engine::Batch batch(engine_);
-        auto w = [&](const std::string& p, const std::string& v) {
-            if (s) s = engine_.setValue(p, v);
-        };
-        w(du + "DUID", hexOf(o->image.manifestDigest));
-        w(du + "Version", id.version);
-        w(du + "Name", id.name);
-        w(du + "Vendor", id.vendor);
-        w(du + "Description", id.description);
-        w(du + "URL", o->args.url);
-        w(du + "LastUpdate", t);
-        if (!o->args.moduleVersion.empty()) w(du + "ModuleVersion", o->args.moduleVersion.substr(0, 32));
-        for (const auto& eu : eusOfDu(du)) {
-            w(eu + "Version", id.version);
-            w(eu + "Vendor", id.vendor);
-            w(eu + "Description", id.description);
-            if (s) s = writeEuSettings(eu, o->args, false);
+        for (const auto& eu : eus) {
+            if (s) s = writeEuRow(eu);
+            if (s && (o->args.hasEnv || o->args.hasHostObjects)) s = writeEuTables(eu);
         }
-        w(du + "Status", "Installed");
+        if (s) s = writeDuRow(du);
         Status c = batch.commit();
         if (s) s = c;
     }
-    return s;
+    // Past the commit point: rows that could not be written are made again from the
+    // model at the next start.
+    if (!s) BERTH_LOG_ERROR(kTag) << "cannot write the rows of " << o->duPath << ": " << s.error().describe();
+    for (auto& eu : eus) inv_.put(std::move(eu));
+    inv_.put(std::move(du));
+    return okStatus();
 }
 
 // After the commit point of an Update: the old image goes, the stopped EUs start again.
@@ -641,7 +650,7 @@ void SoftwareModulesImpl::stopDuContainers(DuOp* op, const std::vector<std::stri
         eu->busy = true;
         eu->stopRequested = true;
         if (eu->live) setStatus(*eu, EuStatus::kStopping);
-        targets.emplace_back(eu->euid, std::chrono::seconds(intVal(p + "ShutdownDelay", 10)));
+        targets.emplace_back(eu->euid, std::chrono::seconds(record(*eu).shutdownDelay));
     }
     auto rt = op->ee->rt;
     op->job = pool_.submit<oci::RunnerStatus>(
@@ -675,13 +684,15 @@ void SoftwareModulesImpl::uninstallDu(const dm::CommandCall& call, dm::CommandDo
     DuOp* op = newOp(call, std::move(done), OpKind::kUninstall);
     auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
     std::string du = call.objPath;
-    op->entry.uuid = val(du + "UUID");
-    op->entry.version = val(du + "Version");
+    const DeploymentUnit* m = duAt(du);
+    if (!m) return failLater(Error(ErrorCode::kObjectDoesNotExist, "no such deployment unit", call.objPath));
+    op->entry.uuid = m->uuid;
+    op->entry.version = m->version;
     if (!ready_) return failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
-    if (busyDus_.count(du) || val(du + "Status") != "Installed")
-        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " + val(du + "Status") +
-                                                                "; Uninstall() needs it Installed"));
-    Ee* ee = findEe(val(du + "ExecutionEnvRef"));
+    if (busyDus_.count(du) || m->status != DuStatus::kInstalled)
+        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " +
+                                                                std::string(duStatusName(m->status)) + "; Uninstall() needs it Installed"));
+    Ee* ee = findEe(std::string(kEeTable) + std::to_string(m->execEnv));
     if (!ee || !ee->usable())
         return failLater(Error(ErrorCode::kInvalidValue, "the deployment unit's ExecEnv is not Up"));
     op->ee = ee;
@@ -692,14 +703,14 @@ void SoftwareModulesImpl::uninstallDu(const dm::CommandCall& call, dm::CommandDo
                                                                     std::string(euStatusName(e->status)) + "; retry when it settles"));
     op->duPath = du;
     op->entry.duInstance = static_cast<std::uint32_t>(std::stoul(du.substr(kDuTable.size())));
-    op->entry.oldDigest = "sha256:" + val(du + "DUID");
-    op->entry.url = val(du + "URL");
+    op->entry.oldDigest = "sha256:" + m->duid;
+    op->entry.url = m->url;
     if (auto id = journal_->begin(op->entry); !id) {
         op->duPath.clear();
         return failLater(id.error());
     }
     busyDus_.insert(du);
-    set(du + "Status", "Uninstalling");
+    setDuStatus(du, DuStatus::kUninstalling);
     hook(OpKind::kUninstall, kPhaseStarted);
     // TR-369: uninstalling stops the DU's EUs first.
     stopDuContainers(op, eusOfDu(du), [this](DuOp* o, oci::RunnerStatus st) {
@@ -709,7 +720,10 @@ void SoftwareModulesImpl::uninstallDu(const dm::CommandCall& call, dm::CommandDo
         journalPhase(o, kPhaseCommitting);
         std::string du = o->duPath;
         std::vector<std::string> eus = eusOfDu(du);
-        Status s = okStatus();
+        const DeploymentUnit* m = duAt(du);
+        Status s = m ? journal_->removeDu(*m) : Status(Error(ErrorCode::kObjectDoesNotExist, "the deployment unit went away", du));
+        if (!s) return failOp(o, Error(ErrorCode::kInternalError, "cannot remove the deployment unit: " + s.error().message));
+        inv_.removeDu(m->instance);
         {
             dm::Engine::Batch batch(engine_);
             for (const auto& eu : eus)
@@ -718,14 +732,11 @@ void SoftwareModulesImpl::uninstallDu(const dm::CommandCall& call, dm::CommandDo
             Status c = batch.commit();
             if (s) s = c;
         }
-        if (!s) return failOp(o, Error(ErrorCode::kInternalError, "cannot remove the deployment unit: " + s.error().message));
+        if (!s) BERTH_LOG_ERROR(kTag) << "cannot delete the rows of " << du << ": " << s.error().describe();
         for (const auto& eu : eus) eus_.erase(eu);
         journalPhase(o, kPhaseCommitted);
         Ee& e = *o->ee;
-        bool sameUuidLeft = false;
-        for (const auto& other : duRows())
-            if (val(other + "UUID") == o->entry.uuid && val(other + "ExecutionEnvRef") == noDot(e.path)) sameUuidLeft = true;
-        if (!sameUuidLeft) (void)journal_->dropCredentials(e.path, o->entry.uuid);
+        if (!inv_.uuidInUse(e.instance, o->entry.uuid, 0)) (void)journal_->dropCredentials(e.path, o->entry.uuid);
         cleanupImage(e, o->entry.oldDigest);
         std::string uuid = o->entry.uuid, version = o->entry.version, start = o->startTime;
         finishOp(o, dm::ArgMap{});

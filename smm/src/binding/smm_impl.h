@@ -1,7 +1,9 @@
 #pragma once
-// Private: the SoftwareModules implementation, split over software_modules.cpp
-// (setup, ExecEnvs, recovery, providers), du_ops.cpp (InstallDU/Update/Uninstall)
-// and eu_ops.cpp (ExecutionUnit lifecycle).
+// Private (TR-181 binding): the SoftwareModules implementation, split over software_modules.cpp
+// (setup, ExecEnvs, providers), startup.cpp (recovery, reconciliation), du_ops.cpp
+// (InstallDU/Update/Uninstall), eu_ops.cpp (ExecutionUnit lifecycle) and rows.cpp (the
+// DU/EU rows written from the model in berth/smm/inventory.h, its persistence and the
+// migration of an earlier version's rows).
 
 #include <sys/types.h>
 
@@ -20,6 +22,7 @@
 #include "berth/smm/disk_budget.h"
 #include "berth/smm/eu_state.h"
 #include "berth/smm/host_objects.h"
+#include "berth/smm/inventory.h"
 #include "berth/smm/journal.h"
 #include "berth/smm/software_modules.h"
 #include "binding/du_args.h"
@@ -61,8 +64,15 @@ struct EeRuntime {
 
 struct Ee {
     std::string path;  // "Device.SoftwareModules.ExecEnv.1."
+    std::uint32_t instance = 0;
     std::string name;
     bool enabled = true;
+    // Limits (ModifyConstraints(), or the configuration): -1 none.
+    std::int64_t allocatedDiskKiB = -1, allocatedMemoryKiB = -1, allocatedCpuPercent = -1;
+    // Run levels: InitialRunLevel and InitialExecutionUnitRunLevel are controller-writable
+    // (kept current by onValueChange); CurrentRunLevel is ours.
+    std::int64_t initialRunLevel = 0, initialEuRunLevel = 0, currentRunLevel = -1;
+    std::uint32_t restartCount = 0;
     std::string openError;  // why the runtime could not be opened
     std::vector<std::string> hostPrefixes;
     std::vector<std::string> fileDirectories;  // X_BERTH_FileURLDirectories; empty: file: URLs off
@@ -85,12 +95,15 @@ struct Ee {
     bool usable() const { return rt && rt->containers && enabled && openError.empty() && !restarting; }
 };
 
+// What the binding keeps of an EU beside its model record (inventory.h): the runtime
+// side (container, timers, the call in flight).
 struct Eu {
+    std::uint32_t instance = 0;  // the model record
     std::string path;    // "Device.SoftwareModules.ExecutionUnit.3."
     std::string euid;    // container ID
     std::string eePath;
     std::string duPath;
-    EuStatus status = EuStatus::kIdle;
+    EuStatus status = EuStatus::kIdle;  // mirrors the record's (setStatus writes both)
     bool busy = false;                // a runtime call is in flight
     std::optional<EuRequest> pending; // request deferred while busy
     bool stopRequested = false;
@@ -161,8 +174,24 @@ private:
     void post(std::function<void()> fn);
     Ee* findEe(const std::string& ref);
     Ee* defaultEe();
-    std::vector<std::string> duRows() const;
     std::vector<std::string> eusOfDu(const std::string& duPath) const;
+    // ---- the model and its rows (rows.cpp) ----
+    static std::string duPathOf(std::uint32_t instance);
+    static std::string euPathOf(std::uint32_t instance);
+    DeploymentUnit* duAt(const std::string& path);
+    ExecutionUnit& record(const Eu& eu);
+    std::string eeStatus(const Ee& ee) const;
+    Status writeDuRow(const DeploymentUnit& du);
+    Status writeEuRow(const ExecutionUnit& eu);
+    Status writeEuTables(const ExecutionUnit& eu);
+    Status addRows(const DeploymentUnit& du, const std::vector<const ExecutionUnit*>& eus);
+    void saveDu(const DeploymentUnit& du);
+    void persistEu(const Eu& eu);  // soon, once per loop turn
+    void flushEus();
+    void loadInventory();
+    Inventory readEarlierRows();
+    void syncRows();
+    void onEuParamChange(Eu& eu, std::string_view param, std::string_view value);
     bool digestReferenced(const Ee& ee, const std::string& digest) const;
     void cleanupImage(Ee& ee, const std::string& digest);
     void raiseDuStateChange(const std::string& uuid, const std::string& duPath, const std::string& version,
@@ -171,6 +200,7 @@ private:
                             const Error* fault);
     void applyEeLimits(Ee& ee);
     std::int64_t eeMemoryInUseKiB(const Ee& ee) const;
+    int cpuPercentInUse(const Eu& eu, const Ee& ee) const;
     void loadEes();
     // Reads the ExecEnv's security parameters into rt; returns why they are unusable, or "".
     std::string loadEeSecurity(const std::string& path, EeRuntime& rt) const;
@@ -201,9 +231,9 @@ private:
     void endPull(DuOp* op);
     void onInstallPulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
     std::optional<Error> duplicateOf(DuOp* op);
-    Status addDuRows(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath);
+    Status addDu(DuOp* op, const DuIdentity& id, std::string& duPath, std::string& euPath);
     void onUpdatePulled(DuOp* op, oci::RunnerResult<oci::ImageRecord> r);
-    Status writeUpdatedRows(DuOp* o, const DuIdentity& id);
+    Status writeUpdated(DuOp* o, const DuIdentity& id);
     void onUpdateCommitted(DuOp* o, const DuIdentity& id);
     void stopDuContainers(DuOp* op, const std::vector<std::string>& eus, std::function<void(DuOp*, oci::RunnerStatus)> then);
     void failOp(DuOp* op, Error error);
@@ -212,7 +242,8 @@ private:
     void unpin(DuOp* op);
     DuOp* newOp(const dm::CommandCall& call, dm::CommandDone done, OpKind kind);
     void journalPhase(DuOp* op, std::string_view phase);
-    Status writeEuSettings(const std::string& euPath, const DuArgs& args, bool install);
+    static void applyEuSettings(ExecutionUnit& eu, const DuArgs& args, bool install);
+    void setDuStatus(const std::string& duPath, DuStatus status);
 
     // ---- EU lifecycle (eu_ops.cpp) ----
     Result<dm::ArgMap> setRequestedState(const dm::CommandCall& call);
@@ -226,6 +257,10 @@ private:
     void settle(Eu& eu);
     void setStatus(Eu& eu, EuStatus s);
     void setFault(Eu& eu, EuFault f, const std::string& message);
+    void setRetryCount(Eu& eu, std::uint32_t count);
+    void setExitStatus(Eu& eu, const std::string& text);
+    void setNextRestart(Eu& eu, const std::string& when);
+    std::string duStatusText(const std::string& duPath);
     AutoRestartPolicy policyOf(const Eu& eu) const;
     // The container settings of an EU. Resolves its HostObjects again (see host_objects.h):
     // their fds go to `hosts`, in the order of settings.mounts.
@@ -246,6 +281,9 @@ private:
     std::uint64_t pullSeq_ = 0;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     std::unique_ptr<Journal> journal_;
+    Inventory inv_;  // the source of truth of DUs and EUs; persisted in journal_
+    std::set<std::uint32_t> dirtyEus_;
+    bool flushPosted_ = false;
     std::map<std::string, std::unique_ptr<Ee>> ees_;  // by path
     std::map<std::string, Eu> eus_;                    // by path
     std::map<DuOp*, std::unique_ptr<DuOp>> ops_;
