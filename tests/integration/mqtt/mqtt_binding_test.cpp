@@ -123,6 +123,9 @@ private:
     std::unique_ptr<testing::ProcessGuard> proc_;
 };
 
+// The library the running test case's clients use (set by its fixture).
+MqttConnectionFactory currentFactory;
+
 // One MqttClient with what it received and reported.
 struct Peer {
     std::unique_ptr<MqttClient> client;
@@ -130,7 +133,8 @@ struct Peer {
     std::vector<std::pair<MtpStatus, std::string>> statuses;
 
     Peer(EventLoop& loop, MqttClientConfig config) {
-        auto c = MqttClient::create(loop, std::move(config));
+        REQUIRE(currentFactory);
+        auto c = MqttClient::create(loop, std::move(config), currentFactory);
         REQUIRE(c);
         client = std::move(*c);
         client->onRecord([this](InboundRecord r) { inbound.push_back(std::move(r)); });
@@ -204,16 +208,42 @@ struct LogCapture {
     std::vector<std::string> lines;
 };
 
+// Every test runs once per MQTT library: "<name> - Paho" and "<name> - Mosquitto".
+struct Paho {
+    static constexpr MqttLibrary kLibrary = MqttLibrary::kPaho;
+};
+struct Mosquitto {
+    static constexpr MqttLibrary kLibrary = MqttLibrary::kMosquitto;
+};
+
+template <typename Library>
 struct Fixture {
+    Fixture() {
+        auto f = mqttConnectionFactory(Library::kLibrary, pool);
+        REQUIRE(f);
+        currentFactory = std::move(*f);
+    }
+    ~Fixture() { currentFactory = nullptr; }
     SystemClock clock;
     EventLoop loop{clock};
+    WorkerPool pool{loop, 2};
     testing::TempDir dir{"berth-mqtt"};
 };
 
 }  // namespace
 
-TEST_CASE_METHOD(Fixture, "MQTT 5 agent and controller exchange records using the Response Topic",
-                 "[mqtt][integration]") {
+#ifdef BERTH_WITH_MOSQUITTO
+#define MQTT_LIBRARIES Paho, Mosquitto
+#else
+#define MQTT_LIBRARIES Paho
+#endif
+// The fixture's members under their plain names inside a template test case.
+#define FIXTURE_MEMBERS                      \
+    [[maybe_unused]] auto& loop = this->loop; \
+    [[maybe_unused]] auto& dir = this->dir
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "MQTT 5 agent and controller exchange records using the Response Topic", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     Peer agent(loop, config(broker.plain(), "usp/agent", "proto::agent-1"));
     Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
@@ -227,8 +257,8 @@ TEST_CASE_METHOD(Fixture, "MQTT 5 agent and controller exchange records using th
     CHECK(agent.client->figures().responseTopicDiscovered == "usp/agent");
 }
 
-TEST_CASE_METHOD(Fixture, "MQTT 3.1.1 agent and controller exchange records using the reply-to suffix",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "MQTT 3.1.1 agent and controller exchange records using the reply-to suffix", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     auto sub = startSub(dir / "sub.out", {"-h", "127.0.0.1", "-p", std::to_string(broker.plain()), "-V", "mqttv311",
                                           "-t", "usp/controller/#", "-v"});
@@ -244,9 +274,9 @@ TEST_CASE_METHOD(Fixture, "MQTT 3.1.1 agent and controller exchange records usin
     }));
 }
 
-TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with an empty replyTo, both content types "
-                          "are accepted, ours is usp.msg",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with an empty replyTo, both content types "
+                          "are accepted, ours is usp.msg", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     auto sub = startSub(dir / "sub.out", {"-h", "127.0.0.1", "-p", std::to_string(broker.plain()), "-V", "mqttv5",
                                           "-t", "usp/ctrl5", "-F", "WIRE %t|%C|%R|%p"});
@@ -268,7 +298,8 @@ TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with a
         [&] { return testing::readFile(dir / "sub.out").find("WIRE usp/ctrl5|usp.msg|usp/agent|answer") != std::string::npos; }));
 }
 
-TEST_CASE_METHOD(Fixture, "The EndpointID is published retained on obuspa/EndpointID", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "The EndpointID is published retained on obuspa/EndpointID", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     auto cfg = config(broker.plain(), "usp/agent", "proto::agent-1");
     cfg.publishEndpointId = true;
@@ -283,8 +314,8 @@ TEST_CASE_METHOD(Fixture, "The EndpointID is published retained on obuspa/Endpoi
     CHECK(r->out == "proto::agent-1\n");
 }
 
-TEST_CASE_METHOD(Fixture, "After a broker restart the agent reconnects within ConnectRetryTime*k and exchanges again",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "After a broker restart the agent reconnects within ConnectRetryTime*k and exchanges again", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     Peer agent(loop, config(broker.plain(), "usp/agent", "proto::agent-1"));
     Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
@@ -314,7 +345,8 @@ TEST_CASE_METHOD(Fixture, "After a broker restart the agent reconnects within Co
     }
 }
 
-TEST_CASE_METHOD(Fixture, "A dead or silent broker on one client does not delay another", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A dead or silent broker on one client does not delay another", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     // A port nobody listens on, and a listener that never accepts (TCP completes, no CONNACK ever).
     int deadPort = testing::freeTcpPort();
@@ -351,7 +383,8 @@ TEST_CASE_METHOD(Fixture, "A dead or silent broker on one client does not delay 
     exchange(loop, live, controller, "usp/agent", "usp/controller", "2");
 }
 
-TEST_CASE_METHOD(Fixture, "TLS with the right CA connects and exchanges records", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "TLS with the right CA connects and exchanges records", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.tls(), "usp/agent", "proto::agent-1");
@@ -363,8 +396,8 @@ TEST_CASE_METHOD(Fixture, "TLS with the right CA connects and exchanges records"
     exchange(loop, agent, controller, "usp/agent", "usp/controller", "tls");
 }
 
-TEST_CASE_METHOD(Fixture, "TLS with a wrong CA ends in Error with the verify failure and the CA file in the log",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "TLS with a wrong CA ends in Error with the verify failure and the CA file in the log", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     LogCapture logs;
@@ -379,7 +412,8 @@ TEST_CASE_METHOD(Fixture, "TLS with a wrong CA ends in Error with the verify fai
     CHECK(logs.contains("server certificate rejected", "CA file " + certs("other-ca.pem")));
 }
 
-TEST_CASE_METHOD(Fixture, "TLS refuses a broker certificate that names another host", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "TLS refuses a broker certificate that names another host", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.wrongName(), "usp/agent", "proto::agent-1");
@@ -397,8 +431,8 @@ TEST_CASE_METHOD(Fixture, "TLS refuses a broker certificate that names another h
     REQUIRE(testing::runUntil(loop, [&] { return agent.up(); }, 10s));
 }
 
-TEST_CASE_METHOD(Fixture, "Mutual TLS connects with a client certificate and is refused without one",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "Mutual TLS connects with a client certificate and is refused without one", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.mtls(), "usp/agent", "proto::agent-1");
@@ -418,8 +452,8 @@ TEST_CASE_METHOD(Fixture, "Mutual TLS connects with a client certificate and is 
     exchange(loop, with, controller, "usp/agent", "usp/controller", "mtls");
 }
 
-TEST_CASE_METHOD(Fixture, "A new configuration applied at run time moves the client without a restart",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A new configuration applied at run time moves the client without a restart", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.plain(), "usp/agent", "proto::agent-1");
