@@ -5,12 +5,14 @@
 #include <catch2/catch.hpp>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 
+#include <fstream>
 #include <mutex>
 
 #include "berth/core/fd.h"
@@ -108,6 +110,13 @@ public:
         proc_->stop();
         proc_.reset();
     }
+    void kill9() {
+        proc_->kill9();
+        proc_.reset();
+    }
+    // SIGSTOP / SIGCONT: the broker keeps its sockets but answers nothing meanwhile.
+    void pause() { REQUIRE(::kill(proc_->pid(), SIGSTOP) == 0); }
+    void resume() { REQUIRE(::kill(proc_->pid(), SIGCONT) == 0); }
     int plain() const { return plain_; }
     int tls() const { return tls_; }
     int mtls() const { return mtls_; }
@@ -344,6 +353,102 @@ TEMPLATE_TEST_CASE_METHOD(Fixture, "After a broker restart the agent reconnects 
         exchange(loop, agent, controller, "usp/agent", "usp/controller", "after " + std::to_string(round));
     }
 }
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A broker killed with SIGKILL mid-session is noticed and reconnected to once it is back",
+                          "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
+    Broker broker(dir.path());
+    Peer agent(loop, config(broker.plain(), "usp/agent", "proto::agent-1"));
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up() && controller.up(); }));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "before");
+    broker.kill9();
+    REQUIRE(testing::runUntil(loop, [&] { return !agent.up() && !controller.up(); }, 5s));
+    CHECK_FALSE(agent.client->send({"lost", "usp/controller", RecordKind::kOther}));
+    broker.start();
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up() && controller.up(); }, 10s));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "after");
+}
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A broker that stops answering is given up after the keep-alive and reconnected to "
+                          "when it answers again",
+                          "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
+    Broker broker(dir.path());
+    auto cfg = config(broker.plain(), "usp/agent", "proto::agent-1");
+    cfg.keepAliveTime = 5s;
+    cfg.connectTimeout = 3s;
+    Peer agent(loop, cfg);
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up(); }));
+    broker.pause();
+    const auto paused = std::chrono::steady_clock::now();
+    // No PINGRESP: the client gives the connection up within 1.25 + 1 keep-alive
+    // periods, plus a second of the clock's rounding.
+    REQUIRE(testing::runUntil(loop, [&] { return !agent.up(); }, 15s));
+    const auto noticed = std::chrono::steady_clock::now() - paused;
+    INFO("noticed after " << std::chrono::duration_cast<std::chrono::milliseconds>(noticed).count() << " ms");
+    CHECK(noticed >= 4s);
+    CHECK(noticed < 14s);
+    broker.resume();
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up(); }, 15s));
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] { return controller.up(); }));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "after");
+}
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A broker given by host name is resolved and TLS checks its certificate against that name",
+                          "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
+    Certs certs(dir.path());
+    Broker broker(dir.path(), &certs);
+    auto cfg = config(broker.tls(), "usp/agent", "proto::agent-1");
+    cfg.brokerAddress = "localhost";  // the broker certificate names DNS:localhost and IP:127.0.0.1
+    cfg.transport = MqttTransport::kTls;
+    cfg.tls.caFile = certs("ca.pem");
+    Peer agent(loop, cfg);
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up() && controller.up(); }, 10s));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "by name");
+}
+
+#ifdef BERTH_WITH_MOSQUITTO
+namespace {
+long threadsOfThisProcess() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("Threads:", 0) == 0) return std::stol(line.substr(8));
+    return -1;
+}
+long openFiles() {
+    long n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+}  // namespace
+
+TEST_CASE_METHOD(Fixture<Mosquitto>, "The libmosquitto binding carries twenty connections on the loop thread without "
+                                     "starting a thread, one descriptor each",
+                 "[mqtt][integration]") {
+    Broker broker(dir.path());
+    const long before = threadsOfThisProcess();
+    const long filesBefore = openFiles();
+    std::vector<std::unique_ptr<Peer>> peers;
+    for (int i = 0; i < 20; ++i)
+        peers.push_back(std::make_unique<Peer>(
+            loop, config(broker.plain(), "usp/agent/" + std::to_string(i), "proto::agent-" + std::to_string(i))));
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] {
+        return controller.up() && std::all_of(peers.begin(), peers.end(), [](const auto& p) { return p->up(); });
+    }));
+    for (int i = 0; i < 20; i += 7)
+        exchange(loop, *peers[static_cast<std::size_t>(i)], controller, "usp/agent/" + std::to_string(i),
+                 "usp/controller", std::to_string(i));
+    CHECK(threadsOfThisProcess() == before);
+    // The broker socket only: libmosquitto's own wake-up socket pair is closed.
+    CHECK(openFiles() - filesBefore == 21);
+}
+#endif
 
 TEMPLATE_TEST_CASE_METHOD(Fixture, "A dead or silent broker on one client does not delay another", "[mqtt][integration]", MQTT_LIBRARIES) {
     FIXTURE_MEMBERS;

@@ -226,6 +226,7 @@ agent::AgentOptions Simulator::Impl::optionsFor(const Slot& s) {
     a.softwareModules = o_.softwareModules;
     a.workerPool = &pool_;
     a.protocolTrace = o_.protocolTrace;
+    a.mqttLibrary = o_.mqttLibrary;
     const std::uint64_t n = s.n;
     a.onRestart = [this, n] {
         // Called from inside the agent: it is destroyed only after this returns.

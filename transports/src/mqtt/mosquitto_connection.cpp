@@ -19,9 +19,9 @@
 // SNI is set to that name when the handshake starts. A failed TLS connect is
 // diagnosed on the worker pool as in the Paho binding (tls_files.h).
 //
-// Two libmosquitto 2.0 facts shape the figures: every client holds a socket pair of
-// its own besides the broker socket (3 descriptors per connection; berth-sim raises
-// RLIMIT_NOFILE), and MQTT 5 CONNECT properties can only be given through the
+// Two libmosquitto 2.0 facts shape this file: every client opens a socket pair of its
+// own besides the broker socket, which is closed again (closeWakeupPair), and MQTT 5
+// CONNECT properties can only be given through the
 // blocking mosquitto_connect_bind_v5(), which stores them before it checks its
 // arguments: called with no host, it stores them and returns MOSQ_ERR_INVAL at once,
 // and the asynchronous connect then sends them.
@@ -33,6 +33,7 @@
 #include <openssl/x509v3.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 
@@ -108,6 +109,42 @@ void setSniAtHandshake(const SSL* ssl, int where, int /*ret*/) {
     SSL_set_tlsext_host_name(const_cast<SSL*>(ssl), const_cast<char*>(sni));
 }
 
+bool isUnnamedUnixStream(int fd) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    sockaddr_storage addr{};
+    socklen_t addrLen = sizeof addr;
+    return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM &&
+           ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addrLen) == 0 && addr.ss_family == AF_UNIX &&
+           addrLen == sizeof(sa_family_t);
+}
+
+// libmosquitto 2.0 opens a socket pair per client (mosquitto_new), only to wake its own
+// loop thread, which berth does not use: two descriptors per client that would cap one
+// process at about 6,600 clients under a 20,000 open-file limit, and a byte written
+// into it per packet that nobody reads. The pair sits right after the client socket at
+// the start of struct mosquitto (lib/mosquitto_internal.h: sock, sockpairR, sockpairW);
+// libmosquitto checks both for INVALID_SOCKET before use, as after a failed
+// socketpair(). They are closed and marked so only after checking that they are what
+// that layout says: a fresh, connected pair of unnamed UNIX stream sockets (a probe
+// byte written into one comes out of the other). Anything else: left as it is.
+void closeWakeupPair(mosquitto* m) {
+    int major = 0, minor = 0, revision = 0;
+    mosquitto_lib_version(&major, &minor, &revision);
+    if (major != 2) return;
+    int* fields = reinterpret_cast<int*>(m);
+    const int r = fields[1], w = fields[2];
+    if (fields[0] != mosquitto_socket(m) || r < 0 || w < 0 || r == w) return;
+    if (!isUnnamedUnixStream(r) || !isUnnamedUnixStream(w)) return;
+    char probe = 'b', got = 0;
+    if (::recv(r, &got, 1, MSG_DONTWAIT | MSG_PEEK) != -1) return;  // not fresh
+    if (::send(w, &probe, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1) return;
+    if (::recv(r, &got, 1, MSG_DONTWAIT) != 1 || got != probe) return;
+    ::close(r);
+    ::close(w);
+    fields[1] = fields[2] = -1;  // INVALID_SOCKET
+}
+
 class MosquittoConnection final : public MqttConnection {
 public:
     MosquittoConnection(EventLoop& loop, WorkerPool& pool, const MqttClientConfig& config, std::string clientId,
@@ -139,6 +176,7 @@ public:
                              (errno == EINVAL ? std::string("a broker-assigned ClientID needs CleanSession true")
                                               : std::string(std::strerror(errno))),
                          "ClientID");
+        closeWakeupPair(mosq_);
         mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, v5_ ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
         // See tcp_nodelay.h: without it every second small PUBLISH waits ~40 ms.
         mosquitto_int_option(mosq_, MOSQ_OPT_TCP_NODELAY, 1);
