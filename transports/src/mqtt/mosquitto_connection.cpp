@@ -296,7 +296,9 @@ public:
         resolveJob_.reset();
         diagnosis_.reset();
         connectTimer_.reset();
-        if (!mosq_ || mosquitto_socket(mosq_) < 0 || !connacked_) {
+        if (!mosq_ || mosquitto_socket(mosq_) < 0 || !connacked_ || gone_) {
+            watch_.reset();
+            watchedFd_ = -1;
             finishDisconnect(std::move(done));
             return;
         }
@@ -417,7 +419,9 @@ private:
     // Watches libmosquitto's socket (it changes when libmosquitto closes or reopens
     // it) with EPOLLOUT while it has something to write.
     void syncWatch() {
-        int fd = mosq_ ? mosquitto_socket(mosq_) : -1;
+        // A connection that failed or was lost is left alone until it is destroyed: a
+        // socket in error would otherwise keep the loop busy.
+        int fd = mosq_ && (!gone_ || disconnectDone_) ? mosquitto_socket(mosq_) : -1;
         if (fd != watchedFd_) {
             watch_.reset();
             watchedFd_ = -1;
