@@ -15,7 +15,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   # libraries
   libprotobuf-dev protobuf-compiler libsqlite3-dev libssl-dev openssl
-  libpaho-mqttpp-dev libpaho-mqtt-dev libwebsockets-dev libcurl4-openssl-dev
+  libpaho-mqttpp-dev libpaho-mqtt-dev libmosquitto-dev libwebsockets-dev libcurl4-openssl-dev
   libarchive-dev libcgroup-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
   # tests
   catch2 mosquitto mosquitto-clients runc crun skopeo umoci busybox-static

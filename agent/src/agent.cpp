@@ -281,6 +281,11 @@ Status AgentImpl::init() {
         [this](const std::string& mtp, transports::InboundRecord r) { onRecord(mtp, std::move(r)); },
         [this](const std::string& mtp, const std::string& addr) { onMtpUp(mtp, addr); });
     mtps_->setTlsDefaults({options_.authCertFile, options_.trustStore});
+    if (!transports::mqttLibraryAvailable(options_.mqttLibrary))
+        return Error(ErrorCode::kInvalidArguments, "MQTT library " +
+                                                       std::string(transports::mqttLibraryName(options_.mqttLibrary)) +
+                                                       " is not in this build (BERTH_WITH_MOSQUITTO was off)");
+    mtps_->setMqttLibrary(options_.mqttLibrary);
     // MTP rows edited -> bindings reconfigured: MtpManager listens and coalesces.
     BERTH_TRY(mtps_->registerWithEngine());
 

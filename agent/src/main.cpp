@@ -159,6 +159,16 @@ int main(int argc, char** argv) {
     app.add_option("-l,--log", logDestination,
                    "Where log lines go: stderr (default), stdout, syslog, or a file (appended to)");
     app.add_flag("-p,--prototrace", options.protocolTrace, "Log every USP message received and sent");
+    std::string mqttLibrary = "paho";
+    app.add_option("--mqtt-library", mqttLibrary,
+                   "MQTT client library of the MQTT MTPs: paho (Eclipse Paho, threads of its own) or mosquitto "
+                   "(libmosquitto on berthd's event loop, no extra threads"
+#ifndef BERTH_WITH_MOSQUITTO
+                   "; not in this build"
+#endif
+                   ")")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"paho", "mosquitto"}));
     app.add_option("-i,--interface", options.interface,
                    "Network interface whose MAC address gives the default Device.DeviceInfo.SerialNumber");
     app.add_option("-s,--cli,--cli-socket", options.cliSocketPath,
@@ -192,6 +202,16 @@ int main(int argc, char** argv) {
                                  : options.cliSocketPath;
         return berth::agent::runLocalCli(socket, std::vector<std::string>(argv + cliAt + 1, argv + argc), std::cout,
                                          std::cerr);
+    }
+    {
+        auto library = berth::transports::parseMqttLibrary(mqttLibrary);
+        if (!library || !berth::transports::mqttLibraryAvailable(*library)) {
+            std::fprintf(stderr, "berthd: --mqtt-library %s: %s\n", mqttLibrary.c_str(),
+                         library ? "this build has no libmosquitto binding (BERTH_WITH_MOSQUITTO was off)"
+                                 : library.error().message.c_str());
+            return kExitUsage;
+        }
+        options.mqttLibrary = *library;
     }
     // Options that would change what the daemon is: refuse rather than run as something else.
     if (!obuspaRegister.empty()) {

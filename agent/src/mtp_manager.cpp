@@ -476,12 +476,15 @@ void MtpManager::reloadMtpRow(const std::string& row, std::map<std::string, bool
         ensure(
             row, Kind::kMqtt, client, "",
             [&]() -> Result<std::unique_ptr<transports::Mtp>> {
-                auto c = transports::MqttClient::create(loop_, *cfg, transports::pahoMqttConnectionFactory(pool_));
+                auto factory = transports::mqttConnectionFactory(mqttLibrary_, pool_);
+                if (!factory) return std::move(factory).error();
+                auto c = transports::MqttClient::create(loop_, *cfg, std::move(*factory));
                 if (!c) return std::move(c).error();
                 return std::unique_ptr<transports::Mtp>(std::move(*c));
             },
             [&](transports::Mtp& m) { return static_cast<transports::MqttClient&>(m).applyConfig(*cfg); },
-            "MQTT via " + client + " to " + cfg->brokerAddress + ":" + std::to_string(cfg->brokerPort));
+            "MQTT via " + client + " to " + cfg->brokerAddress + ":" + std::to_string(cfg->brokerPort) + " (" +
+                std::string(transports::mqttLibraryName(mqttLibrary_)) + ")");
         return;
     }
 #endif

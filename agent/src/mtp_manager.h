@@ -80,6 +80,8 @@ public:
         std::string trustStore;
     };
     void setTlsDefaults(TlsDefaults defaults) { tlsDefaults_ = std::move(defaults); }
+    // The library MQTT bindings made from now on use (AgentOptions::mqttLibrary).
+    void setMqttLibrary(transports::MqttLibrary library) { mqttLibrary_ = library; }
 
     // Registers the provided values and Controller.{i}.MTP.{j}.WebSocket.Reset() with
     // the engine, and listens for edits of every MTP row (see above).
@@ -174,6 +176,7 @@ private:
     WorkerPool pool_;
     dm::Engine& engine_;
     TlsDefaults tlsDefaults_;
+    transports::MqttLibrary mqttLibrary_ = transports::MqttLibrary::kPaho;
     std::string endpointId_;
     RecordSink onRecord_;
     UpSink onUp_;

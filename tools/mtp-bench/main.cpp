@@ -241,6 +241,10 @@ int main(int argc, char** argv) {
     app.add_option("-n,--requests", requests, "Requests per throughput run")->capture_default_str();
     app.add_option("--sequential", sequential, "Requests for the round-trip run (1 in flight)")->capture_default_str();
     app.add_option("--inflight", inflight, "Requests in flight in throughput runs")->capture_default_str();
+    std::string mqttLibrary = "paho";
+    app.add_option("--mqtt-library", mqttLibrary, "berthd's MQTT library (berthd --mqtt-library): paho or mosquitto")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"paho", "mosquitto"}));
     CLI11_PARSE(app, argc, argv);
     berth::log::Config lc;
     lc.level = berth::log::Level::kError;
@@ -308,7 +312,7 @@ int main(int argc, char** argv) {
     std::ofstream(owned.dir / "berth.conf") << conf;
     spawn(owned,
           {berthd, "--config", (owned.dir / "berth.conf").string(), "--db", (owned.dir / "berth.db").string(),
-           "--log-level", "warn"},
+           "--log-level", "warn", "--mqtt-library", mqttLibrary},
           owned.dir / "berthd.log");
     waitPort(wsPort, "berthd's WebSocket server", 15s);
 
@@ -377,9 +381,9 @@ int main(int argc, char** argv) {
         rows.push_back(std::move(r));
     }
 
-    std::printf("berth-mtp-bench: Get Device.LocalAgent. against one berthd, loopback, %zu sequential + %zu with %zu "
-                "in flight per transport\n\n",
-                sequential, requests, inflight);
+    std::printf("berth-mtp-bench: Get Device.LocalAgent. against one berthd (MQTT on %s), loopback, %zu sequential + "
+                "%zu with %zu in flight per transport\n\n",
+                mqttLibrary.c_str(), sequential, requests, inflight);
     std::printf("| transport | params | median RTT (ms) | p99 RTT (ms) | req/s (1 in flight) | req/s (%zu in flight) | "
                 "errors |\n",
                 inflight);

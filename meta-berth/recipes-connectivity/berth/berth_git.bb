@@ -18,8 +18,10 @@ DEPENDS = "protobuf protobuf-native sqlite3 openssl cli11 nlohmann-json"
 # One PACKAGECONFIG flag per BERTH_WITH_* option of CMakeLists.txt (the same options the
 # "gateway" CMake preset sets; tests/packaging/check_build_options.cmake keeps the three
 # lists equal). Defaults: the gateway preset's.
-PACKAGECONFIG ??= "mqtt stomp websocket oci"
+PACKAGECONFIG ??= "mqtt mosquitto stomp websocket oci"
 PACKAGECONFIG[mqtt] = "-DBERTH_WITH_MQTT=ON,-DBERTH_WITH_MQTT=OFF,paho-mqtt-cpp paho-mqtt-c"
+# The second MQTT client library (berthd --mqtt-library mosquitto); needs mqtt.
+PACKAGECONFIG[mosquitto] = "-DBERTH_WITH_MOSQUITTO=ON,-DBERTH_WITH_MOSQUITTO=OFF,mosquitto"
 PACKAGECONFIG[stomp] = "-DBERTH_WITH_STOMP=ON,-DBERTH_WITH_STOMP=OFF"
 PACKAGECONFIG[websocket] = "-DBERTH_WITH_WEBSOCKET=ON,-DBERTH_WITH_WEBSOCKET=OFF,libwebsockets"
 PACKAGECONFIG[oci] = "-DBERTH_WITH_OCI=ON,-DBERTH_WITH_OCI=OFF,curl libarchive libcgroup,${BERTH_OCI_RUNTIME} libcurl libarchive"

@@ -46,10 +46,36 @@ void refused(const Ctl& ctl, const Answering& answering, const std::string& para
     CHECK(paramValue(get.json, param) == before);
 }
 
+// The MQTT cases run once per MQTT library of berthd (--mqtt-library).
+struct Paho {
+    static std::vector<std::string> berthdArgs() { return {"--mqtt-library", "paho"}; }
+    static constexpr const char* kLogged = "(paho)";
+};
+struct Mosquitto {
+    static std::vector<std::string> berthdArgs() { return {"--mqtt-library", "mosquitto"}; }
+    static constexpr const char* kLogged = "(mosquitto)";
+};
+
+// berthd says which library carries its MQTT MTP when it makes the binding.
+template <typename Library>
+void checkLibraryInUse(AgentFixture& f) {
+    INFO(f.agent->log());
+    CHECK(f.agent->log().find("MQTT via Device.MQTT.Client.1") != std::string::npos);
+    CHECK(f.agent->log().find(Library::kLogged) != std::string::npos);
+}
+
 }  // namespace
 
-TEST_CASE("MQTT references Set in every form leave berthd answering over MQTT", "[agent-mtps][reference][mqtt]") {
-    AgentFixture f;
+#ifdef BERTH_WITH_MOSQUITTO
+#define MQTT_LIBRARIES Paho, Mosquitto
+#else
+#define MQTT_LIBRARIES Paho
+#endif
+
+TEMPLATE_TEST_CASE("MQTT references Set in every form leave berthd answering over MQTT", "[agent-mtps][reference][mqtt]",
+                   MQTT_LIBRARIES) {
+    AgentFixture f({}, {}, TestType::berthdArgs());
+    checkLibraryInUse<TestType>(f);
     Ctl ctl = [&](std::vector<std::string> a, bool json) { return f.ctl(std::move(a), json); };
     Answering answering = [&] { return f.waitAnswering(20s); };
     // The attack of issue 13: the value TR-181 and obuspa write.
@@ -74,14 +100,20 @@ TEST_CASE("MQTT references Set in every form leave berthd answering over MQTT", 
     refused(ctl, answering, "Device.LocalAgent.MTP.1.MQTT.Reference", "Device.MQTT.Client.3", "Device.MQTT.Client.1");
 }
 
-TEST_CASE("A configuration file with references without the trailing dot brings berthd up over MQTT",
-          "[agent-mtps][reference][mqtt]") {
-    AgentFixture f([](std::string conf) {
-        conf = setConfigValue(conf, "Device.LocalAgent.MTP.1.MQTT.Reference", "Device.MQTT.Client.1");
-        conf = setConfigValue(conf, "Device.LocalAgent.Controller.1.MTP.1.MQTT.AgentMTPReference", "Device.LocalAgent.MTP.1");
-        conf = setConfigValue(conf, "Device.LocalAgent.Controller.1.AssignedRole", "Device.LocalAgent.ControllerTrust.Role.1");
-        return setConfigValue(conf, "Device.LocalAgent.ControllerTrust.UntrustedRole", "Device.LocalAgent.ControllerTrust.Role.2");
-    });
+TEMPLATE_TEST_CASE("A configuration file with references without the trailing dot brings berthd up over MQTT",
+                   "[agent-mtps][reference][mqtt]", MQTT_LIBRARIES) {
+    AgentFixture f(
+        [](std::string conf) {
+            conf = setConfigValue(conf, "Device.LocalAgent.MTP.1.MQTT.Reference", "Device.MQTT.Client.1");
+            conf = setConfigValue(conf, "Device.LocalAgent.Controller.1.MTP.1.MQTT.AgentMTPReference",
+                                  "Device.LocalAgent.MTP.1");
+            conf = setConfigValue(conf, "Device.LocalAgent.Controller.1.AssignedRole",
+                                  "Device.LocalAgent.ControllerTrust.Role.1");
+            return setConfigValue(conf, "Device.LocalAgent.ControllerTrust.UntrustedRole",
+                                  "Device.LocalAgent.ControllerTrust.Role.2");
+        },
+        {}, TestType::berthdArgs());
+    checkLibraryInUse<TestType>(f);
     auto get = f.ctl({"get", "Device.LocalAgent.MTP.1.MQTT.Reference", "Device.LocalAgent.Controller.1.AssignedRole"});
     INFO(get.describe());
     REQUIRE(get.exitCode == 0);
@@ -92,8 +124,10 @@ TEST_CASE("A configuration file with references without the trailing dot brings 
     CHECK(set.exitCode == 0);
 }
 
-TEST_CASE("A configuration file with the dot form is reported in the canonical form", "[agent-mtps][reference][mqtt]") {
-    AgentFixture f;  // examples/berth.conf writes "Device.MQTT.Client.1."
+TEMPLATE_TEST_CASE("A configuration file with the dot form is reported in the canonical form",
+                   "[agent-mtps][reference][mqtt]", MQTT_LIBRARIES) {
+    AgentFixture f({}, {}, TestType::berthdArgs());  // examples/berth.conf writes "Device.MQTT.Client.1."
+    checkLibraryInUse<TestType>(f);
     auto get = f.ctl({"get", "Device.LocalAgent.MTP.1.MQTT.Reference",
                       "Device.LocalAgent.Controller.1.MTP.1.MQTT.AgentMTPReference"});
     INFO(get.describe());

@@ -5,12 +5,14 @@
 #include <catch2/catch.hpp>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 
+#include <fstream>
 #include <mutex>
 
 #include "berth/core/fd.h"
@@ -108,6 +110,13 @@ public:
         proc_->stop();
         proc_.reset();
     }
+    void kill9() {
+        proc_->kill9();
+        proc_.reset();
+    }
+    // SIGSTOP / SIGCONT: the broker keeps its sockets but answers nothing meanwhile.
+    void pause() { REQUIRE(::kill(proc_->pid(), SIGSTOP) == 0); }
+    void resume() { REQUIRE(::kill(proc_->pid(), SIGCONT) == 0); }
     int plain() const { return plain_; }
     int tls() const { return tls_; }
     int mtls() const { return mtls_; }
@@ -123,6 +132,9 @@ private:
     std::unique_ptr<testing::ProcessGuard> proc_;
 };
 
+// The library the running test case's clients use (set by its fixture).
+MqttConnectionFactory currentFactory;
+
 // One MqttClient with what it received and reported.
 struct Peer {
     std::unique_ptr<MqttClient> client;
@@ -130,7 +142,8 @@ struct Peer {
     std::vector<std::pair<MtpStatus, std::string>> statuses;
 
     Peer(EventLoop& loop, MqttClientConfig config) {
-        auto c = MqttClient::create(loop, std::move(config));
+        REQUIRE(currentFactory);
+        auto c = MqttClient::create(loop, std::move(config), currentFactory);
         REQUIRE(c);
         client = std::move(*c);
         client->onRecord([this](InboundRecord r) { inbound.push_back(std::move(r)); });
@@ -204,16 +217,42 @@ struct LogCapture {
     std::vector<std::string> lines;
 };
 
+// Every test runs once per MQTT library: "<name> - Paho" and "<name> - Mosquitto".
+struct Paho {
+    static constexpr MqttLibrary kLibrary = MqttLibrary::kPaho;
+};
+struct Mosquitto {
+    static constexpr MqttLibrary kLibrary = MqttLibrary::kMosquitto;
+};
+
+template <typename Library>
 struct Fixture {
+    Fixture() {
+        auto f = mqttConnectionFactory(Library::kLibrary, pool);
+        REQUIRE(f);
+        currentFactory = std::move(*f);
+    }
+    ~Fixture() { currentFactory = nullptr; }
     SystemClock clock;
     EventLoop loop{clock};
+    WorkerPool pool{loop, 2};
     testing::TempDir dir{"berth-mqtt"};
 };
 
 }  // namespace
 
-TEST_CASE_METHOD(Fixture, "MQTT 5 agent and controller exchange records using the Response Topic",
-                 "[mqtt][integration]") {
+#ifdef BERTH_WITH_MOSQUITTO
+#define MQTT_LIBRARIES Paho, Mosquitto
+#else
+#define MQTT_LIBRARIES Paho
+#endif
+// The fixture's members under their plain names inside a template test case.
+#define FIXTURE_MEMBERS                      \
+    [[maybe_unused]] auto& loop = this->loop; \
+    [[maybe_unused]] auto& dir = this->dir
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "MQTT 5 agent and controller exchange records using the Response Topic", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     Peer agent(loop, config(broker.plain(), "usp/agent", "proto::agent-1"));
     Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
@@ -227,8 +266,8 @@ TEST_CASE_METHOD(Fixture, "MQTT 5 agent and controller exchange records using th
     CHECK(agent.client->figures().responseTopicDiscovered == "usp/agent");
 }
 
-TEST_CASE_METHOD(Fixture, "MQTT 3.1.1 agent and controller exchange records using the reply-to suffix",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "MQTT 3.1.1 agent and controller exchange records using the reply-to suffix", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     auto sub = startSub(dir / "sub.out", {"-h", "127.0.0.1", "-p", std::to_string(broker.plain()), "-V", "mqttv311",
                                           "-t", "usp/controller/#", "-v"});
@@ -244,9 +283,9 @@ TEST_CASE_METHOD(Fixture, "MQTT 3.1.1 agent and controller exchange records usin
     }));
 }
 
-TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with an empty replyTo, both content types "
-                          "are accepted, ours is usp.msg",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with an empty replyTo, both content types "
+                          "are accepted, ours is usp.msg", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     auto sub = startSub(dir / "sub.out", {"-h", "127.0.0.1", "-p", std::to_string(broker.plain()), "-V", "mqttv5",
                                           "-t", "usp/ctrl5", "-F", "WIRE %t|%C|%R|%p"});
@@ -268,7 +307,8 @@ TEST_CASE_METHOD(Fixture, "Records from clients without a reply-to arrive with a
         [&] { return testing::readFile(dir / "sub.out").find("WIRE usp/ctrl5|usp.msg|usp/agent|answer") != std::string::npos; }));
 }
 
-TEST_CASE_METHOD(Fixture, "The EndpointID is published retained on obuspa/EndpointID", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "The EndpointID is published retained on obuspa/EndpointID", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     auto cfg = config(broker.plain(), "usp/agent", "proto::agent-1");
     cfg.publishEndpointId = true;
@@ -283,8 +323,8 @@ TEST_CASE_METHOD(Fixture, "The EndpointID is published retained on obuspa/Endpoi
     CHECK(r->out == "proto::agent-1\n");
 }
 
-TEST_CASE_METHOD(Fixture, "After a broker restart the agent reconnects within ConnectRetryTime*k and exchanges again",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "After a broker restart the agent reconnects within ConnectRetryTime*k and exchanges again", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     Peer agent(loop, config(broker.plain(), "usp/agent", "proto::agent-1"));
     Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
@@ -314,7 +354,104 @@ TEST_CASE_METHOD(Fixture, "After a broker restart the agent reconnects within Co
     }
 }
 
-TEST_CASE_METHOD(Fixture, "A dead or silent broker on one client does not delay another", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A broker killed with SIGKILL mid-session is noticed and reconnected to once it is back",
+                          "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
+    Broker broker(dir.path());
+    Peer agent(loop, config(broker.plain(), "usp/agent", "proto::agent-1"));
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up() && controller.up(); }));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "before");
+    broker.kill9();
+    REQUIRE(testing::runUntil(loop, [&] { return !agent.up() && !controller.up(); }, 5s));
+    CHECK_FALSE(agent.client->send({"lost", "usp/controller", RecordKind::kOther}));
+    broker.start();
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up() && controller.up(); }, 10s));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "after");
+}
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A broker that stops answering is given up after the keep-alive and reconnected to "
+                          "when it answers again",
+                          "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
+    Broker broker(dir.path());
+    auto cfg = config(broker.plain(), "usp/agent", "proto::agent-1");
+    cfg.keepAliveTime = 5s;
+    cfg.connectTimeout = 3s;
+    Peer agent(loop, cfg);
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up(); }));
+    broker.pause();
+    const auto paused = std::chrono::steady_clock::now();
+    // No PINGRESP: the client gives the connection up within 1.25 + 1 keep-alive
+    // periods, plus a second of the clock's rounding.
+    REQUIRE(testing::runUntil(loop, [&] { return !agent.up(); }, 15s));
+    const auto noticed = std::chrono::steady_clock::now() - paused;
+    INFO("noticed after " << std::chrono::duration_cast<std::chrono::milliseconds>(noticed).count() << " ms");
+    CHECK(noticed >= 4s);
+    CHECK(noticed < 14s);
+    broker.resume();
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up(); }, 15s));
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] { return controller.up(); }));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "after");
+}
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A broker given by host name is resolved and TLS checks its certificate against that name",
+                          "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
+    Certs certs(dir.path());
+    Broker broker(dir.path(), &certs);
+    auto cfg = config(broker.tls(), "usp/agent", "proto::agent-1");
+    cfg.brokerAddress = "localhost";  // the broker certificate names DNS:localhost and IP:127.0.0.1
+    cfg.transport = MqttTransport::kTls;
+    cfg.tls.caFile = certs("ca.pem");
+    Peer agent(loop, cfg);
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] { return agent.up() && controller.up(); }, 10s));
+    exchange(loop, agent, controller, "usp/agent", "usp/controller", "by name");
+}
+
+#ifdef BERTH_WITH_MOSQUITTO
+namespace {
+long threadsOfThisProcess() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("Threads:", 0) == 0) return std::stol(line.substr(8));
+    return -1;
+}
+long openFiles() {
+    long n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+}  // namespace
+
+TEST_CASE_METHOD(Fixture<Mosquitto>, "The libmosquitto binding carries twenty connections on the loop thread without "
+                                     "starting a thread, one descriptor each",
+                 "[mqtt][integration]") {
+    Broker broker(dir.path());
+    const long before = threadsOfThisProcess();
+    const long filesBefore = openFiles();
+    std::vector<std::unique_ptr<Peer>> peers;
+    for (int i = 0; i < 20; ++i)
+        peers.push_back(std::make_unique<Peer>(
+            loop, config(broker.plain(), "usp/agent/" + std::to_string(i), "proto::agent-" + std::to_string(i))));
+    Peer controller(loop, config(broker.plain(), "usp/controller", "proto::controller"));
+    REQUIRE(testing::runUntil(loop, [&] {
+        return controller.up() && std::all_of(peers.begin(), peers.end(), [](const auto& p) { return p->up(); });
+    }));
+    for (int i = 0; i < 20; i += 7)
+        exchange(loop, *peers[static_cast<std::size_t>(i)], controller, "usp/agent/" + std::to_string(i),
+                 "usp/controller", std::to_string(i));
+    CHECK(threadsOfThisProcess() == before);
+    // The broker socket only: libmosquitto's own wake-up socket pair is closed.
+    CHECK(openFiles() - filesBefore == 21);
+}
+#endif
+
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A dead or silent broker on one client does not delay another", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Broker broker(dir.path());
     // A port nobody listens on, and a listener that never accepts (TCP completes, no CONNACK ever).
     int deadPort = testing::freeTcpPort();
@@ -351,7 +488,8 @@ TEST_CASE_METHOD(Fixture, "A dead or silent broker on one client does not delay 
     exchange(loop, live, controller, "usp/agent", "usp/controller", "2");
 }
 
-TEST_CASE_METHOD(Fixture, "TLS with the right CA connects and exchanges records", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "TLS with the right CA connects and exchanges records", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.tls(), "usp/agent", "proto::agent-1");
@@ -363,8 +501,8 @@ TEST_CASE_METHOD(Fixture, "TLS with the right CA connects and exchanges records"
     exchange(loop, agent, controller, "usp/agent", "usp/controller", "tls");
 }
 
-TEST_CASE_METHOD(Fixture, "TLS with a wrong CA ends in Error with the verify failure and the CA file in the log",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "TLS with a wrong CA ends in Error with the verify failure and the CA file in the log", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     LogCapture logs;
@@ -379,7 +517,8 @@ TEST_CASE_METHOD(Fixture, "TLS with a wrong CA ends in Error with the verify fai
     CHECK(logs.contains("server certificate rejected", "CA file " + certs("other-ca.pem")));
 }
 
-TEST_CASE_METHOD(Fixture, "TLS refuses a broker certificate that names another host", "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "TLS refuses a broker certificate that names another host", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.wrongName(), "usp/agent", "proto::agent-1");
@@ -397,8 +536,8 @@ TEST_CASE_METHOD(Fixture, "TLS refuses a broker certificate that names another h
     REQUIRE(testing::runUntil(loop, [&] { return agent.up(); }, 10s));
 }
 
-TEST_CASE_METHOD(Fixture, "Mutual TLS connects with a client certificate and is refused without one",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "Mutual TLS connects with a client certificate and is refused without one", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.mtls(), "usp/agent", "proto::agent-1");
@@ -418,8 +557,8 @@ TEST_CASE_METHOD(Fixture, "Mutual TLS connects with a client certificate and is 
     exchange(loop, with, controller, "usp/agent", "usp/controller", "mtls");
 }
 
-TEST_CASE_METHOD(Fixture, "A new configuration applied at run time moves the client without a restart",
-                 "[mqtt][integration]") {
+TEMPLATE_TEST_CASE_METHOD(Fixture, "A new configuration applied at run time moves the client without a restart", "[mqtt][integration]", MQTT_LIBRARIES) {
+    FIXTURE_MEMBERS;
     Certs certs(dir.path());
     Broker broker(dir.path(), &certs);
     auto cfg = config(broker.plain(), "usp/agent", "proto::agent-1");

@@ -80,14 +80,15 @@ bool Berthd::running() { return proc_ && proc_->running(); }
 pid_t Berthd::pid() { return proc_ ? proc_->pid() : -1; }
 std::string Berthd::log() const { return testing::readFile(dir_ / "berthd.log"); }
 
-AgentFixture::AgentFixture(const std::function<std::string(std::string)>& adjustConfig, std::vector<std::string> ctlArgs)
+AgentFixture::AgentFixture(const std::function<std::string(std::string)>& adjustConfig, std::vector<std::string> ctlArgs,
+                           std::vector<std::string> berthdArgs)
     : tmp("berth-agent-it"), ctlArgs_(std::move(ctlArgs)) {
     // mosquitto drops to its own user and must reach its log below this directory.
     ::chmod(tmp.path().c_str(), 0755);
     broker = std::make_unique<testing::Mosquitto>(tmp / "broker");
     auto conf = exampleConfig(broker->port());
     if (adjustConfig) conf = adjustConfig(conf);
-    agent = std::make_unique<Berthd>(tmp / "agent", conf);
+    agent = std::make_unique<Berthd>(tmp / "agent", conf, std::move(berthdArgs));
     bool up = waitAnswering();
     INFO("berthd log:\n" << agent->log());
     REQUIRE(up);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -79,7 +80,8 @@ struct Figures {
     std::size_t disconnects = 0;
 };
 
-Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t inFlight, unsigned processes) {
+Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t inFlight, unsigned processes,
+                transports::MqttLibrary library) {
     Figures fig;
     fig.agents = n;
     char templ[] = "/tmp/berth-sim-bench-XXXXXX";
@@ -111,7 +113,8 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
             SpawnOptions so;
             so.argv = {BERTH_SIM_BIN, "--agents", std::to_string(count), "--first", std::to_string(first),
                        "--mqtt", "127.0.0.1:" + std::to_string(broker.port), "--connect-rate",
-                       std::to_string(rate / processes), "--log-level", "error",
+                       std::to_string(rate / processes), "--log-level", "error", "--mqtt-library",
+                       std::string(transports::mqttLibraryName(library)),
                        "--state-dir", (dir / ("state" + std::to_string(k))).string()};
             UniqueFd log(::open((dir.parent_path() / ("berth-sim-bench-child" + std::to_string(k) + ".log")).c_str(),
                                 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -159,6 +162,7 @@ Figures runOnce(std::uint64_t n, double rate, double getsSeconds, std::size_t in
         o.brokerPort = broker.port;
         o.connectRate = rate;
         o.stateRoot = (dir / "state").string();
+        o.mqttLibrary = library;
         auto s = sim::Simulator::create(l, c, o);
         if (!s) {
             simError = s.error().describe();
@@ -301,22 +305,44 @@ int main(int argc, char** argv) {
                    "Spread the agents over this many berth-sim processes (1: all in this process)")
         ->capture_default_str()
         ->check(CLI::Range(1, 64));
+    std::string libraryName(transports::mqttLibraryName(sim::SimOptions().mqttLibrary));
+    app.add_option("--mqtt-library", libraryName, "MQTT library of the simulated agents: mosquitto or paho")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"paho", "mosquitto"}));
     CLI11_PARSE(app, argc, argv);
+    auto library = transports::parseMqttLibrary(libraryName);
+    if (!library || !transports::mqttLibraryAvailable(*library)) {
+        std::printf("berth-sim-bench: --mqtt-library %s: not in this build\n", libraryName.c_str());
+        return 2;
+    }
 
     berth::log::Config lc;
     lc.level = berth::log::Level::kError;
     berth::log::configure(lc);
+    // One descriptor per agent here and one per client in the broker, which is
+    // started from here and inherits the limit: raise the hard limit where allowed
+    // (CAP_SYS_RESOURCE), else the soft one to the hard one.
     rlimit lim{};
-    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-        lim.rlim_cur = lim.rlim_max;
-        (void)::setrlimit(RLIMIT_NOFILE, &lim);
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        const std::uint64_t most = counts.empty() ? 0 : *std::max_element(counts.begin(), counts.end());
+        const rlim_t want = static_cast<rlim_t>(most + 1024);
+        rlimit raised = lim;
+        if (raised.rlim_max != RLIM_INFINITY && raised.rlim_max < want) raised.rlim_max = want;
+        raised.rlim_cur = raised.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+            lim.rlim_cur = lim.rlim_max;
+            (void)::setrlimit(RLIMIT_NOFILE, &lim);
+        }
+        (void)::getrlimit(RLIMIT_NOFILE, &lim);
     }
-    std::printf("berth-sim-bench: %u cores, open-file limit %llu, connect rate %.0f/s, %zu Gets in flight\n",
-                std::thread::hardware_concurrency(), static_cast<unsigned long long>(lim.rlim_cur), rate, inFlight);
+    std::printf("berth-sim-bench: %u cores, open-file limit %llu, connect rate %.0f/s, %zu Gets in flight, "
+                "agents on %s\n",
+                std::thread::hardware_concurrency(), static_cast<unsigned long long>(lim.rlim_cur), rate, inFlight,
+                libraryName.c_str());
     for (auto n : counts) {
         Figures f;
         try {
-            f = runOnce(n, rate, getsSeconds, inFlight, processes);
+            f = runOnce(n, rate, getsSeconds, inFlight, processes, *library);
         } catch (const std::exception& e) {
             std::printf("N=%llu: failed: %s\n", static_cast<unsigned long long>(n), e.what());
             return 1;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -125,6 +126,12 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "off"}));
     app.add_flag("-p,--prototrace", o.protocolTrace, "Log every USP message of every agent");
+    std::string mqttLibrary(berth::transports::mqttLibraryName(o.mqttLibrary));
+    app.add_option("--mqtt-library", mqttLibrary,
+                   "MQTT client library of the agents: mosquitto (libmosquitto on the event loop, no threads; "
+                   "the default when built) or paho (its shared threads do not scale to thousands of agents)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"paho", "mosquitto"}));
     app.add_flag("--print-config", printConfig, "Print the built-in factory defaults and exit");
     app.footer(
         "Every agent n (n = --first .. --first+agents-1) answers on usp/agent/<EndpointID> and sends to the "
@@ -163,6 +170,13 @@ int main(int argc, char** argv) {
         *field = *d;
     }
     o.eu.memoryBytes = euMemoryKiB * 1024;
+    if (auto library = berth::transports::parseMqttLibrary(mqttLibrary);
+        library && berth::transports::mqttLibraryAvailable(*library)) {
+        o.mqttLibrary = *library;
+    } else {
+        std::fprintf(stderr, "berth-sim: --mqtt-library %s: not in this build\n", mqttLibrary.c_str());
+        return kExitUsage;
+    }
     for (const auto& f : faults) {
         auto spec = berth::sim::parseFault(f);
         if (!spec) {
@@ -177,14 +191,21 @@ int main(int argc, char** argv) {
     berth::log::configure(logConfig);
     berth::agent::routeProtobufLogs();
 
-    // One socket per agent (and, persisted, a few SQLite files): the soft limit on open
-    // files is raised to the hard one.
-    rlimit lim{};
-    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-        lim.rlim_cur = lim.rlim_max;
-        (void)::setrlimit(RLIMIT_NOFILE, &lim);
-    }
+    // One socket per agent (and, persisted, a few SQLite files): the limit on open
+    // files is raised to what that needs (the hard limit too, where the process may),
+    // else to the hard one.
     const std::uint64_t perAgent = (o.dbDir.empty() ? 1 : 4) + (o.softwareModules ? 3 : 0);  // smm.db
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        const rlim_t want = static_cast<rlim_t>(o.agents * perAgent + 256);
+        rlimit raised = lim;
+        if (raised.rlim_max != RLIM_INFINITY && raised.rlim_max < want) raised.rlim_max = want;
+        raised.rlim_cur = std::max<rlim_t>(raised.rlim_cur, std::min<rlim_t>(want, raised.rlim_max));
+        if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+            lim.rlim_cur = lim.rlim_max;  // not allowed to raise the hard limit
+            (void)::setrlimit(RLIMIT_NOFILE, &lim);
+        }
+    }
     if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
         o.agents * perAgent + 64 > lim.rlim_cur)
         BERTH_LOG_WARN("berth-sim") << o.agents << " agents need about " << o.agents * perAgent + 64

@@ -305,6 +305,7 @@ agent::AgentOptions Simulator::Impl::optionsFor(const Slot& s) {
         };
     }
 #endif
+    a.mqttLibrary = o_.mqttLibrary;
     const std::uint64_t n = s.n;
     a.onRestart = [this, n] {
         // Called from inside the agent: it is destroyed only after this returns.

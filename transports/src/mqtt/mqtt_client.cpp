@@ -202,7 +202,7 @@ public:
         connected_ = true;
         connack_ = connack;
         // See tcp_nodelay.h: without this every second small PUBLISH waits ~40 ms.
-        scheduleNoDelay();
+        if (!conn_->setsTcpNoDelay()) scheduleNoDelay();
         if (!connack.assignedClientId.empty()) {
             assignedClientId_ = connack.assignedClientId;
             clientIdInUse_ = connack.assignedClientId;

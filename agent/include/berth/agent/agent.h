@@ -17,6 +17,7 @@
 #include "berth/core/event_loop.h"
 #include "berth/core/process.h"
 #include "berth/core/result.h"
+#include "berth/transports/mqtt.h"
 
 namespace berth {
 class WorkerPool;
@@ -75,6 +76,10 @@ struct AgentOptions {
     std::string trustStore;
     // Logs every USP message received and sent at info level (obuspa's -p).
     bool protocolTrace = false;
+    // The MQTT library of every MQTT MTP (berthd --mqtt-library): Paho (threads of its
+    // own) or libmosquitto (on the loop; what tools/berth-sim uses for thousands of
+    // agents). create() fails with 7004 when this build does not carry it.
+    transports::MqttLibrary mqttLibrary = transports::MqttLibrary::kPaho;
     // Where network interfaces are listed (tests point this at a fake tree).
     std::string sysClassNet = "/sys/class/net";
 

@@ -9,8 +9,9 @@
 //   (*client)->applyConfig(newConfig);                   // reconnects (or resubscribes) in place
 //
 // Threading: everything here is called on the loop thread and every callback runs on
-// the loop thread. The MQTT library (Eclipse Paho) runs its own threads; they only
-// post() into the loop. Nothing blocks on the network: connects, subscribes and
+// the loop thread. Two MQTT libraries can carry the connection (MqttLibrary below):
+// Eclipse Paho runs its own threads, which only post() into the loop; libmosquitto
+// runs on the loop itself. Nothing blocks on the network: connects, subscribes and
 // publishes are asynchronous, and reconnects are loop timers following the TR-369
 // retry schedule (ConnectRetryTime, ConnectRetryIntervalMultiplier,
 // ConnectRetryMaxInterval, random jitter). The retry count is reset once a connection
@@ -26,7 +27,8 @@
 // worker pool, dropped if the connection is given up first) says why, e.g. "server
 // certificate rejected: ... (checked against CA file X)".
 //
-// Known limits of Paho C (shared by all clients in the process): host names are resolved
+// Known limits of Paho C (shared by all clients in the process; the libmosquitto
+// binding has neither): host names are resolved
 // with a blocking getaddrinfo() on its shared thread, so use IP addresses or a local
 // resolver cache where DNS may hang; and its receive thread polls in 1 s cycles, so a
 // connect can take up to about 2 s longer while other connections are idle. Neither
@@ -194,6 +196,9 @@ public:
     virtual Status publish(const MqttMessage& message) = 0;
     // Sends DISCONNECT; `done` runs on the loop thread once it went out or failed.
     virtual void disconnect(std::function<void()> done) = 0;
+    // True when the connection switches Nagle off on its own socket; otherwise the
+    // client does it with a scan of the process's sockets (tcp_nodelay.h).
+    virtual bool setsTcpNoDelay() const { return false; }
 };
 
 // Makes a connection for the given config and ClientID; events go to `events`, which
@@ -205,6 +210,32 @@ using MqttConnectionFactory = std::function<Result<std::unique_ptr<MqttConnectio
 // The production factory (Eclipse Paho MQTT C++). The TLS failure diagnosis runs on
 // `pool` (borrowed; it must outlive every connection the factory makes).
 MqttConnectionFactory pahoMqttConnectionFactory(WorkerPool& pool);
+
+// The MQTT library that carries a process's connections.
+//   kPaho:      Eclipse Paho C/C++ (async client). Its own threads (shared by all
+//               clients in the process) do the network work and post() into the loop.
+//   kMosquitto: libmosquitto, driven from the EventLoop: the socket is watched with
+//               the loop's epoll and read/written with mosquitto_loop_read/_write,
+//               keep-alive from a loop timer. No threads of its own; the connect is
+//               non-blocking. What scales to thousands of clients in one process
+//               (tools/berth-sim). Built when BERTH_WITH_MOSQUITTO is on.
+enum class MqttLibrary { kPaho, kMosquitto };
+// "paho" / "mosquitto".
+std::string_view mqttLibraryName(MqttLibrary library);
+// Parses "paho" or "mosquitto". Errors: kInvalidArguments naming the accepted values.
+Result<MqttLibrary> parseMqttLibrary(std::string_view name);
+// Whether this build carries that library.
+bool mqttLibraryAvailable(MqttLibrary library);
+// The factory of `library` (pool as for pahoMqttConnectionFactory). Errors:
+// kInvalidConfiguration when this build does not carry that library.
+Result<MqttConnectionFactory> mqttConnectionFactory(MqttLibrary library, WorkerPool& pool);
+#ifdef BERTH_WITH_MOSQUITTO
+// The libmosquitto factory. Loop thread only, like everything here: every call into
+// libmosquitto for a connection happens on the thread that runs `loop`. Host names are
+// resolved on `pool` before the connect (the connect itself is non-blocking), and a
+// failed TLS connect is diagnosed there, as with Paho.
+MqttConnectionFactory mosquittoMqttConnectionFactory(WorkerPool& pool);
+#endif
 
 // ---- The client ----
 

@@ -69,8 +69,9 @@ class AgentFixture {
 public:
     // The example configuration for the broker's port, passed through adjustConfig
     // when given. ctlArgs go on every berthctl command line (e.g. --mqtt-version).
+    // berthdArgs go on berthd's command line (e.g. --mqtt-library mosquitto).
     explicit AgentFixture(const std::function<std::string(std::string)>& adjustConfig = {},
-                          std::vector<std::string> ctlArgs = {});
+                          std::vector<std::string> ctlArgs = {}, std::vector<std::string> berthdArgs = {});
 
     // berthctl --mqtt <broker> --timeout 5 [--json] args...
     CtlResult ctl(std::vector<std::string> args, bool json = true);

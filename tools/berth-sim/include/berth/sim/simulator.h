@@ -30,6 +30,7 @@
 #include "berth/core/result.h"
 #include "berth/sim/fault_plan.h"
 #include "berth/sim/sim_settings.h"
+#include "berth/transports/mqtt.h"
 
 namespace berth::sim {
 
@@ -55,6 +56,13 @@ struct SimOptions {
     std::vector<FaultSpec> faults;
     std::uint64_t seed = 1;
     bool protocolTrace = false;
+    // The MQTT library of every agent: libmosquitto (on the loop, no threads) when built,
+    // which is what holds 10,000 agents; Paho's shared threads do not scale that far.
+#ifdef BERTH_WITH_MOSQUITTO
+    transports::MqttLibrary mqttLibrary = transports::MqttLibrary::kMosquitto;
+#else
+    transports::MqttLibrary mqttLibrary = transports::MqttLibrary::kPaho;
+#endif
 };
 
 struct SimStats {
