@@ -21,6 +21,7 @@ packages=(
   catch2 mosquitto mosquitto-clients runc crun skopeo umoci busybox-static
   docker-registry apache2-utils
   python3 nodejs npm procps iproute2 util-linux
+  universal-ctags  # tools/long-functions.py (the lint label)
   activemq default-jre-headless
 )
 

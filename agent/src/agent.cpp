@@ -98,6 +98,13 @@ private:
     // dm::Provider for computed values (UpTime).
     Result<std::string> get(const dm::ObjectView& obj, std::string_view param) override;
 
+    // init()'s phases: the state directory (returns the database path, empty when not
+    // persistent); the engine with the configuration file, overrides and identity
+    // defaults; the endpoint ID; the codec, controller directory, MTPs and notifier.
+    Result<std::filesystem::path> prepareStateDir();
+    Status openDataModel(const std::filesystem::path& db);
+    Status settleEndpointId();
+    Status createMessaging();
     Status applyConfigFile();
     // Internal.* lines of the configuration file (obuspa's private state).
     Status applyInternalLines(const std::vector<ConfigEntry>& internal);
@@ -192,6 +199,37 @@ private:
 };
 
 Status AgentImpl::init() {
+    auto db = prepareStateDir();
+    if (!db) return std::move(db).error();
+    BERTH_TRY(openDataModel(*db));
+    BERTH_TRY(settleEndpointId());
+    loadBootInfo();
+    BERTH_TRY(registerDeviceCommands());
+    scheduleTimer_ = std::make_unique<ScheduleTimerCommand>(loop_, *engine_);
+    BERTH_TRY(scheduleTimer_->registerWithEngine());
+    BERTH_TRY(engine_->registerProvider("Device.LocalAgent.", this, {"UpTime"}));
+    BERTH_TRY(engine_->registerProvider("Device.DeviceInfo.", this, {"UpTime"}));
+    BERTH_TRY(createMessaging());
+
+    if (options_.workerPool) {
+        pool_ = options_.workerPool;
+    } else {
+        ownPool_ = std::make_unique<WorkerPool>(loop_, 2);
+        pool_ = ownPool_.get();
+    }
+#ifdef BERTH_WITH_OCI
+    if (!options_.softwareModules) return {};
+    smm::SmmOptions so;
+    so.stateDir = stateDir_ / "smm";
+    if (options_.softwareModulesSetup) options_.softwareModulesSetup(so);
+    auto smm = smm::SoftwareModules::create(loop_, clock_, *engine_, *pool_, so);
+    if (!smm) return std::move(smm).error();
+    smm_ = std::move(*smm);
+#endif
+    return {};
+}
+
+Result<std::filesystem::path> AgentImpl::prepareStateDir() {
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::path db;
@@ -215,11 +253,14 @@ Status AgentImpl::init() {
     stateDir_ = stateDir;
     options_.stateDir = stateDir.string();
     if (options_.cliSocketPath.empty()) options_.cliSocketPath = (stateDir / "berthd.sock").string();
+    return db;
+}
 
+Status AgentImpl::openDataModel(const std::filesystem::path& db) {
     dm::EngineOptions eo;
     if (options_.persistent) {
         eo.dbPath = db;
-        eo.keyPath = stateDir / (db.filename().string() + ".key");
+        eo.keyPath = stateDir_ / (db.filename().string() + ".key");
     }
     eo.clock = &clock_;
     auto engine = dm::Engine::open(eo);
@@ -242,8 +283,10 @@ Status AgentImpl::init() {
         }
         BERTH_TRY(batch.commit());
     }
-    BERTH_TRY(applyIdentityDefaults());
+    return applyIdentityDefaults();
+}
 
+Status AgentImpl::settleEndpointId() {
     endpointId_ = options_.endpointId;
     if (endpointId_.empty()) endpointId_ = engine_->getValue("Device.LocalAgent.EndpointID").valueOr("");
     if (endpointId_.empty()) {
@@ -258,20 +301,14 @@ Status AgentImpl::init() {
     if (!isPlausibleEndpointId(endpointId_))
         return Error(ErrorCode::kInvalidConfiguration, "endpoint ID '" + endpointId_ +
                                                            "' is not of the form scheme:[authority]:instance");
-    {
-        dm::Engine::Batch batch(*engine_);
-        BERTH_TRY(engine_->setValue("Device.LocalAgent.EndpointID", endpointId_));
-        BERTH_TRY(engine_->setValue("Device.LocalAgent.SoftwareVersion", BERTH_VERSION));
-        BERTH_TRY(engine_->setValue("Device.LocalAgent.SupportedProtocols", supportedProtocols()));
-        BERTH_TRY(batch.commit());
-    }
-    loadBootInfo();
-    BERTH_TRY(registerDeviceCommands());
-    scheduleTimer_ = std::make_unique<ScheduleTimerCommand>(loop_, *engine_);
-    BERTH_TRY(scheduleTimer_->registerWithEngine());
-    BERTH_TRY(engine_->registerProvider("Device.LocalAgent.", this, {"UpTime"}));
-    BERTH_TRY(engine_->registerProvider("Device.DeviceInfo.", this, {"UpTime"}));
+    dm::Engine::Batch batch(*engine_);
+    BERTH_TRY(engine_->setValue("Device.LocalAgent.EndpointID", endpointId_));
+    BERTH_TRY(engine_->setValue("Device.LocalAgent.SoftwareVersion", BERTH_VERSION));
+    BERTH_TRY(engine_->setValue("Device.LocalAgent.SupportedProtocols", supportedProtocols()));
+    return batch.commit();
+}
 
+Status AgentImpl::createMessaging() {
     CodecConfig cc;
     cc.endpointId = endpointId_;
     codec_ = std::make_unique<RecordCodec>(cc);
@@ -290,7 +327,7 @@ Status AgentImpl::init() {
     BERTH_TRY(mtps_->registerWithEngine());
 
     NotifierOptions no;
-    if (options_.persistent) no.queueDbPath = (stateDir / "notify.db").string();
+    if (options_.persistent) no.queueDbPath = (stateDir_ / "notify.db").string();
     no.boot = boot_;
     no.maxSubscriptionsPerController = options_.maxSubscriptionsPerController;
     no.maxSubscriptions = options_.maxSubscriptions;
@@ -302,22 +339,6 @@ Status AgentImpl::init() {
     notifier_ = std::move(*notifier);
     BERTH_TRY(notifier_->registerWithEngine());
     engine_->addListener(notifier_.get());
-
-    if (options_.workerPool) {
-        pool_ = options_.workerPool;
-    } else {
-        ownPool_ = std::make_unique<WorkerPool>(loop_, 2);
-        pool_ = ownPool_.get();
-    }
-#ifdef BERTH_WITH_OCI
-    if (!options_.softwareModules) return {};
-    smm::SmmOptions so;
-    so.stateDir = stateDir / "smm";
-    if (options_.softwareModulesSetup) options_.softwareModulesSetup(so);
-    auto smm = smm::SoftwareModules::create(loop_, clock_, *engine_, *pool_, so);
-    if (!smm) return std::move(smm).error();
-    smm_ = std::move(*smm);
-#endif
     return {};
 }
 

@@ -23,93 +23,110 @@ public:
                 out_.kind = PathKind::kObject;
                 break;
             }
-            char c = s_[pos_];
+            const char c = s_[pos_];
             if (isNameStart(c)) {
-                std::string name = parseName();
-                if (pos_ >= s_.size()) {
-                    if (out_.segments.empty()) return fail("a path must start with an object name followed by '.'");
-                    out_.kind = PathKind::kParameter;
-                    out_.leaf = std::move(name);
-                    break;
-                }
-                char n = s_[pos_];
-                if (n == '(') {
-                    if (s_.substr(pos_) != "()") return fail("a command path must end in '()'");
-                    if (out_.segments.empty()) return fail("a command needs an object path");
-                    out_.kind = PathKind::kCommand;
-                    out_.leaf = name + "()";
-                    pos_ = s_.size();
-                    break;
-                }
-                if (n == '!') {
-                    if (pos_ + 1 != s_.size()) return fail("an event path must end in '!'");
-                    if (out_.segments.empty()) return fail("an event needs an object path");
-                    out_.kind = PathKind::kEvent;
-                    out_.leaf = name + "!";
-                    pos_ = s_.size();
-                    break;
-                }
-                Segment seg;
-                seg.kind = Segment::kName;
-                seg.name = std::move(name);
-                if (n == '+' || n == '#') {
-                    auto r = parseRef();
-                    if (!r) return r.error();
-                    seg.ref = *r;
-                    out_.isSearch = true;
-                    if (pos_ >= s_.size() || s_[pos_] != '.')
-                        return fail("reference following must be followed by '.' and a name");
-                    ++pos_;
-                    if (pos_ >= s_.size() || !isNameStart(s_[pos_]))
-                        return fail("reference following must be followed by a name");
-                    out_.segments.push_back(std::move(seg));
-                    expectInstanceOrName = false;
-                    continue;
-                }
-                if (n != '.') return fail(std::string("unexpected character '") + n + "'");
-                ++pos_;
-                out_.segments.push_back(std::move(seg));
-                expectInstanceOrName = true;
+                auto next = parseNameSegment();
+                if (!next) return std::move(next).error();
+                if (*next == Next::kEnd) break;
+                expectInstanceOrName = *next == Next::kInstanceOrName;
                 continue;
             }
             if (!expectInstanceOrName) return fail(std::string("unexpected character '") + c + "'");
-            Segment seg;
-            if (std::isdigit(static_cast<unsigned char>(c))) {
-                if (c == '0') return fail("instance numbers start at 1 and have no leading zeros");
-                std::uint64_t v = 0;
-                while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) {
-                    v = v * 10 + static_cast<unsigned>(s_[pos_] - '0');
-                    if (v > 0xFFFFFFFFu) return fail("instance number too large");
-                    ++pos_;
-                }
-                seg.kind = Segment::kInstance;
-                seg.instance = static_cast<std::uint32_t>(v);
-            } else if (c == '*') {
-                ++pos_;
-                seg.kind = Segment::kWildcard;
-                out_.isSearch = true;
-            } else if (c == '[') {
-                auto e = parseExpression(seg);
-                if (!e) return e.error();
-                seg.kind = Segment::kSearch;
-                out_.isSearch = true;
-            } else if (c == '{') {
-                if (!opt_.allowSupported || s_.substr(pos_, 3) != "{i}")
-                    return fail("'{i}' is only allowed in supported data model paths");
-                pos_ += 3;
-                seg.kind = Segment::kSupportedInstance;
-            } else {
-                return fail(std::string("unexpected character '") + c + "'");
-            }
-            if (pos_ >= s_.size() || s_[pos_] != '.') return fail("an instance selector must be followed by '.'");
-            ++pos_;
-            out_.segments.push_back(std::move(seg));
+            BERTH_TRY(parseInstanceSegment(c));
             expectInstanceOrName = false;
         }
         return std::move(out_);
     }
 
 private:
+    // What may follow a name segment: the path ended (a parameter, command or event
+    // leaf), an instance selector or a name, or only a name (after reference following).
+    enum class Next { kEnd, kInstanceOrName, kName };
+
+    // A name at pos_: the leaf of a parameter, command or event path, or an object
+    // name followed by '.' or by reference following.
+    Result<Next> parseNameSegment() {
+        std::string name = parseName();
+        if (pos_ >= s_.size()) {
+            if (out_.segments.empty()) return fail("a path must start with an object name followed by '.'");
+            out_.kind = PathKind::kParameter;
+            out_.leaf = std::move(name);
+            return Next::kEnd;
+        }
+        char n = s_[pos_];
+        if (n == '(') {
+            if (s_.substr(pos_) != "()") return fail("a command path must end in '()'");
+            if (out_.segments.empty()) return fail("a command needs an object path");
+            out_.kind = PathKind::kCommand;
+            out_.leaf = name + "()";
+            pos_ = s_.size();
+            return Next::kEnd;
+        }
+        if (n == '!') {
+            if (pos_ + 1 != s_.size()) return fail("an event path must end in '!'");
+            if (out_.segments.empty()) return fail("an event needs an object path");
+            out_.kind = PathKind::kEvent;
+            out_.leaf = name + "!";
+            pos_ = s_.size();
+            return Next::kEnd;
+        }
+        Segment seg;
+        seg.kind = Segment::kName;
+        seg.name = std::move(name);
+        if (n == '+' || n == '#') {
+            auto r = parseRef();
+            if (!r) return r.error();
+            seg.ref = *r;
+            out_.isSearch = true;
+            if (pos_ >= s_.size() || s_[pos_] != '.')
+                return fail("reference following must be followed by '.' and a name");
+            ++pos_;
+            if (pos_ >= s_.size() || !isNameStart(s_[pos_])) return fail("reference following must be followed by a name");
+            out_.segments.push_back(std::move(seg));
+            return Next::kName;
+        }
+        if (n != '.') return fail(std::string("unexpected character '") + n + "'");
+        ++pos_;
+        out_.segments.push_back(std::move(seg));
+        return Next::kInstanceOrName;
+    }
+
+    // An instance selector at pos_ (number, '*', search expression, "{i}") and its '.'.
+    Status parseInstanceSegment(char c) {
+        Segment seg;
+        if (std::isdigit(static_cast<unsigned char>(c))) {
+            if (c == '0') return fail("instance numbers start at 1 and have no leading zeros");
+            std::uint64_t v = 0;
+            while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) {
+                v = v * 10 + static_cast<unsigned>(s_[pos_] - '0');
+                if (v > 0xFFFFFFFFu) return fail("instance number too large");
+                ++pos_;
+            }
+            seg.kind = Segment::kInstance;
+            seg.instance = static_cast<std::uint32_t>(v);
+        } else if (c == '*') {
+            ++pos_;
+            seg.kind = Segment::kWildcard;
+            out_.isSearch = true;
+        } else if (c == '[') {
+            auto e = parseExpression(seg);
+            if (!e) return e.error();
+            seg.kind = Segment::kSearch;
+            out_.isSearch = true;
+        } else if (c == '{') {
+            if (!opt_.allowSupported || s_.substr(pos_, 3) != "{i}")
+                return fail("'{i}' is only allowed in supported data model paths");
+            pos_ += 3;
+            seg.kind = Segment::kSupportedInstance;
+        } else {
+            return fail(std::string("unexpected character '") + c + "'");
+        }
+        if (pos_ >= s_.size() || s_[pos_] != '.') return fail("an instance selector must be followed by '.'");
+        ++pos_;
+        out_.segments.push_back(std::move(seg));
+        return okStatus();
+    }
+
     Error fail(const std::string& why) const {
         return Error(ErrorCode::kInvalidPathSyntax,
                      "invalid path syntax at position " + std::to_string(pos_) + ": " + why + " in '" +
@@ -155,78 +172,17 @@ private:
         while (pos_ < s_.size() && isSpace(s_[pos_])) ++pos_;
     }
 
+    // A search expression "[cond && cond ...]" at pos_ into seg.conds.
     Status parseExpression(Segment& seg) {
         ++pos_;  // '['
         while (true) {
             skipSpace();
             Condition cond;
-            // relpath ::= name (reffollow? '.' name)*
-            while (true) {
-                if (pos_ >= s_.size() || !isNameStart(s_[pos_])) return fail("expected a parameter name in search expression");
-                RelStep step;
-                step.name = parseName();
-                if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '#')) {
-                    auto r = parseRef();
-                    if (!r) return r.error();
-                    step.ref = *r;
-                    cond.rel.push_back(std::move(step));
-                    if (pos_ >= s_.size() || s_[pos_] != '.') return fail("reference following in a search must be followed by '.'");
-                    ++pos_;
-                    continue;
-                }
-                cond.rel.push_back(std::move(step));
-                if (pos_ < s_.size() && s_[pos_] == '.') {
-                    ++pos_;
-                    continue;
-                }
-                break;
-            }
+            BERTH_TRY(parseRelPath(cond));
             skipSpace();
-            if (pos_ + 1 >= s_.size()) return fail("unterminated search expression");
-            std::string_view two = s_.substr(pos_, 2);
-            if (two == "==") cond.op = CompareOp::kEq, pos_ += 2;
-            else if (two == "!=") cond.op = CompareOp::kNe, pos_ += 2;
-            else if (two == "~=") cond.op = CompareOp::kContains, pos_ += 2;
-            else if (two == "<=") cond.op = CompareOp::kLe, pos_ += 2;
-            else if (two == ">=") cond.op = CompareOp::kGe, pos_ += 2;
-            else if (s_[pos_] == '<') cond.op = CompareOp::kLt, pos_ += 1;
-            else if (s_[pos_] == '>') cond.op = CompareOp::kGt, pos_ += 1;
-            else return fail("expected one of == != ~= < > <= >=");
+            BERTH_TRY(parseOperator(cond));
             skipSpace();
-            if (pos_ >= s_.size()) return fail("missing value in search expression");
-            if (s_[pos_] == '"') {
-                ++pos_;
-                cond.quoted = true;
-                while (true) {
-                    if (pos_ >= s_.size()) return fail("unterminated string literal");
-                    char c = s_[pos_];
-                    if (c == '"') {
-                        ++pos_;
-                        break;
-                    }
-                    if (c == '%' && pos_ + 2 < s_.size() + 0 && s_.substr(pos_, 3) == "%22") {
-                        cond.value += '"';
-                        pos_ += 3;
-                    } else if (c == '%' && s_.substr(pos_, 3) == "%25") {
-                        cond.value += '%';
-                        pos_ += 3;
-                    } else {
-                        cond.value += c;
-                        ++pos_;
-                    }
-                }
-            } else {
-                std::size_t b = pos_;
-                while (pos_ < s_.size() && s_[pos_] != ']' && s_[pos_] != '&' && !isSpace(s_[pos_])) {
-                    char c = s_[pos_];
-                    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '+' || c == '.' ||
-                          c == ':' || c == '_'))
-                        return fail(std::string("unexpected character '") + c + "' in unquoted value");
-                    ++pos_;
-                }
-                if (pos_ == b) return fail("missing value in search expression");
-                cond.value = std::string(s_.substr(b, pos_ - b));
-            }
+            BERTH_TRY(parseValue(cond));
             seg.conds.push_back(std::move(cond));
             skipSpace();
             if (pos_ >= s_.size()) return fail("unterminated search expression");
@@ -240,6 +196,81 @@ private:
             }
             return fail("expected '&&' or ']' in search expression");
         }
+    }
+
+    // relpath ::= name (reffollow? '.' name)*
+    Status parseRelPath(Condition& cond) {
+        while (true) {
+            if (pos_ >= s_.size() || !isNameStart(s_[pos_])) return fail("expected a parameter name in search expression");
+            RelStep step;
+            step.name = parseName();
+            if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '#')) {
+                auto r = parseRef();
+                if (!r) return r.error();
+                step.ref = *r;
+                cond.rel.push_back(std::move(step));
+                if (pos_ >= s_.size() || s_[pos_] != '.') return fail("reference following in a search must be followed by '.'");
+                ++pos_;
+                continue;
+            }
+            cond.rel.push_back(std::move(step));
+            if (pos_ < s_.size() && s_[pos_] == '.') {
+                ++pos_;
+                continue;
+            }
+            return okStatus();
+        }
+    }
+
+    Status parseOperator(Condition& cond) {
+        if (pos_ + 1 >= s_.size()) return fail("unterminated search expression");
+        std::string_view two = s_.substr(pos_, 2);
+        if (two == "==") cond.op = CompareOp::kEq, pos_ += 2;
+        else if (two == "!=") cond.op = CompareOp::kNe, pos_ += 2;
+        else if (two == "~=") cond.op = CompareOp::kContains, pos_ += 2;
+        else if (two == "<=") cond.op = CompareOp::kLe, pos_ += 2;
+        else if (two == ">=") cond.op = CompareOp::kGe, pos_ += 2;
+        else if (s_[pos_] == '<') cond.op = CompareOp::kLt, pos_ += 1;
+        else if (s_[pos_] == '>') cond.op = CompareOp::kGt, pos_ += 1;
+        else return fail("expected one of == != ~= < > <= >=");
+        return okStatus();
+    }
+
+    // A quoted value ("%22" and "%25" decoded) or a bare one.
+    Status parseValue(Condition& cond) {
+        if (pos_ >= s_.size()) return fail("missing value in search expression");
+        if (s_[pos_] == '"') {
+            ++pos_;
+            cond.quoted = true;
+            while (true) {
+                if (pos_ >= s_.size()) return fail("unterminated string literal");
+                char c = s_[pos_];
+                if (c == '"') {
+                    ++pos_;
+                    return okStatus();
+                }
+                if (c == '%' && pos_ + 2 < s_.size() + 0 && s_.substr(pos_, 3) == "%22") {
+                    cond.value += '"';
+                    pos_ += 3;
+                } else if (c == '%' && s_.substr(pos_, 3) == "%25") {
+                    cond.value += '%';
+                    pos_ += 3;
+                } else {
+                    cond.value += c;
+                    ++pos_;
+                }
+            }
+        }
+        std::size_t b = pos_;
+        while (pos_ < s_.size() && s_[pos_] != ']' && s_[pos_] != '&' && !isSpace(s_[pos_])) {
+            char c = s_[pos_];
+            if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '+' || c == '.' || c == ':' || c == '_'))
+                return fail(std::string("unexpected character '") + c + "' in unquoted value");
+            ++pos_;
+        }
+        if (pos_ == b) return fail("missing value in search expression");
+        cond.value = std::string(s_.substr(b, pos_ - b));
+        return okStatus();
     }
 
     std::string_view s_;

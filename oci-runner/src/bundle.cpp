@@ -97,17 +97,8 @@ RunnerResult<json> resolveUser(const std::string& spec, const std::string& rootf
 
 bool validContainerPath(const std::string& p) { return !p.empty() && p.front() == '/' && p.find("/../") == std::string::npos && (p.size() < 3 || p.substr(p.size() - 3) != "/.."); }
 
-}  // namespace
-
-RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSettings& s, const std::string& id,
-                                     const BundleParams& params) {
-    std::vector<std::string> args = s.args;
-    if (args.empty()) {
-        args = image.entrypoint;
-        args.insert(args.end(), image.cmd.begin(), image.cmd.end());
-    }
-    if (args.empty()) return RunnerError(ErrorKind::kInvalidArgument, "the image has no Entrypoint or Cmd and no command was given");
-
+// The image's environment with the settings' entries over it, and a PATH if neither has one.
+RunnerResult<std::vector<std::string>> makeEnv(const ImageConfig& image, const ContainerSettings& s) {
     std::vector<std::string> env;
     auto keyOf = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
     auto setEnv = [&](const std::string& kv) {
@@ -127,6 +118,19 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
     bool hasPath = false;
     for (const auto& e : env) hasPath |= keyOf(e) == "PATH";
     if (!hasPath) env.insert(env.begin(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    return env;
+}
+
+// config.json's "process": command, environment, user (inside the id map), capabilities.
+RunnerResult<json> makeProcess(const ImageConfig& image, const ContainerSettings& s, const BundleParams& params) {
+    std::vector<std::string> args = s.args;
+    if (args.empty()) {
+        args = image.entrypoint;
+        args.insert(args.end(), image.cmd.begin(), image.cmd.end());
+    }
+    if (args.empty()) return RunnerError(ErrorKind::kInvalidArgument, "the image has no Entrypoint or Cmd and no command was given");
+    auto env = makeEnv(image, s);
+    if (!env) return std::move(env).error();
 
     json user = json{{"uid", 0}, {"gid", 0}};
     std::string userSpec = s.user ? *s.user : image.user.value_or("");
@@ -135,7 +139,6 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
         if (!u) return std::move(u).error();
         user = *u;
     }
-
     const SecurityPolicy& sec = params.security;
     if (sec.idMap.enabled()) {
         for (const char* k : {"uid", "gid"}) {
@@ -149,18 +152,21 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
     }
 
     json caps = sec.capabilities;
-    json process = {
+    return json{
         {"terminal", s.terminal},
         {"user", user},
         {"args", args},
-        {"env", env},
+        {"env", *env},
         {"cwd", image.workingDir.value_or("/")},
         {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
         {"rlimits", json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}},
                                  {{"type", "RLIMIT_CORE"}, {"hard", 0}, {"soft", 0}}})},
         {"noNewPrivileges", true},
     };
+}
 
+// config.json's "mounts": the standard ones, then the settings' bind mounts.
+RunnerResult<json> makeMounts(const ContainerSettings& s, const SecurityPolicy& sec) {
     json mounts = json::array({
         {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
         {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
@@ -187,7 +193,12 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
         if (m.noExec) opts.push_back("noexec");
         mounts.push_back({{"destination", m.destination}, {"type", "bind"}, {"source", m.source}, {"options", opts}});
     }
+    return mounts;
+}
 
+// config.json's "linux": namespaces, resource limits, masked paths, id maps, seccomp.
+RunnerResult<json> makeLinux(const ContainerSettings& s, const BundleParams& params) {
+    const SecurityPolicy& sec = params.security;
     json namespaces = json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
     if (!s.hostNetwork) namespaces.push_back({{"type", "network"}});
     namespaces.push_back({{"type", "cgroup"}});
@@ -222,14 +233,26 @@ RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSe
         linux["gidMappings"] = map;
     }
     if (!sec.seccomp.is_null()) linux["seccomp"] = sec.seccomp;
+    return linux;
+}
 
+}  // namespace
+
+RunnerResult<json> makeRuntimeConfig(const ImageConfig& image, const ContainerSettings& s, const std::string& id,
+                                     const BundleParams& params) {
+    auto process = makeProcess(image, s, params);
+    if (!process) return std::move(process).error();
+    auto mounts = makeMounts(s, params.security);
+    if (!mounts) return std::move(mounts).error();
+    auto linux = makeLinux(s, params);
+    if (!linux) return std::move(linux).error();
     json config = {
         {"ociVersion", "1.0.2"},
-        {"process", process},
-        {"root", {{"path", params.rootfsPath}, {"readonly", s.readOnlyRootfs || sec.readOnlyRootfs}}},
+        {"process", *process},
+        {"root", {{"path", params.rootfsPath}, {"readonly", s.readOnlyRootfs || params.security.readOnlyRootfs}}},
         {"hostname", s.hostname.empty() ? id : s.hostname},
-        {"mounts", mounts},
-        {"linux", linux},
+        {"mounts", *mounts},
+        {"linux", *linux},
     };
     if (!s.annotations.empty()) config["annotations"] = s.annotations;
     return config;

@@ -165,7 +165,138 @@ int hexValue(char c) {
     return -1;
 }
 
+// Hashes the bytes a resumed download keeps: the digest checked at the end covers the
+// whole file.
+RunnerStatus hashKeptBytes(int fd, const std::string& destPath, Sink& sink) {
+    std::string buf(1 << 16, '\0');
+    for (;;) {
+        ssize_t r = ::read(fd, buf.data(), buf.size());
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return errnoError("read", errno, destPath);
+        if (r == 0) break;
+        sink.hash.update(buf.data(), static_cast<std::size_t>(r));
+        sink.have += static_cast<std::uint64_t>(r);
+    }
+    sink.bytes = sink.have;
+    return {};
+}
+
+struct SlistDeleter {
+    void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+
+// What a transfer hands curl; each member lives as long as the transfer.
+struct Transfer {
+    char errbuf[CURL_ERROR_SIZE] = {0};
+    std::string range;
+    std::unique_ptr<curl_slist, SlistDeleter> headers;
+};
+
+RunnerStatus setTransferOptions(CURL* c, const FetchOptions& o, Sink& sink, Transfer& t) {
+    curl_easy_setopt(c, CURLOPT_URL, o.url.c_str());
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t.errbuf);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, onData);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
+    if (sink.have > 0) {
+        t.range = std::to_string(sink.have) + "-";
+        curl_easy_setopt(c, CURLOPT_RANGE, t.range.c_str());
+    }
+    for (const auto& h : o.headers) {
+        curl_slist* next = curl_slist_append(t.headers.get(), h.c_str());
+        if (!next) return RunnerError(ErrorKind::kDownloadFailed, "curl_slist_append failed");
+        (void)t.headers.release();
+        t.headers.reset(next);
+    }
+    if (t.headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, t.headers.get());
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, onProgress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &sink);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(o.connectTimeout.count()));
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(o.lowSpeedTime.count()));
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o.maxBytes));
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o.verifyTls ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o.verifyTls ? 2L : 0L);
+    if (!o.caFile.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o.caFile.c_str());
+    if (!o.username.empty()) {
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERNAME, o.username.c_str());
+        curl_easy_setopt(c, CURLOPT_PASSWORD, o.password.c_str());
+    }
+    return {};
+}
+
+struct Failure {
+    ErrorKind kind;
+    std::string message;
+};
+
+// Why a transfer curl reports as failed (rc != CURLE_OK) failed: the sink's own reasons
+// first, then curl's.
+Failure transferFailure(CURLcode rc, const Sink& sink, const FetchOptions& o, const std::string& detail) {
+    if (sink.noRoom)
+        return {ErrorKind::kQuotaExceeded, "no room for the download in the disk budget (" +
+                                               std::to_string(sink.reserved ? sink.reserved : sink.bytes) +
+                                               " bytes held so far)"};
+    if (sink.pastDeadline)
+        return {ErrorKind::kDownloadFailed,
+                "download not finished within its deadline of " + std::to_string(o.deadline.count()) + " s"};
+    if (sink.tooSlow)
+        return {ErrorKind::kDownloadFailed,
+                "download slower than the minimum average rate of " + std::to_string(o.minBytesPerSecond) + " bytes/s"};
+    if (sink.tooBig || rc == CURLE_FILESIZE_EXCEEDED)
+        return {ErrorKind::kQuotaExceeded, "download larger than " + std::to_string(o.maxBytes) + " bytes"};
+    if (sink.writeErrno == ENOSPC || sink.writeErrno == EDQUOT)
+        return {ErrorKind::kNoSpace, "no space left for the download"};
+    if (sink.rangeRefused)
+        return {ErrorKind::kDownloadFailed, "the server answered the resumed download with range '" +
+                                                sink.contentRange + "', not from byte " + std::to_string(sink.have)};
+    if (sink.writeErrno) return {ErrorKind::kIoError, std::string("write: ") + std::strerror(sink.writeErrno)};
+    switch (rc) {
+        case CURLE_ABORTED_BY_CALLBACK: return {ErrorKind::kCancelled, "download cancelled"};
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_GOT_NOTHING:
+            return {ErrorKind::kServerUnreachable, "server unreachable: " + detail};
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+            return {ErrorKind::kTlsFailure, "TLS failure: " + detail};
+        case CURLE_FILE_COULDNT_READ_FILE:
+        case CURLE_REMOTE_FILE_NOT_FOUND:
+            return {ErrorKind::kNotFound, "not found: " + detail};
+        case CURLE_LOGIN_DENIED: return {ErrorKind::kAuthFailed, "login denied: " + detail};
+        default: return {ErrorKind::kDownloadFailed, "download failed: " + detail};
+    }
+}
+
+// An HTTP status that is not a success, as a failure.
+std::optional<Failure> httpStatusFailure(long status) {
+    if (status == 401 || status == 403)
+        return Failure{ErrorKind::kAuthFailed, "HTTP " + std::to_string(status) + ": credentials refused"};
+    if (status == 404 || status == 410) return Failure{ErrorKind::kNotFound, "HTTP " + std::to_string(status)};
+    if (status >= 500) return Failure{ErrorKind::kServerUnreachable, "HTTP " + std::to_string(status) + " from server"};
+    if (status < 200 || status >= 300) return Failure{ErrorKind::kDownloadFailed, "HTTP " + std::to_string(status)};
+    return std::nullopt;
+}
+
 }  // namespace
+
 
 RangeAction rangeAction(std::uint64_t have, long status, std::string_view contentRange) {
     if (status == 200) return RangeAction::kRestart;
@@ -215,19 +346,7 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     UniqueFd fd(::open(destPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0600));
     if (!fd) return errnoError("create", errno, destPath);
     Sink sink;
-    if (resume) {
-        // The kept bytes are hashed again: the digest checked at the end covers the whole file.
-        std::string buf(1 << 16, '\0');
-        for (;;) {
-            ssize_t r = ::read(fd.get(), buf.data(), buf.size());
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) return errnoError("read", errno, destPath);
-            if (r == 0) break;
-            sink.hash.update(buf.data(), static_cast<std::size_t>(r));
-            sink.have += static_cast<std::uint64_t>(r);
-        }
-        sink.bytes = sink.have;
-    }
+    if (resume) BERTH_TRY(hashKeptBytes(fd.get(), destPath, sink));
     std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
     if (!curl) return RunnerError(ErrorKind::kDownloadFailed, "curl_easy_init failed");
     CURL* c = curl.get();
@@ -239,114 +358,28 @@ RunnerResult<FetchResult> fetchToFile(const FetchOptions& o, const std::string& 
     sink.minRate = o.minBytesPerSecond;
     sink.rateWindow = o.rateWindow;
     sink.reserve = &o.reserve;
-    char errbuf[CURL_ERROR_SIZE] = {0};
-    curl_easy_setopt(c, CURLOPT_URL, o.url.c_str());
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, onData);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, onHeader);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
-    std::string range;
-    if (sink.have > 0) {
-        range = std::to_string(sink.have) + "-";
-        curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
-    }
-    struct SlistDeleter {
-        void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-    };
-    std::unique_ptr<curl_slist, SlistDeleter> headers;
-    for (const auto& h : o.headers) {
-        curl_slist* next = curl_slist_append(headers.get(), h.c_str());
-        if (!next) return RunnerError(ErrorKind::kDownloadFailed, "curl_slist_append failed");
-        (void)headers.release();
-        headers.reset(next);
-    }
-    if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, onProgress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &sink);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(o.connectTimeout.count()));
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(o.lowSpeedTime.count()));
-    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o.maxBytes));
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o.verifyTls ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o.verifyTls ? 2L : 0L);
-    if (!o.caFile.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o.caFile.c_str());
-    if (!o.username.empty()) {
-        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-        curl_easy_setopt(c, CURLOPT_USERNAME, o.username.c_str());
-        curl_easy_setopt(c, CURLOPT_PASSWORD, o.password.c_str());
-    }
+    Transfer transfer;
+    BERTH_TRY(setTransferOptions(c, o, sink, transfer));
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    auto fail = [&](ErrorKind k, const std::string& msg) {
+    std::optional<Failure> failure;
+    if (rc != CURLE_OK) {
+        failure = transferFailure(rc, sink, o, transfer.errbuf[0] ? transfer.errbuf : curl_easy_strerror(rc));
+    } else if (isHttp) {
+        failure = httpStatusFailure(status);
+    }
+    if (!failure && ::fsync(fd.get()) != 0 && errno != EINVAL) failure = Failure{ErrorKind::kIoError, "fsync failed"};
+    if (failure) {
+        const ErrorKind k = failure->kind;
         // A partial file is checked against its digest at the end, so keeping it is safe;
         // it is dropped only when asking for its rest cannot work (range refused, 416).
         bool keep = resume && !sink.rangeRefused && status != 416 &&
                     (k == ErrorKind::kServerUnreachable || k == ErrorKind::kDownloadFailed ||
                      k == ErrorKind::kCancelled || k == ErrorKind::kAuthFailed);
         if (!keep) ::unlink(destPath.c_str());
-        return RunnerError(k, msg, o.url);
-    };
-    if (rc != CURLE_OK) {
-        if (sink.noRoom)
-            return fail(ErrorKind::kQuotaExceeded, "no room for the download in the disk budget (" +
-                                                       std::to_string(sink.reserved ? sink.reserved : sink.bytes) +
-                                                       " bytes held so far)");
-        if (sink.pastDeadline)
-            return fail(ErrorKind::kDownloadFailed, "download not finished within its deadline of " +
-                                                        std::to_string(o.deadline.count()) + " s");
-        if (sink.tooSlow)
-            return fail(ErrorKind::kDownloadFailed, "download slower than the minimum average rate of " +
-                                                        std::to_string(o.minBytesPerSecond) + " bytes/s");
-        if (sink.tooBig || rc == CURLE_FILESIZE_EXCEEDED)
-            return fail(ErrorKind::kQuotaExceeded, "download larger than " + std::to_string(o.maxBytes) + " bytes");
-        if (sink.writeErrno == ENOSPC || sink.writeErrno == EDQUOT)
-            return fail(ErrorKind::kNoSpace, "no space left for the download");
-        if (sink.rangeRefused)
-            return fail(ErrorKind::kDownloadFailed, "the server answered the resumed download with range '" +
-                                                        sink.contentRange + "', not from byte " + std::to_string(sink.have));
-        if (sink.writeErrno) return fail(ErrorKind::kIoError, std::string("write: ") + std::strerror(sink.writeErrno));
-        switch (rc) {
-            case CURLE_ABORTED_BY_CALLBACK: return fail(ErrorKind::kCancelled, "download cancelled");
-            case CURLE_COULDNT_RESOLVE_HOST:
-            case CURLE_COULDNT_RESOLVE_PROXY:
-            case CURLE_COULDNT_CONNECT:
-            case CURLE_OPERATION_TIMEDOUT:
-            case CURLE_GOT_NOTHING:
-                return fail(ErrorKind::kServerUnreachable, "server unreachable: " + detail);
-            case CURLE_SSL_CONNECT_ERROR:
-            case CURLE_PEER_FAILED_VERIFICATION:
-            case CURLE_SSL_CERTPROBLEM:
-            case CURLE_SSL_CIPHER:
-            case CURLE_SSL_CACERT_BADFILE:
-            case CURLE_SSL_ISSUER_ERROR:
-            case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-            case CURLE_SSL_INVALIDCERTSTATUS:
-                return fail(ErrorKind::kTlsFailure, "TLS failure: " + detail);
-            case CURLE_FILE_COULDNT_READ_FILE:
-            case CURLE_REMOTE_FILE_NOT_FOUND:
-                return fail(ErrorKind::kNotFound, "not found: " + detail);
-            case CURLE_LOGIN_DENIED: return fail(ErrorKind::kAuthFailed, "login denied: " + detail);
-            default: return fail(ErrorKind::kDownloadFailed, "download failed: " + detail);
-        }
+        return RunnerError(k, std::move(failure->message), o.url);
     }
-    if (isHttp) {
-        if (status == 401 || status == 403)
-            return fail(ErrorKind::kAuthFailed, "HTTP " + std::to_string(status) + ": credentials refused");
-        if (status == 404 || status == 410) return fail(ErrorKind::kNotFound, "HTTP " + std::to_string(status));
-        if (status >= 500) return fail(ErrorKind::kServerUnreachable, "HTTP " + std::to_string(status) + " from server");
-        if (status < 200 || status >= 300) return fail(ErrorKind::kDownloadFailed, "HTTP " + std::to_string(status));
-    }
-    if (::fsync(fd.get()) != 0 && errno != EINVAL) return fail(ErrorKind::kIoError, "fsync failed");
     FetchResult r;
     r.bytes = sink.bytes;
     r.transferred = sink.transferred;

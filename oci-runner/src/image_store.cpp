@@ -58,15 +58,10 @@ bool isHex64(const std::string& s) {
     return true;
 }
 
-RunnerResult<Extracted> extractLayout(const std::string& archivePath, const std::string& stagingDir,
-                                      const UnpackLimits& limits, const CancelToken* cancel) {
-    Extracted out;
-    out.blobDir = stagingDir + "/blobs";
-    BERTH_OCI_TRY(detail::makeDirs(out.blobDir));
-    UniqueFd blobDirFd(::open(out.blobDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!blobDirFd) return errnoError("open", errno, out.blobDir);
+using ArchivePtr = std::unique_ptr<archive, ArchiveDeleter>;
 
-    std::unique_ptr<archive, ArchiveDeleter> a(archive_read_new());
+RunnerResult<ArchivePtr> openLayoutArchive(const std::string& archivePath) {
+    ArchivePtr a(archive_read_new());
     archive_read_support_format_tar(a.get());
     archive_read_support_filter_gzip(a.get());
     archive_read_support_filter_zstd(a.get());
@@ -76,15 +71,71 @@ RunnerResult<Extracted> extractLayout(const std::string& archivePath, const std:
         return RunnerError(ErrorKind::kCorruptData, std::string("not a tar archive: ") + archive_error_string(a.get()),
                            archivePath);
     }
+    return a;
+}
+
+// Where one archive entry's bytes go: into `text` (index.json, oci-layout) or, hashed,
+// into the blob file `fd`.
+struct EntryCopy {
+    std::string* text = nullptr;
+    int fd = -1;
+    Sha256 hash;
+    std::uint64_t size = 0;
+};
+
+// Copies the current entry's data; `total` counts the archive's bytes against the limit.
+RunnerStatus copyEntry(archive* a, std::string& buf, EntryCopy& c, std::uint64_t& total, const UnpackLimits& limits,
+                       const std::string& archivePath, const std::string& path) {
+    for (;;) {
+        la_ssize_t n = archive_read_data(a, buf.data(), buf.size());
+        if (n < 0)
+            return RunnerError(ErrorKind::kCorruptData, std::string("image archive: ") + archive_error_string(a), path);
+        if (n == 0) return {};
+        c.size += static_cast<std::uint64_t>(n);
+        total += static_cast<std::uint64_t>(n);
+        if (total > limits.maxBytes)
+            return RunnerError(ErrorKind::kQuotaExceeded,
+                               "image archive holds more than " + std::to_string(limits.maxBytes) + " bytes",
+                               archivePath);
+        if (c.text) {
+            if (c.text->size() + static_cast<std::size_t>(n) > kMaxJsonBlob)
+                return RunnerError(ErrorKind::kCorruptData, "index too large", path);
+            c.text->append(buf.data(), static_cast<std::size_t>(n));
+            continue;
+        }
+        c.hash.update(buf.data(), static_cast<std::size_t>(n));
+        std::size_t done = 0;
+        while (done < static_cast<std::size_t>(n)) {
+            ssize_t w = ::write(c.fd, buf.data() + done, static_cast<std::size_t>(n) - done);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                return errnoError("write", errno, path);
+            }
+            done += static_cast<std::size_t>(w);
+        }
+    }
+}
+
+RunnerResult<Extracted> extractLayout(const std::string& archivePath, const std::string& stagingDir,
+                                      const UnpackLimits& limits, const CancelToken* cancel) {
+    Extracted out;
+    out.blobDir = stagingDir + "/blobs";
+    BERTH_OCI_TRY(detail::makeDirs(out.blobDir));
+    UniqueFd blobDirFd(::open(out.blobDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!blobDirFd) return errnoError("open", errno, out.blobDir);
+    auto opened = openLayoutArchive(archivePath);
+    if (!opened) return std::move(opened).error();
+    archive* a = opened->get();
+
     std::uint64_t total = 0, entries = 0;
     std::string buf(1 << 17, '\0');
     for (;;) {
         if (cancel && cancel->cancelled()) return RunnerError(ErrorKind::kCancelled, "pull cancelled");
         archive_entry* e = nullptr;
-        int r = archive_read_next_header(a.get(), &e);
+        int r = archive_read_next_header(a, &e);
         if (r == ARCHIVE_EOF) break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-            return RunnerError(ErrorKind::kCorruptData, std::string("image archive: ") + archive_error_string(a.get()),
+            return RunnerError(ErrorKind::kCorruptData, std::string("image archive: ") + archive_error_string(a),
                                archivePath);
         if (++entries > limits.maxFiles)
             return RunnerError(ErrorKind::kQuotaExceeded, "image archive has too many entries", archivePath);
@@ -101,49 +152,21 @@ RunnerResult<Extracted> extractLayout(const std::string& archivePath, const std:
             what = kBlob;
         }
         if (what == kSkip) continue;
-        std::string* text = what == kIndex ? &out.indexJson : what == kLayout ? &out.layoutJson : nullptr;
+        EntryCopy copy;
+        copy.text = what == kIndex ? &out.indexJson : what == kLayout ? &out.layoutJson : nullptr;
         UniqueFd fd;
         if (what == kBlob) {
             if (out.blobs.count(hex)) return RunnerError(ErrorKind::kCorruptData, "blob stored twice", path);
             fd.reset(::openat(blobDirFd.get(), hex.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
             if (!fd) return errnoError("create", errno, path);
+            copy.fd = fd.get();
         } else if ((what == kIndex && out.hasIndex) || (what == kLayout && out.hasLayout)) {
             return RunnerError(ErrorKind::kCorruptData, "entry stored twice", path);
         }
-        Sha256 hash;
-        std::uint64_t size = 0;
-        for (;;) {
-            la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
-            if (n < 0)
-                return RunnerError(ErrorKind::kCorruptData,
-                                   std::string("image archive: ") + archive_error_string(a.get()), path);
-            if (n == 0) break;
-            size += static_cast<std::uint64_t>(n);
-            total += static_cast<std::uint64_t>(n);
-            if (total > limits.maxBytes)
-                return RunnerError(ErrorKind::kQuotaExceeded,
-                                   "image archive holds more than " + std::to_string(limits.maxBytes) + " bytes",
-                                   archivePath);
-            if (text) {
-                if (text->size() + static_cast<std::size_t>(n) > kMaxJsonBlob)
-                    return RunnerError(ErrorKind::kCorruptData, "index too large", path);
-                text->append(buf.data(), static_cast<std::size_t>(n));
-                continue;
-            }
-            hash.update(buf.data(), static_cast<std::size_t>(n));
-            std::size_t done = 0;
-            while (done < static_cast<std::size_t>(n)) {
-                ssize_t w = ::write(fd.get(), buf.data() + done, static_cast<std::size_t>(n) - done);
-                if (w < 0) {
-                    if (errno == EINTR) continue;
-                    return errnoError("write", errno, path);
-                }
-                done += static_cast<std::size_t>(w);
-            }
-        }
+        BERTH_OCI_TRY(copyEntry(a, buf, copy, total, limits, archivePath, path));
         if (what == kIndex) out.hasIndex = true;
         if (what == kLayout) out.hasLayout = true;
-        if (what == kBlob) out.blobs[hex] = BlobInfo{hash.finish(), size};
+        if (what == kBlob) out.blobs[hex] = BlobInfo{copy.hash.finish(), copy.size};
     }
     if (!out.hasLayout || !out.hasIndex)
         return RunnerError(ErrorKind::kUnsupportedMediaType, "not an OCI image layout (no oci-layout or index.json)",

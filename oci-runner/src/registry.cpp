@@ -631,38 +631,29 @@ std::string mediaTypeOf(const HttpReply& r) {
 
 bool isIndexType(std::string_view t) { return t == kMediaTypeIndex || t == kMediaTypeDockerList; }
 
-}  // namespace
+std::string sha256Of(const std::string& bytes) {
+    Sha256 h;
+    h.update(bytes.data(), bytes.size());
+    return h.finish();
+}
 
-RunnerResult<RegistryImage> fetchRegistryImage(const RegistryPullOptions& o, const CancelToken* cancel,
-                                               RegistryStats* stats) {
-    RegistryStats localStats;
-    if (!stats) stats = &localStats;
-    auto ref = parseRegistryReference(o.fetch.url);
-    if (!ref) return std::move(ref).error();
-    Client client(*ref, o, cancel, stats);
-    BERTH_LOG_INFO("oci") << "pulling " << ref->text() << " from registry " << ref->host;
-    BERTH_OCI_TRY(client.connect());
-
-    RegistryImage img;
-    img.ref = *ref;
-    auto reply = client.manifest(ref->reference());
+// From the manifest (or index) the reference names to the image manifest for our
+// platform, each document checked against its digest; fills img.entry, manifestDesc,
+// manifest and manifestJson and stores the manifest in outDir.
+RunnerStatus resolveManifest(Client& client, const RegistryReference& ref, const RegistryPullOptions& o,
+                             RegistryImage& img) {
+    auto reply = client.manifest(ref.reference());
     if (!reply) return std::move(reply).error();
-    std::string type = mediaTypeOf(*reply);
-    std::string digest;
-    {
-        Sha256 h;
-        h.update(reply->body.data(), reply->body.size());
-        digest = h.finish();
-    }
-    if (!ref->digest.empty() && digest != ref->digest)
-        return client.error(ErrorKind::kDigestMismatch, "the manifest sent for " + ref->digest + " hashes to " + digest);
+    std::string digest = sha256Of(reply->body);
+    if (!ref.digest.empty() && digest != ref.digest)
+        return client.error(ErrorKind::kDigestMismatch, "the manifest sent for " + ref.digest + " hashes to " + digest);
     auto dcd = reply->headers.find("docker-content-digest");
-    if (ref->digest.empty() && dcd != reply->headers.end() && dcd->second.rfind("sha256:", 0) == 0 &&
+    if (ref.digest.empty() && dcd != reply->headers.end() && dcd->second.rfind("sha256:", 0) == 0 &&
         dcd->second != digest)
         return client.error(ErrorKind::kDigestMismatch,
                             "the manifest hashes to " + digest + ", the registry announced " + dcd->second);
     Descriptor d;
-    d.mediaType = type;
+    d.mediaType = mediaTypeOf(*reply);
     d.digest = digest;
     d.size = static_cast<std::int64_t>(reply->body.size());
     img.entry = d;
@@ -679,9 +670,7 @@ RunnerResult<RegistryImage> fetchRegistryImage(const RegistryPullOptions& o, con
         img.entry = d;
         auto next = client.manifest(d.digest);
         if (!next) return std::move(next).error();
-        Sha256 h;
-        h.update(next->body.data(), next->body.size());
-        std::string got = h.finish();
+        std::string got = sha256Of(next->body);
         if (got != d.digest)
             return client.error(ErrorKind::kDigestMismatch, "the manifest sent for " + d.digest + " hashes to " + got);
         if (next->body.size() != static_cast<std::size_t>(d.size))
@@ -697,8 +686,12 @@ RunnerResult<RegistryImage> fetchRegistryImage(const RegistryPullOptions& o, con
     if (!manifest) return client.error(manifest.error().kind, manifest.error().message);
     img.manifest = std::move(*manifest);
     img.manifestJson = std::move(body);
-    BERTH_OCI_TRY(detail::writeFileAtomic(o.outDir + "/" + digestHex(d.digest), img.manifestJson));
+    return detail::writeFileAtomic(o.outDir + "/" + digestHex(d.digest), img.manifestJson);
+}
 
+// The image config: downloaded into outDir, parsed, and checked against our platform
+// and the manifest's layer count.
+RunnerStatus fetchConfig(Client& client, const RegistryPullOptions& o, RegistryImage& img) {
     const Descriptor& cd = img.manifest.config;
     if (cd.size > static_cast<std::int64_t>(kMaxDocument))
         return client.error(ErrorKind::kCorruptData, "config " + cd.digest + " is too large");
@@ -718,7 +711,12 @@ RunnerResult<RegistryImage> fetchRegistryImage(const RegistryPullOptions& o, con
         return client.error(ErrorKind::kCorruptData, "config lists " + std::to_string(img.config.diffIds.size()) +
                                                          " diff_ids for " +
                                                          std::to_string(img.manifest.layers.size()) + " layers");
+    return {};
+}
 
+// The layers not already stored (o.haveLayer), after checking that together they fit
+// the download cap.
+RunnerStatus fetchLayers(Client& client, const RegistryPullOptions& o, RegistryImage& img, RegistryStats& stats) {
     std::uint64_t needed = 0;
     img.layerFetched.assign(img.manifest.layers.size(), false);
     std::vector<bool> skip(img.manifest.layers.size(), false);
@@ -737,7 +735,7 @@ RunnerResult<RegistryImage> fetchRegistryImage(const RegistryPullOptions& o, con
                                                            std::to_string(o.fetch.maxBytes));
     for (std::size_t i = 0; i < img.manifest.layers.size(); ++i) {
         if (skip[i]) {
-            ++stats->layersSkipped;
+            ++stats.layersSkipped;
             continue;
         }
         const auto& l = img.manifest.layers[i];
@@ -745,8 +743,28 @@ RunnerResult<RegistryImage> fetchRegistryImage(const RegistryPullOptions& o, con
         struct stat st {};
         if (::stat(dest.c_str(), &st) != 0) BERTH_OCI_TRY(client.blob(l, dest, "layer"));  // a layer listed twice
         img.layerFetched[i] = true;
-        ++stats->layersFetched;
+        ++stats.layersFetched;
     }
+    return {};
+}
+
+}  // namespace
+
+RunnerResult<RegistryImage> fetchRegistryImage(const RegistryPullOptions& o, const CancelToken* cancel,
+                                               RegistryStats* stats) {
+    RegistryStats localStats;
+    if (!stats) stats = &localStats;
+    auto ref = parseRegistryReference(o.fetch.url);
+    if (!ref) return std::move(ref).error();
+    Client client(*ref, o, cancel, stats);
+    BERTH_LOG_INFO("oci") << "pulling " << ref->text() << " from registry " << ref->host;
+    BERTH_OCI_TRY(client.connect());
+
+    RegistryImage img;
+    img.ref = *ref;
+    BERTH_OCI_TRY(resolveManifest(client, *ref, o, img));
+    BERTH_OCI_TRY(fetchConfig(client, o, img));
+    BERTH_OCI_TRY(fetchLayers(client, o, img, *stats));
     BERTH_LOG_INFO("oci") << "pulled " << ref->text() << ": " << stats->layersFetched << " layer(s) downloaded, "
                           << stats->layersSkipped << " already stored, " << stats->blobBytesTransferred
                           << " blob bytes moved";

@@ -454,6 +454,62 @@ RunnerStatus LayerWriter::apply(archive* tar, archive_entry* e) {
     }
 }
 
+// The raw (decompressed) stream of a layer blob, checked to be compressed as its media
+// type says. `empty`: the blob holds no bytes at all.
+RunnerResult<ArchivePtr> openDecompressed(const LayerSource& source, RawSource& rawSrc, const std::string& layerName,
+                                          bool& empty) {
+    ArchivePtr raw(archive_read_new());
+    archive_read_support_format_raw(raw.get());
+    if (source.compression == Compression::kGzip) archive_read_support_filter_gzip(raw.get());
+    if (source.compression == Compression::kZstd) archive_read_support_filter_zstd(raw.get());
+    if (archive_read_open(raw.get(), &rawSrc, nullptr, rawRead, nullptr) != ARCHIVE_OK)
+        return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(raw.get()),
+                           source.blobPath);
+    archive_entry* rawEntry = nullptr;
+    int rh = archive_read_next_header(raw.get(), &rawEntry);
+    empty = rh == ARCHIVE_EOF;
+    if (!empty && rh != ARCHIVE_OK)
+        return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(raw.get()), layerName);
+    int wantFilter = source.compression == Compression::kGzip   ? ARCHIVE_FILTER_GZIP
+                     : source.compression == Compression::kZstd ? ARCHIVE_FILTER_ZSTD
+                                                                : ARCHIVE_FILTER_NONE;
+    if (!empty && archive_filter_code(raw.get(), 0) != wantFilter)
+        return RunnerError(ErrorKind::kCorruptData, "layer compression does not match its media type", layerName);
+    return raw;
+}
+
+// A failure reading the tar stream: past the size cap, or corrupt.
+RunnerError tarStreamError(const TarSource& tarSrc, archive* tar, const std::string& layerName) {
+    if (tarSrc.capExceeded)
+        return RunnerError(ErrorKind::kQuotaExceeded, "layer decompresses past the size cap", layerName);
+    return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(tar), layerName);
+}
+
+// Writes every entry of the tar stream, then reads the rest of the stream (trailing
+// padding) so that its diff_id covers all of it.
+RunnerStatus writeEntries(archive* tar, TarSource& tarSrc, LayerWriter& writer, const CancelToken* cancel,
+                          const std::string& layerName) {
+    for (;;) {
+        if (cancel && cancel->cancelled()) return RunnerError(ErrorKind::kCancelled, "unpack cancelled", layerName);
+        archive_entry* e = nullptr;
+        int r = archive_read_next_header(tar, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return tarStreamError(tarSrc, tar, layerName);
+        auto st = writer.apply(tar, e);
+        if (!st) {
+            if (tarSrc.capExceeded)
+                return RunnerError(ErrorKind::kQuotaExceeded, "layer decompresses past the size cap", layerName);
+            return std::move(st).error();
+        }
+    }
+    const void* dummy = nullptr;
+    while (!tarSrc.eof) {
+        la_ssize_t n = tarRead(tar, &tarSrc, &dummy);
+        if (n < 0) return tarStreamError(tarSrc, tar, layerName);
+    }
+    return {};
+}
+
 }  // namespace
 
 RunnerResult<LayerStats> applyLayer(const LayerSource& source, const std::string& rootDir, WhiteoutMode mode,
@@ -468,29 +524,15 @@ RunnerResult<LayerStats> applyLayer(const LayerSource& source, const std::string
     if (::fstatvfs(root.get(), &vfs) != 0) return errnoError("statvfs", errno, rootDir);
     std::uint64_t freeBytes = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
 
+    const std::string layerName = source.expectedDiffId.empty() ? source.blobPath : source.expectedDiffId;
     RawSource rawSrc;
     rawSrc.fd = blob.get();
-    ArchivePtr raw(archive_read_new());
-    archive_read_support_format_raw(raw.get());
-    if (source.compression == Compression::kGzip) archive_read_support_filter_gzip(raw.get());
-    if (source.compression == Compression::kZstd) archive_read_support_filter_zstd(raw.get());
-    if (archive_read_open(raw.get(), &rawSrc, nullptr, rawRead, nullptr) != ARCHIVE_OK)
-        return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(raw.get()),
-                           source.blobPath);
-    archive_entry* rawEntry = nullptr;
-    int rh = archive_read_next_header(raw.get(), &rawEntry);
-    std::string layerName = source.expectedDiffId.empty() ? source.blobPath : source.expectedDiffId;
-    bool empty = rh == ARCHIVE_EOF;
-    if (!empty && rh != ARCHIVE_OK)
-        return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(raw.get()), layerName);
-    int wantFilter = source.compression == Compression::kGzip   ? ARCHIVE_FILTER_GZIP
-                     : source.compression == Compression::kZstd ? ARCHIVE_FILTER_ZSTD
-                                                                : ARCHIVE_FILTER_NONE;
-    if (!empty && archive_filter_code(raw.get(), 0) != wantFilter)
-        return RunnerError(ErrorKind::kCorruptData, "layer compression does not match its media type", layerName);
+    bool empty = false;
+    auto raw = openDecompressed(source, rawSrc, layerName, empty);
+    if (!raw) return std::move(raw).error();
 
     TarSource tarSrc;
-    tarSrc.raw = raw.get();
+    tarSrc.raw = raw->get();
     tarSrc.eof = empty;
     // The tar stream is at most the content plus headers and padding; twice the
     // remaining content budget plus a margin catches bombs made of padding.
@@ -499,42 +541,11 @@ RunnerResult<LayerStats> applyLayer(const LayerSource& source, const std::string
     ArchivePtr tar(archive_read_new());
     archive_read_support_format_tar(tar.get());
     archive_read_support_format_empty(tar.get());
-    if (archive_read_open(tar.get(), &tarSrc, nullptr, tarRead, nullptr) != ARCHIVE_OK) {
-        if (tarSrc.capExceeded)
-            return RunnerError(ErrorKind::kQuotaExceeded, "layer decompresses past the size cap", layerName);
-        return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(tar.get()), layerName);
-    }
+    if (archive_read_open(tar.get(), &tarSrc, nullptr, tarRead, nullptr) != ARCHIVE_OK)
+        return tarStreamError(tarSrc, tar.get(), layerName);
 
     LayerWriter writer(root.get(), real, mode, limits, budget, freeBytes);
-    for (;;) {
-        if (cancel && cancel->cancelled()) return RunnerError(ErrorKind::kCancelled, "unpack cancelled", layerName);
-        archive_entry* e = nullptr;
-        int r = archive_read_next_header(tar.get(), &e);
-        if (r == ARCHIVE_EOF) break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            if (tarSrc.capExceeded)
-                return RunnerError(ErrorKind::kQuotaExceeded, "layer decompresses past the size cap", layerName);
-            return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(tar.get()),
-                               layerName);
-        }
-        auto st = writer.apply(tar.get(), e);
-        if (!st) {
-            if (tarSrc.capExceeded)
-                return RunnerError(ErrorKind::kQuotaExceeded, "layer decompresses past the size cap", layerName);
-            return std::move(st).error();
-        }
-    }
-    // The diff_id covers the whole uncompressed stream, trailing padding included.
-    const void* dummy = nullptr;
-    while (!tarSrc.eof) {
-        la_ssize_t n = tarRead(tar.get(), &tarSrc, &dummy);
-        if (n < 0) {
-            if (tarSrc.capExceeded)
-                return RunnerError(ErrorKind::kQuotaExceeded, "layer decompresses past the size cap", layerName);
-            return RunnerError(ErrorKind::kCorruptData, std::string("layer: ") + archive_error_string(tar.get()),
-                               layerName);
-        }
-    }
+    BERTH_OCI_TRY(writeEntries(tar.get(), tarSrc, writer, cancel, layerName));
     LayerStats stats;
     stats.diffId = tarSrc.diff.finish();
     stats.bytes = writer.bytes();

@@ -234,6 +234,8 @@ int main(int argc, char** argv) {
     std::size_t requests = 2000;
     std::size_t inflight = 16;
     std::size_t sequential = 500;
+    std::vector<std::string> only;
+    int agentStartSeconds = 15;
     app.add_option("--berthd", berthd, "berthd binary to start")->capture_default_str();
     app.add_option("--config", config, "Base configuration (MQTT as in examples/berth.conf); STOMP and WebSocket "
                                        "rows are added")
@@ -245,6 +247,12 @@ int main(int argc, char** argv) {
     app.add_option("--mqtt-library", mqttLibrary, "berthd's MQTT library (berthd --mqtt-library): paho or mosquitto")
         ->capture_default_str()
         ->check(CLI::IsMember({"paho", "mosquitto"}));
+    app.add_option("--only", only,
+                   "Measure only these transports (MQTT, STOMP, WebSocket); the agent still serves all "
+                   "three. With berthd under callgrind, one transport's instructions per request");
+    app.add_option("--agent-start-timeout", agentStartSeconds,
+                   "Seconds to wait for berthd's WebSocket port (longer for berthd under valgrind)")
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     berth::log::Config lc;
     lc.level = berth::log::Level::kError;
@@ -314,7 +322,7 @@ int main(int argc, char** argv) {
           {berthd, "--config", (owned.dir / "berth.conf").string(), "--db", (owned.dir / "berth.db").string(),
            "--log-level", "warn", "--mqtt-library", mqttLibrary},
           owned.dir / "berthd.log");
-    waitPort(wsPort, "berthd's WebSocket server", 15s);
+    waitPort(wsPort, "berthd's WebSocket server", std::chrono::seconds(agentStartSeconds));
 
     berth::SystemClock clock;
     berth::EventLoop loop(clock);
@@ -358,6 +366,14 @@ int main(int argc, char** argv) {
         auto w = berth::transports::WebSocketClient::create(loop, c);
         if (!w) die(w.error().describe());
         drivers.push_back(std::make_unique<Driver>(loop, std::move(*w), ""));
+    }
+    if (!only.empty()) {
+        drivers.erase(std::remove_if(drivers.begin(), drivers.end(),
+                                     [&](const std::unique_ptr<Driver>& drv) {
+                                         return std::find(only.begin(), only.end(), drv->protocol()) == only.end();
+                                     }),
+                      drivers.end());
+        if (drivers.empty()) die("--only names no transport (MQTT, STOMP, WebSocket)");
     }
     for (auto& drv : drivers) {
         if (!drv->up(30s)) die(std::string(drv->protocol()) + ": transport did not come up");

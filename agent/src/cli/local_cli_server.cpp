@@ -303,172 +303,190 @@ void LocalCliServer::runRequest(std::uint64_t id, const std::string& payload) {
         words.push_back(payload.substr(pos, nul - pos));
         pos = nul + 1;
     }
-    const dm::Permissions perms = dm::Permissions::fullAccess();
-    auto usage = [&](const std::string& why) { answer(id, kUsage, why + "\n" + localCliUsage()); };
-    if (words.empty() || words[0].empty()) return usage("empty command");
+    if (words.empty() || words[0].empty()) return usage(id, "empty command");
     const std::string& cmd = words[0];
-    const std::size_t nargs = words.size() - 1;
-    BERTH_LOG_DEBUG(kTag) << "command: " << cmd << (nargs ? " " + words[1] : std::string());
+    BERTH_LOG_DEBUG(kTag) << "command: " << cmd << (words.size() > 1 ? " " + words[1] : std::string());
 
     if (cmd == "help") return answer(id, kOk, localCliUsage());
-    if (cmd == "get" || cmd == "instances") {
-        if (nargs == 0) return usage(cmd + " needs at least one path");
-        std::string text;
-        std::uint8_t status = kOk;
-        std::vector<std::string> paths(words.begin() + 1, words.end());
-        if (cmd == "get") {
-            auto r = engine_.get(dm::GetRequest{paths, 0}, perms);
-            for (const auto& res : r.results) {
-                if (res.err != ErrorCode::kOk) {
-                    text += res.requestedPath + ": " + errorLine(res.err, res.errMsg) + "\n";
-                    status = kFailed;
-                    continue;
-                }
-                for (const auto& obj : res.resolved)
-                    for (const auto& pv : obj.params) text += obj.path + std::string(pv.name) + " => " + pv.value + "\n";
-            }
-        } else {
-            auto r = engine_.getInstances(dm::GetInstancesRequest{paths, false}, perms);
-            for (const auto& res : r.results) {
-                if (res.err != ErrorCode::kOk) {
-                    text += res.requestedPath + ": " + errorLine(res.err, res.errMsg) + "\n";
-                    status = kFailed;
-                    continue;
-                }
-                for (const auto& inst : res.instances) text += inst.path + "\n";
-            }
-        }
-        return answer(id, status, text);
-    }
-    if (cmd == "set") {
-        std::string path, value;
-        if (nargs == 2) {
-            path = words[1], value = words[2];
-        } else if (nargs == 1) {
-            // "PATH=VALUE": the '=' after the last ']' (search expressions hold '==').
-            auto from = words[1].rfind(']');
-            auto eq = words[1].find('=', from == std::string::npos ? 0 : from);
-            if (eq == std::string::npos) return usage("set needs PATH VALUE or PATH=VALUE");
-            path = words[1].substr(0, eq), value = words[1].substr(eq + 1);
-        } else {
-            return usage("set needs PATH VALUE or PATH=VALUE");
-        }
-        auto dot = path.rfind('.');
-        if (dot == std::string::npos || dot + 1 == path.size())
-            return usage("'" + path + "' is not a parameter path");
-        dm::SetRequest req;
-        req.objects.push_back(dm::UpdateObject{path.substr(0, dot + 1), {dm::ParamSetting{path.substr(dot + 1), value, true}}});
-        auto r = engine_.set(req, perms);
-        if (r.error) return answer(id, kFailed, describe(*r.error));
-        std::string text;
-        for (const auto& res : r.results)
-            for (const auto& u : res.updated)
-                for (const auto& [name, v] : u.updatedParams) text += u.affectedPath + std::string(name) + " => " + v + "\n";
-        if (text.empty()) text = "no object matched " + path + "\n";
-        return answer(id, kOk, text);
-    }
-    if (cmd == "add") {
-        if (nargs == 0) return usage("add needs a table path");
-        dm::CreateObject obj{words[1], {}};
-        for (std::size_t i = 2; i < words.size(); ++i) {
-            auto eq = words[i].find('=');
-            if (eq == std::string::npos || eq == 0) return usage("'" + words[i] + "' is not Name=value");
-            obj.params.push_back(dm::ParamSetting{words[i].substr(0, eq), words[i].substr(eq + 1), true});
-        }
-        dm::AddRequest req;
-        req.objects.push_back(std::move(obj));
-        auto r = engine_.add(req, perms);
-        if (r.error) return answer(id, kFailed, describe(*r.error));
-        std::string text;
-        std::uint8_t status = kOk;
-        for (const auto& res : r.results) {
-            if (!res.success) {
-                text += res.requestedPath + ": " + errorLine(res.err, res.errMsg) + "\n";
-                status = kFailed;
-                continue;
-            }
-            text += "Added " + res.instantiatedPath + "\n";
-            for (const auto& pe : res.paramErrors) text += "  " + pe.path + ": " + errorLine(pe.code, pe.message) + "\n";
-        }
-        return answer(id, status, text);
-    }
-    if (cmd == "del" || cmd == "delete") {
-        if (nargs == 0) return usage("del needs at least one path");
-        dm::DeleteRequest req;
-        req.paths.assign(words.begin() + 1, words.end());
-        auto r = engine_.del(req, perms);
-        if (r.error) return answer(id, kFailed, describe(*r.error));
-        std::string text;
-        for (const auto& res : r.results)
-            for (const auto& p : res.affectedPaths) text += "Deleted " + p + "\n";
-        if (text.empty()) text = "nothing to delete\n";
-        return answer(id, kOk, text);
-    }
-    if (cmd == "operate" || cmd == "event") {
-        if (nargs == 0) return usage(cmd + " needs a path");
-        auto inv = parseInvocation(words, cmd == "event");
-        if (!inv) return usage(inv.error().message);
-        if (cmd == "event") {
-            if (auto st = engine_.raiseEvent(inv->first, inv->second); !st)
-                return answer(id, kFailed, errorLine(st.error().code, st.error().message) + "\n");
-            return answer(id, kOk, "Raised " + inv->first + "\n");
-        }
-        Connection& c = *conns_.at(id);
-        c.pendingCalls = 0;
-        c.operateReturned = false;
-        c.operateText.clear();
-        c.operateStatus = kOk;
-        dm::AsyncHooks hooks{[this, id](const dm::CommandCall& call) -> Result<std::string> {
-                                 auto req = hooks_.async.createRequest ? hooks_.async.createRequest(call)
-                                                                       : Result<std::string>(Error(ErrorCode::kCommandFailure,
-                                                                                                   "asynchronous commands are not served"));
-                                 if (req) {
-                                     waiting_[*req] = id;
-                                     if (auto it = conns_.find(id); it != conns_.end()) ++it->second->pendingCalls;
-                                 }
-                                 return req;
-                             },
-                             // The command may end after this server is gone (the agent
-                             // stopped): the agent's bookkeeping must still run then.
-                             [self = self_, agentDone = hooks_.async.completed](
-                                 const dm::CommandCall& call, const std::string& reqPath, Result<dm::ArgMap> result) {
-                                 if (*self) (*self)->asyncCompleted(call, reqPath, std::move(result));
-                                 else if (agentDone) agentDone(call, reqPath, std::move(result));
-                             }};
-        auto r = engine_.operate(dm::OperateRequest{inv->first, "cli", inv->second}, perms, hooks);
-        auto it = conns_.find(id);
-        if (it == conns_.end()) return;
-        Connection& conn = *it->second;
-        conn.operateReturned = true;
-        if (r.error) return answer(id, kFailed, describe(*r.error));
-        for (const auto& res : r.results) {
-            switch (res.kind) {
-                case dm::OperationResult::Kind::kOutputArgs:
-                    conn.operateText += res.executedCommand + " => done\n" + argLines(res.outputArgs);
-                    break;
-                case dm::OperationResult::Kind::kRequestPath:
-                    conn.operateText = res.executedCommand + " => started as " + res.requestPath + "\n" + conn.operateText;
-                    break;
-                case dm::OperationResult::Kind::kFailure:
-                    conn.operateText += res.executedCommand + ": " + errorLine(res.err, res.errMsg) + "\n";
-                    conn.operateStatus = kFailed;
-                    break;
-            }
-        }
-        if (r.results.empty()) conn.operateText = "no command matched " + inv->first + "\n";
-        if (conn.pendingCalls == 0) answer(id, conn.operateStatus, conn.operateText);
-        return;
-    }
+    if (cmd == "get" || cmd == "instances") return runGet(id, words);
+    if (cmd == "set") return runSet(id, words);
+    if (cmd == "add") return runAdd(id, words);
+    if (cmd == "del" || cmd == "delete") return runDelete(id, words);
+    if (cmd == "operate" || cmd == "event") return runOperate(id, words);
     if (cmd == "show") {
-        if (nargs != 1 || words[1] != "database") return usage("show takes 'database'");
+        if (words.size() != 2 || words[1] != "database") return usage(id, "show takes 'database'");
         std::string text;
         for (const auto& [path, value] : engine_.persistedValues()) text += path + " => " + value + "\n";
         return answer(id, kOk, text);
     }
     if (isObuspaOnlyCliCommand(cmd))
-        return usage("'" + cmd + "' is an obuspa CLI command berth does not have (stop berthd with SIGTERM; " +
-                     "'show database' lists what is stored)");
-    usage("unknown command '" + cmd + "'");
+        return usage(id, "'" + cmd + "' is an obuspa CLI command berth does not have (stop berthd with SIGTERM; " +
+                             "'show database' lists what is stored)");
+    usage(id, "unknown command '" + cmd + "'");
+}
+
+void LocalCliServer::usage(std::uint64_t id, const std::string& why) {
+    answer(id, kUsage, why + "\n" + localCliUsage());
+}
+
+void LocalCliServer::runGet(std::uint64_t id, const std::vector<std::string>& words) {
+    const std::string& cmd = words[0];
+    if (words.size() < 2) return usage(id, cmd + " needs at least one path");
+    const dm::Permissions perms = dm::Permissions::fullAccess();
+    std::string text;
+    std::uint8_t status = kOk;
+    std::vector<std::string> paths(words.begin() + 1, words.end());
+    if (cmd == "get") {
+        auto r = engine_.get(dm::GetRequest{paths, 0}, perms);
+        for (const auto& res : r.results) {
+            if (res.err != ErrorCode::kOk) {
+                text += res.requestedPath + ": " + errorLine(res.err, res.errMsg) + "\n";
+                status = kFailed;
+                continue;
+            }
+            for (const auto& obj : res.resolved)
+                for (const auto& pv : obj.params) text += obj.path + std::string(pv.name) + " => " + pv.value + "\n";
+        }
+    } else {
+        auto r = engine_.getInstances(dm::GetInstancesRequest{paths, false}, perms);
+        for (const auto& res : r.results) {
+            if (res.err != ErrorCode::kOk) {
+                text += res.requestedPath + ": " + errorLine(res.err, res.errMsg) + "\n";
+                status = kFailed;
+                continue;
+            }
+            for (const auto& inst : res.instances) text += inst.path + "\n";
+        }
+    }
+    answer(id, status, text);
+}
+
+void LocalCliServer::runSet(std::uint64_t id, const std::vector<std::string>& words) {
+    std::string path, value;
+    if (words.size() == 3) {
+        path = words[1], value = words[2];
+    } else if (words.size() == 2) {
+        // "PATH=VALUE": the '=' after the last ']' (search expressions hold '==').
+        auto from = words[1].rfind(']');
+        auto eq = words[1].find('=', from == std::string::npos ? 0 : from);
+        if (eq == std::string::npos) return usage(id, "set needs PATH VALUE or PATH=VALUE");
+        path = words[1].substr(0, eq), value = words[1].substr(eq + 1);
+    } else {
+        return usage(id, "set needs PATH VALUE or PATH=VALUE");
+    }
+    auto dot = path.rfind('.');
+    if (dot == std::string::npos || dot + 1 == path.size())
+        return usage(id, "'" + path + "' is not a parameter path");
+    dm::SetRequest req;
+    req.objects.push_back(dm::UpdateObject{path.substr(0, dot + 1), {dm::ParamSetting{path.substr(dot + 1), value, true}}});
+    auto r = engine_.set(req, dm::Permissions::fullAccess());
+    if (r.error) return answer(id, kFailed, describe(*r.error));
+    std::string text;
+    for (const auto& res : r.results)
+        for (const auto& u : res.updated)
+            for (const auto& [name, v] : u.updatedParams) text += u.affectedPath + std::string(name) + " => " + v + "\n";
+    if (text.empty()) text = "no object matched " + path + "\n";
+    answer(id, kOk, text);
+}
+
+void LocalCliServer::runAdd(std::uint64_t id, const std::vector<std::string>& words) {
+    if (words.size() < 2) return usage(id, "add needs a table path");
+    dm::CreateObject obj{words[1], {}};
+    for (std::size_t i = 2; i < words.size(); ++i) {
+        auto eq = words[i].find('=');
+        if (eq == std::string::npos || eq == 0) return usage(id, "'" + words[i] + "' is not Name=value");
+        obj.params.push_back(dm::ParamSetting{words[i].substr(0, eq), words[i].substr(eq + 1), true});
+    }
+    dm::AddRequest req;
+    req.objects.push_back(std::move(obj));
+    auto r = engine_.add(req, dm::Permissions::fullAccess());
+    if (r.error) return answer(id, kFailed, describe(*r.error));
+    std::string text;
+    std::uint8_t status = kOk;
+    for (const auto& res : r.results) {
+        if (!res.success) {
+            text += res.requestedPath + ": " + errorLine(res.err, res.errMsg) + "\n";
+            status = kFailed;
+            continue;
+        }
+        text += "Added " + res.instantiatedPath + "\n";
+        for (const auto& pe : res.paramErrors) text += "  " + pe.path + ": " + errorLine(pe.code, pe.message) + "\n";
+    }
+    answer(id, status, text);
+}
+
+void LocalCliServer::runDelete(std::uint64_t id, const std::vector<std::string>& words) {
+    if (words.size() < 2) return usage(id, "del needs at least one path");
+    dm::DeleteRequest req;
+    req.paths.assign(words.begin() + 1, words.end());
+    auto r = engine_.del(req, dm::Permissions::fullAccess());
+    if (r.error) return answer(id, kFailed, describe(*r.error));
+    std::string text;
+    for (const auto& res : r.results)
+        for (const auto& p : res.affectedPaths) text += "Deleted " + p + "\n";
+    if (text.empty()) text = "nothing to delete\n";
+    answer(id, kOk, text);
+}
+
+void LocalCliServer::runOperate(std::uint64_t id, const std::vector<std::string>& words) {
+    const std::string& cmd = words[0];
+    if (words.size() < 2) return usage(id, cmd + " needs a path");
+    auto inv = parseInvocation(words, cmd == "event");
+    if (!inv) return usage(id, inv.error().message);
+    if (cmd == "event") {
+        if (auto st = engine_.raiseEvent(inv->first, inv->second); !st)
+            return answer(id, kFailed, errorLine(st.error().code, st.error().message) + "\n");
+        return answer(id, kOk, "Raised " + inv->first + "\n");
+    }
+    Connection& c = *conns_.at(id);
+    c.pendingCalls = 0;
+    c.operateReturned = false;
+    c.operateText.clear();
+    c.operateStatus = kOk;
+    auto r = engine_.operate(dm::OperateRequest{inv->first, "cli", inv->second}, dm::Permissions::fullAccess(),
+                             operateHooks(id));
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Connection& conn = *it->second;
+    conn.operateReturned = true;
+    if (r.error) return answer(id, kFailed, describe(*r.error));
+    for (const auto& res : r.results) {
+        switch (res.kind) {
+            case dm::OperationResult::Kind::kOutputArgs:
+                conn.operateText += res.executedCommand + " => done\n" + argLines(res.outputArgs);
+                break;
+            case dm::OperationResult::Kind::kRequestPath:
+                conn.operateText = res.executedCommand + " => started as " + res.requestPath + "\n" + conn.operateText;
+                break;
+            case dm::OperationResult::Kind::kFailure:
+                conn.operateText += res.executedCommand + ": " + errorLine(res.err, res.errMsg) + "\n";
+                conn.operateStatus = kFailed;
+                break;
+        }
+    }
+    if (r.results.empty()) conn.operateText = "no command matched " + inv->first + "\n";
+    if (conn.pendingCalls == 0) answer(id, conn.operateStatus, conn.operateText);
+}
+
+dm::AsyncHooks LocalCliServer::operateHooks(std::uint64_t id) {
+    return dm::AsyncHooks{[this, id](const dm::CommandCall& call) -> Result<std::string> {
+                              auto req = hooks_.async.createRequest
+                                             ? hooks_.async.createRequest(call)
+                                             : Result<std::string>(Error(ErrorCode::kCommandFailure,
+                                                                         "asynchronous commands are not served"));
+                              if (req) {
+                                  waiting_[*req] = id;
+                                  if (auto it = conns_.find(id); it != conns_.end()) ++it->second->pendingCalls;
+                              }
+                              return req;
+                          },
+                          // The command may end after this server is gone (the agent
+                          // stopped): the agent's bookkeeping must still run then.
+                          [self = self_, agentDone = hooks_.async.completed](
+                              const dm::CommandCall& call, const std::string& reqPath, Result<dm::ArgMap> result) {
+                              if (*self) (*self)->asyncCompleted(call, reqPath, std::move(result));
+                              else if (agentDone) agentDone(call, reqPath, std::move(result));
+                          }};
 }
 
 void LocalCliServer::asyncCompleted(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result) {

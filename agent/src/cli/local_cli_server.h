@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "berth/core/event_loop.h"
 #include "berth/core/fd.h"
@@ -48,7 +49,16 @@ private:
     void onAccept();
     void onReadable(std::uint64_t id);
     void onWritable(std::uint64_t id);
+    // Splits a request into words and hands it to the command's own method below.
     void runRequest(std::uint64_t id, const std::string& payload);
+    void runGet(std::uint64_t id, const std::vector<std::string>& words);  // get, instances
+    void runSet(std::uint64_t id, const std::vector<std::string>& words);
+    void runAdd(std::uint64_t id, const std::vector<std::string>& words);
+    void runDelete(std::uint64_t id, const std::vector<std::string>& words);
+    void runOperate(std::uint64_t id, const std::vector<std::string>& words);  // operate, event
+    // The hooks an Operate from connection `id` runs its asynchronous commands with.
+    dm::AsyncHooks operateHooks(std::uint64_t id);
+    void usage(std::uint64_t id, const std::string& why);
     void answer(std::uint64_t id, std::uint8_t status, const std::string& text);
     void close(std::uint64_t id);
     void asyncCompleted(const dm::CommandCall& call, const std::string& requestPath, Result<dm::ArgMap> result);

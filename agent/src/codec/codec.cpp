@@ -159,6 +159,26 @@ void salvageHeader(std::string_view payload, DecodedRecord& out) {
     if (usp::Header::MsgType_IsValid(header.msg_type())) out.msgType = header.msg_type();
 }
 
+// The Record's version and payload_security, checked once the Record is known to be
+// ours: a problem here is answered when the Message inside is a Request.
+std::optional<Error> recordFieldProblem(const usp_record::Record& record) {
+    const auto major = parseVersionMajor(record.version());
+    if (record.version().empty()) return Error(ErrorCode::kRecordFieldInvalid, "record has no version");
+    if (!major)
+        return Error(ErrorCode::kRecordFieldInvalid, "record version '" + record.version() + "' is not major.minor");
+    if (*major != 1) {
+        return Error(ErrorCode::kRecordFieldInvalid,
+                     "record version '" + record.version() + "' is not supported (1.x is)");
+    }
+    if (!usp_record::Record::PayloadSecurity_IsValid(record.payload_security())) {
+        return Error(ErrorCode::kRecordFieldInvalid,
+                     "unknown payload_security " + std::to_string(record.payload_security()));
+    }
+    if (record.payload_security() == usp_record::Record::TLS12)
+        return Error(ErrorCode::kSecureSessionNotSupported, "payload_security TLS12 is not supported");
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::string_view recordTypeName(RecordType type) {
@@ -468,43 +488,8 @@ DecodedRecord RecordCodec::replyOrDrop(DecodedRecord out, Error problem, bool is
 
 DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck& hasReturnPath) const {
     DecodedRecord out;
-    if (bytes.size() > config_.maxRecordSize || bytes.size() > static_cast<std::size_t>(INT_MAX)) {
-        return drop(std::move(out), Error(ErrorCode::kRecordNotParsed,
-                                          "record of " + std::to_string(bytes.size()) + " bytes exceeds the limit of " +
-                                              std::to_string(config_.maxRecordSize) + " bytes"));
-    }
-
     usp_record::Record record;
-    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-        // The offending bytes are never echoed: they are not UTF-8, and our logs and
-        // err_msg must stay UTF-8.
-        return drop(std::move(out), Error(ErrorCode::kRecordNotParsed,
-                                          holdsInvalidUtf8(bytes) ? "record has a string field that is not valid UTF-8"
-                                                                  : "record could not be parsed"));
-    }
-    out.fromId = record.from_id();
-    out.toId = record.to_id();
-    out.version = record.version();
-
-    if (record.to_id() != config_.endpointId) {  // R-E2E.1
-        return drop(std::move(out),
-                    Error(ErrorCode::kRecordFieldInvalid, "to_id '" + record.to_id() + "' is not our endpoint ID"));
-    }
-    if (!isPlausibleEndpointId(record.from_id())) {
-        return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid,
-                                          "from_id '" + record.from_id() + "' is not a valid endpoint ID"));
-    }
-    if (record.from_id() == config_.endpointId)
-        return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid, "from_id is our own endpoint ID"));
-
-    // R-ENC.3/4: exactly one record_type member, else discard.
-    const auto topFields = wire::fieldNumbers({bytes});
-    const auto members = countInRange(topFields, kRecordTypeFirst, kRecordTypeLast);
-    out.recordType = recordTypeOf(record);
-    if (members == 0 || out.recordType == RecordType::kNone)
-        return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid, "record has no record_type"));
-    if (members > 1)
-        return drop(std::move(out), Error(ErrorCode::kRecordFieldInvalid, "record has more than one record_type"));
+    if (auto problem = checkEnvelope(bytes, record, out)) return drop(std::move(out), std::move(*problem));
 
     if (out.recordType == RecordType::kSessionContext) {
         // We do not do E2E sessions: R-E2E.6a asks for a DisconnectRecord with 7106.
@@ -519,24 +504,8 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
         return out;
     }
 
-    // Problems with the Record's own fields; answered below if a Request can be found.
-    std::optional<Error> recordProblem;
-    const auto major = parseVersionMajor(record.version());
-    if (record.version().empty()) {
-        recordProblem = Error(ErrorCode::kRecordFieldInvalid, "record has no version");
-    } else if (!major) {
-        recordProblem =
-            Error(ErrorCode::kRecordFieldInvalid, "record version '" + record.version() + "' is not major.minor");
-    } else if (*major != 1) {
-        recordProblem = Error(ErrorCode::kRecordFieldInvalid,
-                              "record version '" + record.version() + "' is not supported (1.x is)");
-    } else if (!usp_record::Record::PayloadSecurity_IsValid(record.payload_security())) {
-        recordProblem = Error(ErrorCode::kRecordFieldInvalid,
-                              "unknown payload_security " + std::to_string(record.payload_security()));
-    } else if (record.payload_security() == usp_record::Record::TLS12) {
-        recordProblem = Error(ErrorCode::kSecureSessionNotSupported, "payload_security TLS12 is not supported");
-    }
-
+    // Problems with the Record's own fields; answered later if a Request can be found.
+    std::optional<Error> recordProblem = recordFieldProblem(record);
     switch (out.recordType) {
         case RecordType::kNoSessionContext:
             return decodeNoSession(std::move(out), record, recordProblem, hasReturnPath);
@@ -545,26 +514,61 @@ DecodedRecord RecordCodec::decode(std::string_view bytes, const ReturnPathCheck&
             out.kind = DecodeKind::kDisconnect;
             out.disconnect = DisconnectInfo{record.disconnect().reason_code(), record.disconnect().reason()};
             return out;
-        case RecordType::kMqttConnect:
-            if (!usp_record::MQTTConnectRecord::MQTTVersion_IsValid(record.mqtt_connect().version()))
-                recordProblem = Error(ErrorCode::kRecordFieldInvalid, "unknown MQTT version in mqtt_connect");
-            break;
-        case RecordType::kStompConnect:
-            if (!usp_record::STOMPConnectRecord::STOMPVersion_IsValid(record.stomp_connect().version()))
-                recordProblem = Error(ErrorCode::kRecordFieldInvalid, "unknown STOMP version in stomp_connect");
-            break;
         default:
-            break;
+            return decodeConnect(std::move(out), record, std::move(recordProblem));
     }
-    if (recordProblem) return drop(std::move(out), std::move(*recordProblem));
+}
+
+std::optional<Error> RecordCodec::checkEnvelope(std::string_view bytes, usp_record::Record& record,
+                                                DecodedRecord& out) const {
+    if (bytes.size() > config_.maxRecordSize || bytes.size() > static_cast<std::size_t>(INT_MAX)) {
+        return Error(ErrorCode::kRecordNotParsed, "record of " + std::to_string(bytes.size()) +
+                                                      " bytes exceeds the limit of " +
+                                                      std::to_string(config_.maxRecordSize) + " bytes");
+    }
+    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+        // The offending bytes are never echoed: they are not UTF-8, and our logs and
+        // err_msg must stay UTF-8.
+        return Error(ErrorCode::kRecordNotParsed, holdsInvalidUtf8(bytes)
+                                                      ? "record has a string field that is not valid UTF-8"
+                                                      : "record could not be parsed");
+    }
+    out.fromId = record.from_id();
+    out.toId = record.to_id();
+    out.version = record.version();
+
+    if (record.to_id() != config_.endpointId)  // R-E2E.1
+        return Error(ErrorCode::kRecordFieldInvalid, "to_id '" + record.to_id() + "' is not our endpoint ID");
+    if (!isPlausibleEndpointId(record.from_id()))
+        return Error(ErrorCode::kRecordFieldInvalid, "from_id '" + record.from_id() + "' is not a valid endpoint ID");
+    if (record.from_id() == config_.endpointId)
+        return Error(ErrorCode::kRecordFieldInvalid, "from_id is our own endpoint ID");
+
+    // R-ENC.3/4: exactly one record_type member, else discard.
+    const auto topFields = wire::fieldNumbers({bytes});
+    const auto members = countInRange(topFields, kRecordTypeFirst, kRecordTypeLast);
+    out.recordType = recordTypeOf(record);
+    if (members == 0 || out.recordType == RecordType::kNone)
+        return Error(ErrorCode::kRecordFieldInvalid, "record has no record_type");
+    if (members > 1) return Error(ErrorCode::kRecordFieldInvalid, "record has more than one record_type");
+    return std::nullopt;
+}
+
+DecodedRecord RecordCodec::decodeConnect(DecodedRecord out, const usp_record::Record& record,
+                                         std::optional<Error> recordProblem) const {
     ConnectInfo info;
     info.type = out.recordType;
     if (out.recordType == RecordType::kMqttConnect) {
+        if (!usp_record::MQTTConnectRecord::MQTTVersion_IsValid(record.mqtt_connect().version()))
+            recordProblem = Error(ErrorCode::kRecordFieldInvalid, "unknown MQTT version in mqtt_connect");
         info.mqttVersion = record.mqtt_connect().version();
         info.subscribedAddress = record.mqtt_connect().subscribed_topic();
     } else if (out.recordType == RecordType::kStompConnect) {
+        if (!usp_record::STOMPConnectRecord::STOMPVersion_IsValid(record.stomp_connect().version()))
+            recordProblem = Error(ErrorCode::kRecordFieldInvalid, "unknown STOMP version in stomp_connect");
         info.subscribedAddress = record.stomp_connect().subscribed_destination();
     }
+    if (recordProblem) return drop(std::move(out), std::move(*recordProblem));
     out.kind = DecodeKind::kConnect;
     out.connect = std::move(info);
     return out;
@@ -641,8 +645,12 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
         out.msg = std::move(msg);
         return out;
     }
+    return decodeRequest(std::move(out), std::move(msg), bodyChunks, hasReturnPath);
+}
 
-    // A Request.
+DecodedRecord RecordCodec::decodeRequest(DecodedRecord out, usp::Msg msg,
+                                         const std::vector<std::string_view>& bodyChunks,
+                                         const ReturnPathCheck& hasReturnPath) const {
     const auto requestChunks = wire::subMessages(bodyChunks, kBodyRequest);
     const auto requestFields = wire::fieldNumbers(requestChunks);
     const auto requestMembers = countInRange(requestFields, 1, kRequestLast);
@@ -678,8 +686,8 @@ DecodedRecord RecordCodec::decodeNoSession(DecodedRecord out, const usp_record::
     }
 
     if (out.headerTypeMismatch) {
-        BERTH_LOG_DEBUG(kTag) << "msg '" << out.msgId << "': header says " << msgTypeName(headerType) << ", body is "
-                              << msgTypeName(*out.msgType) << "; following the body";
+        BERTH_LOG_DEBUG(kTag) << "msg '" << out.msgId << "': header says " << msgTypeName(msg.header().msg_type())
+                              << ", body is " << msgTypeName(*out.msgType) << "; following the body";
     }
     out.kind = DecodeKind::kRequest;
     out.msg = std::move(msg);

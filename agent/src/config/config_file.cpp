@@ -115,6 +115,90 @@ std::optional<std::string> checkInternalPath(std::string_view path) {
     return std::nullopt;
 }
 
+// obuspa's form of a value: without quotes, up to the end of the line (or a blank
+// followed by '#', which starts a comment as after a quoted value). `rest` starts at
+// the value. Fills out.value, or `problem` and returns false.
+bool parseBareValue(std::string_view rest, ParsedLine& out, std::string& problem) {
+    std::size_t end = rest.size();
+    for (std::size_t i = 1; i < rest.size(); ++i) {
+        if (rest[i] == '#' && isBlank(rest[i - 1])) {
+            end = i;
+            break;
+        }
+    }
+    std::string_view value = rest.substr(0, end);
+    while (!value.empty() && isBlank(value.back()))
+        value.remove_suffix(1);
+    if (value.back() == '"') {
+        problem = "value for " + quoteForMessage(out.path) + " ends in a double quote but does not start with one";
+        return false;
+    }
+    for (char c : value) {
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t') {
+            problem = "control character in the value";
+            return false;
+        }
+    }
+    out.value = std::string(value);
+    return true;
+}
+
+// A value in double quotes (\" and \\ escapes), then nothing but a comment. `rest`
+// starts at the opening quote. Fills out.value (and out.note), or `problem` and
+// returns false.
+bool parseQuotedValue(std::string_view rest, ParsedLine& out, std::string& problem) {
+    rest.remove_prefix(1);
+    bool closed = false;
+    std::size_t i = 0;
+    for (; i < rest.size(); ++i) {
+        const char c = rest[i];
+        if (c == '"') {
+            closed = true;
+            ++i;
+            break;
+        }
+        if (c == '\\') {
+            if (i + 1 >= rest.size()) break;
+            const char next = rest[i + 1];
+            if (next != '"' && next != '\\') {
+                problem = std::string("unknown escape '\\") + next + "' in the value; only \\\" and \\\\ are allowed";
+                return false;
+            }
+            out.value += next;
+            ++i;
+            continue;
+        }
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t') {
+            problem = "control character in the value";
+            return false;
+        }
+        out.value += c;
+    }
+    if (!closed) {
+        problem = "missing closing double quote in the value for " + quoteForMessage(out.path);
+        return false;
+    }
+    std::string_view tail = rest.substr(i);
+    // One of obuspa's own example files ends a value in '""'; take it as a typo.
+    if (!tail.empty() && tail.front() == '"') {
+        std::string_view after = tail.substr(1);
+        const bool blankBefore = !after.empty() && isBlank(after.front());
+        after = trimLeft(after);
+        if (after.empty() || (after.front() == '#' && blankBefore)) {
+            out.note = "stray double quote after the value for " + quoteForMessage(out.path) + " ignored";
+            return true;
+        }
+    }
+    const bool blankAfterValue = !tail.empty() && isBlank(tail.front());
+    tail = trimLeft(tail);
+    if (!tail.empty() && !(tail.front() == '#' && blankAfterValue)) {
+        problem = "unexpected text after the closing quote: " + quoteForMessage(tail) +
+                  " (a comment needs a blank before '#')";
+        return false;
+    }
+    return true;
+}
+
 // Parses one line that is neither blank nor a comment. Returns the problem text on
 // failure through `problem`.
 std::optional<ParsedLine> parseLine(std::string_view line, std::string& problem) {
@@ -141,81 +225,8 @@ std::optional<ParsedLine> parseLine(std::string_view line, std::string& problem)
         problem = "expected blanks between the path and the value";
         return std::nullopt;
     }
-    if (rest.front() != '"') {
-        // obuspa's form: the value without quotes, up to the end of the line (or a
-        // blank followed by '#', which starts a comment as after a quoted value).
-        std::size_t end = rest.size();
-        for (std::size_t i = 1; i < rest.size(); ++i) {
-            if (rest[i] == '#' && isBlank(rest[i - 1])) {
-                end = i;
-                break;
-            }
-        }
-        std::string_view value = rest.substr(0, end);
-        while (!value.empty() && isBlank(value.back()))
-            value.remove_suffix(1);
-        if (value.back() == '"') {
-            problem = "value for " + quoteForMessage(out.path) + " ends in a double quote but does not start with one";
-            return std::nullopt;
-        }
-        for (char c : value) {
-            if (static_cast<unsigned char>(c) < 0x20 && c != '\t') {
-                problem = "control character in the value";
-                return std::nullopt;
-            }
-        }
-        out.value = std::string(value);
-        return out;
-    }
-    rest.remove_prefix(1);
-    bool closed = false;
-    std::size_t i = 0;
-    for (; i < rest.size(); ++i) {
-        const char c = rest[i];
-        if (c == '"') {
-            closed = true;
-            ++i;
-            break;
-        }
-        if (c == '\\') {
-            if (i + 1 >= rest.size()) break;
-            const char next = rest[i + 1];
-            if (next != '"' && next != '\\') {
-                problem = std::string("unknown escape '\\") + next + "' in the value; only \\\" and \\\\ are allowed";
-                return std::nullopt;
-            }
-            out.value += next;
-            ++i;
-            continue;
-        }
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t') {
-            problem = "control character in the value";
-            return std::nullopt;
-        }
-        out.value += c;
-    }
-    if (!closed) {
-        problem = "missing closing double quote in the value for " + quoteForMessage(out.path);
-        return std::nullopt;
-    }
-    std::string_view tail = rest.substr(i);
-    // One of obuspa's own example files ends a value in '""'; take it as a typo.
-    if (!tail.empty() && tail.front() == '"') {
-        std::string_view after = tail.substr(1);
-        const bool blankBefore = !after.empty() && isBlank(after.front());
-        after = trimLeft(after);
-        if (after.empty() || (after.front() == '#' && blankBefore)) {
-            out.note = "stray double quote after the value for " + quoteForMessage(out.path) + " ignored";
-            return out;
-        }
-    }
-    const bool blankAfterValue = !tail.empty() && isBlank(tail.front());
-    tail = trimLeft(tail);
-    if (!tail.empty() && !(tail.front() == '#' && blankAfterValue)) {
-        problem = "unexpected text after the closing quote: " + quoteForMessage(tail) +
-                  " (a comment needs a blank before '#')";
-        return std::nullopt;
-    }
+    const bool ok = rest.front() == '"' ? parseQuotedValue(rest, out, problem) : parseBareValue(rest, out, problem);
+    if (!ok) return std::nullopt;
     return out;
 }
 

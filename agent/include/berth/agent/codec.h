@@ -176,8 +176,16 @@ public:
 
 private:
     Result<std::string> serialize(usp_record::Record& record, const std::string& toId, std::size_t maxSize) const;
+    // decode()'s phases: the Record's size, parse, addresses and record_type (fills
+    // out's IDs; a problem means drop); a Connect Record; a NoSessionContext Record's
+    // Message; and the Request inside it.
+    std::optional<Error> checkEnvelope(std::string_view bytes, usp_record::Record& record, DecodedRecord& out) const;
+    DecodedRecord decodeConnect(DecodedRecord out, const usp_record::Record& record,
+                                std::optional<Error> recordProblem) const;
     DecodedRecord decodeNoSession(DecodedRecord out, const usp_record::Record& record,
                                   std::optional<Error> recordProblem, const ReturnPathCheck& hasReturnPath) const;
+    DecodedRecord decodeRequest(DecodedRecord out, usp::Msg msg, const std::vector<std::string_view>& bodyChunks,
+                                const ReturnPathCheck& hasReturnPath) const;
     DecodedRecord replyOrDrop(DecodedRecord out, Error problem, bool isRequest,
                               const ReturnPathCheck& hasReturnPath) const;
 
