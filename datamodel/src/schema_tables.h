@@ -47,18 +47,18 @@ struct TableParam {
 };
 
 struct TableCommand {
-    TableStr name;  // "Reboot()"
+    TableStr name;                                   // "Reboot()"
     std::uint16_t inBegin, inEnd, outBegin, outEnd;  // ranges in kTableArgs
     bool async;
 };
 
 struct TableEvent {
-    TableStr name;  // "Boot!"
+    TableStr name;                   // "Boot!"
     std::uint16_t argBegin, argEnd;  // range in kTableArgs
 };
 
 struct TableObject {
-    TableStr path;  // supported path, "Device.LocalAgent.MTP.{i}."
+    TableStr path;         // supported path, "Device.LocalAgent.MTP.{i}."
     TableStr uniqueKeys;   // "F:Vendor,Name,Version;N:Alias" (F functional, N non-functional)
     TableStr numEntries;   // name of the counter parameter in the parent, or ""
     TableStr enableParam;  // or ""
@@ -77,6 +77,8 @@ extern const TableObject kTableObjects[];
 extern const std::size_t kTableObjectCount;
 extern const char kTableSpecUri[];
 
-inline const char* tableStr(TableStr offset) { return kTableStrings + offset; }
+inline const char* tableStr(TableStr offset) {
+    return kTableStrings + offset;
+}
 
 }  // namespace berth::dm::detail

@@ -16,12 +16,39 @@ namespace {
 
 // Options without a short letter get ids above the character range.
 enum OptionId : int {
-    kHelp = 'h', kConfig = 'c', kResetFile = 'r', kDb = 'd', kDbFile = 'f', kVerbose = 'v', kLog = 'l',
-    kProtoTrace = 'p', kInterface = 'i', kCliSocket = 's', kAuthCert = 'a', kTrustStore = 't', kMeminfo = 'm',
-    kError = 'e', kRegister = 'R', kPlugin = 'x',
-    kVersion = 256, kStateDir, kEndpointId, kRebootCommand, kLogLevel, kSyslog, kMaxSubscriptionsPerController,
-    kMaxSubscriptions, kNotifyQueueMessages, kNotifyQueueBytes, kStopTimeout, kMaxPathsPerMessage,
-    kMaxParamsPerMessage, kMaxResponseBytes, kInboundQueueRecords, kInboundQueueBytes, kMaxAsyncOperations,
+    kHelp = 'h',
+    kConfig = 'c',
+    kResetFile = 'r',
+    kDb = 'd',
+    kDbFile = 'f',
+    kVerbose = 'v',
+    kLog = 'l',
+    kProtoTrace = 'p',
+    kInterface = 'i',
+    kCliSocket = 's',
+    kAuthCert = 'a',
+    kTrustStore = 't',
+    kMeminfo = 'm',
+    kError = 'e',
+    kRegister = 'R',
+    kPlugin = 'x',
+    kVersion = 256,
+    kStateDir,
+    kEndpointId,
+    kRebootCommand,
+    kLogLevel,
+    kSyslog,
+    kMaxSubscriptionsPerController,
+    kMaxSubscriptions,
+    kNotifyQueueMessages,
+    kNotifyQueueBytes,
+    kStopTimeout,
+    kMaxPathsPerMessage,
+    kMaxParamsPerMessage,
+    kMaxResponseBytes,
+    kInboundQueueRecords,
+    kInboundQueueBytes,
+    kMaxAsyncOperations,
     kOptionIdEnd
 };
 
@@ -66,9 +93,9 @@ const struct option kLongOptions[] = {
 };
 
 // obuspa's long names, which its users may write with one dash.
-constexpr std::string_view kObuspaLong[] = {"help",       "log",     "dbfile",   "verbose",    "meminfo",
-                                            "error",      "prototrace", "command", "authcert", "truststore",
-                                            "resetfile",  "interface", "cli",     "register",  "plugin"};
+constexpr std::string_view kObuspaLong[] = {"help",      "log",        "dbfile",  "verbose",  "meminfo",
+                                            "error",     "prototrace", "command", "authcert", "truststore",
+                                            "resetfile", "interface",  "cli",     "register", "plugin"};
 
 bool isLongName(std::string_view name) {
     for (const auto* o = kLongOptions; o->name; ++o)
@@ -128,59 +155,88 @@ std::string apply(DaemonCommandLine& cl, int id, const char* value) {
         return {};
     };
     switch (id) {
-    case kConfig:
-    case kResetFile:
-        o.configFile = value;
-        return checkExistingFile(id, value);
-    case kDb:
-    case kDbFile: o.dbFile = value; return {};
-    case kStateDir: o.stateDir = value; return {};
-    case kEndpointId: o.endpointId = value; return {};
-    case kRebootCommand: o.rebootCommand = value; return {};
-    case kLogLevel:
-        for (const char* level : {"trace", "debug", "info", "warn", "warning", "error", "off"})
-            if (std::strcmp(value, level) == 0) {
-                cl.logLevel = value;
+        case kConfig:
+        case kResetFile:
+            o.configFile = value;
+            return checkExistingFile(id, value);
+        case kDb:
+        case kDbFile:
+            o.dbFile = value;
+            return {};
+        case kStateDir:
+            o.stateDir = value;
+            return {};
+        case kEndpointId:
+            o.endpointId = value;
+            return {};
+        case kRebootCommand:
+            o.rebootCommand = value;
+            return {};
+        case kLogLevel:
+            for (const char* level : {"trace", "debug", "info", "warn", "warning", "error", "off"})
+                if (std::strcmp(value, level) == 0) {
+                    cl.logLevel = value;
+                    return {};
+                }
+            return displayName(id) + ": " + value + " not in {trace,debug,info,warn,warning,error,off}";
+        case kVerbose:
+            if (value[0] >= '0' && value[0] <= '5' && value[1] == '\0') {
+                cl.verbosity = value[0] - '0';
                 return {};
             }
-        return displayName(id) + ": " + value + " not in {trace,debug,info,warn,warning,error,off}";
-    case kVerbose:
-        if (value[0] >= '0' && value[0] <= '5' && value[1] == '\0') {
-            cl.verbosity = value[0] - '0';
+            return displayName(id) + ": Value " + value + " not in range 0 to 5";
+        case kMaxSubscriptionsPerController:
+            return count(o.maxSubscriptionsPerController, false);
+        case kMaxSubscriptions:
+            return count(o.maxSubscriptions, false);
+        case kNotifyQueueMessages:
+            return count(o.notifyQueueMessages, true);
+        case kNotifyQueueBytes:
+            return count(o.notifyQueueBytes, true);
+        case kMaxPathsPerMessage:
+            return count(o.bounds.maxPathsPerMessage, false);
+        case kMaxParamsPerMessage:
+            return count(o.bounds.maxParamsPerMessage, false);
+        case kMaxResponseBytes:
+            return count(o.bounds.maxResponseBytes, false);
+        case kInboundQueueRecords:
+            return count(o.bounds.inboundQueueRecords, false);
+        case kInboundQueueBytes:
+            return count(o.bounds.inboundQueueBytes, false);
+        case kMaxAsyncOperations:
+            return count(o.bounds.maxAsyncOperationsPerController, false);
+        case kStopTimeout: {
+            char* end = nullptr;
+            errno = 0;
+            double v = std::strtod(value, &end);
+            if (end == value || *end != '\0' || errno == ERANGE || !std::isfinite(v)) return couldNotConvert(id, value);
+            if (v < 0.1 || v > 300.0) return displayName(id) + ": Value " + value + " not in range 0.1 to 300";
+            cl.stopTimeoutSeconds = v;
             return {};
         }
-        return displayName(id) + ": Value " + value + " not in range 0 to 5";
-    case kMaxSubscriptionsPerController: return count(o.maxSubscriptionsPerController, false);
-    case kMaxSubscriptions: return count(o.maxSubscriptions, false);
-    case kNotifyQueueMessages: return count(o.notifyQueueMessages, true);
-    case kNotifyQueueBytes: return count(o.notifyQueueBytes, true);
-    case kMaxPathsPerMessage: return count(o.bounds.maxPathsPerMessage, false);
-    case kMaxParamsPerMessage: return count(o.bounds.maxParamsPerMessage, false);
-    case kMaxResponseBytes: return count(o.bounds.maxResponseBytes, false);
-    case kInboundQueueRecords: return count(o.bounds.inboundQueueRecords, false);
-    case kInboundQueueBytes: return count(o.bounds.inboundQueueBytes, false);
-    case kMaxAsyncOperations: return count(o.bounds.maxAsyncOperationsPerController, false);
-    case kStopTimeout: {
-        char* end = nullptr;
-        errno = 0;
-        double v = std::strtod(value, &end);
-        if (end == value || *end != '\0' || errno == ERANGE || !std::isfinite(v)) return couldNotConvert(id, value);
-        if (v < 0.1 || v > 300.0) return displayName(id) + ": Value " + value + " not in range 0.1 to 300";
-        cl.stopTimeoutSeconds = v;
-        return {};
-    }
-    case kLog: cl.logDestination = value; return {};
-    case kInterface: o.interface = value; return {};
-    case kCliSocket: o.cliSocketPath = value; return {};
-    case kAuthCert:
-        o.authCertFile = value;
-        return checkExistingFile(id, value);
-    case kTrustStore:
-        o.trustStore = value;
-        return checkExistingPath(id, value);
-    case kRegister: cl.registerPath = value; return {};
-    case kPlugin: cl.plugins.emplace_back(value); return {};
-    default: return {};
+        case kLog:
+            cl.logDestination = value;
+            return {};
+        case kInterface:
+            o.interface = value;
+            return {};
+        case kCliSocket:
+            o.cliSocketPath = value;
+            return {};
+        case kAuthCert:
+            o.authCertFile = value;
+            return checkExistingFile(id, value);
+        case kTrustStore:
+            o.trustStore = value;
+            return checkExistingPath(id, value);
+        case kRegister:
+            cl.registerPath = value;
+            return {};
+        case kPlugin:
+            cl.plugins.emplace_back(value);
+            return {};
+        default:
+            return {};
     }
 }
 
@@ -219,7 +275,8 @@ DaemonCommandLine parseDaemonCommandLine(int argc, const char* const* argv) {
         args.push_back(std::move(arg));
     }
     std::vector<char*> argvCopy;
-    for (auto& a : args) argvCopy.push_back(a.data());
+    for (auto& a : args)
+        argvCopy.push_back(a.data());
     argvCopy.push_back(nullptr);
 
     int seen[kOptionIdEnd] = {};
@@ -244,14 +301,26 @@ DaemonCommandLine parseDaemonCommandLine(int argc, const char* const* argv) {
         if (++seen[id] > 1 && takesOneValue(id))
             return fail(displayName(id) + ": At Most 1 required but received " + std::to_string(seen[id]));
         switch (id) {
-        case kHelp: help = true; break;
-        case kVersion: version = true; break;
-        case kSyslog: cl.syslog = true; break;
-        case kProtoTrace: cl.options.protocolTrace = true; break;
-        case kMeminfo: cl.meminfo = true; break;
-        case kError: cl.callstack = true; break;
-        default:
-            if (auto err = apply(cl, id, optarg); !err.empty()) return fail(std::move(err));
+            case kHelp:
+                help = true;
+                break;
+            case kVersion:
+                version = true;
+                break;
+            case kSyslog:
+                cl.syslog = true;
+                break;
+            case kProtoTrace:
+                cl.options.protocolTrace = true;
+                break;
+            case kMeminfo:
+                cl.meminfo = true;
+                break;
+            case kError:
+                cl.callstack = true;
+                break;
+            default:
+                if (auto err = apply(cl, id, optarg); !err.empty()) return fail(std::move(err));
         }
     }
     if (help) {
@@ -280,7 +349,8 @@ std::string daemonHelp() {
          "Factory defaults for the data model: one 'Device.Path.Param \"value\"' per line, applied when the "
          "database is new"},
         {"-r,--resetfile FILE", "obuspa's name for --config (factory reset file)"},
-        {"-d,--db TEXT=/var/lib/berth/berth.db", "SQLite database holding the persistent data model (excludes --dbfile)"},
+        {"-d,--db TEXT=/var/lib/berth/berth.db",
+         "SQLite database holding the persistent data model (excludes --dbfile)"},
         {"-f,--dbfile TEXT", "obuspa's name for --db"},
         {"--state-dir TEXT", "Directory for key files and runtime state (default: beside the database)"},
         {"--endpoint-id TEXT", "Override Device.LocalAgent.EndpointID"},

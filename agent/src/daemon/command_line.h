@@ -21,14 +21,14 @@ struct DaemonCommandLine {
     Action action = Action::kRun;
     std::string error;  // kError: one line, "--db excludes --dbfile"
 
-    AgentOptions options;         // dbFile defaults to /var/lib/berth/berth.db
+    AgentOptions options;  // dbFile defaults to /var/lib/berth/berth.db
     std::string logLevel = "info";
-    int verbosity = -1;           // obuspa's -v 0..5; -1 when not given
+    int verbosity = -1;  // obuspa's -v 0..5; -1 when not given
     bool syslog = false;
-    std::string logDestination;   // -l: "", stderr, stdout, syslog or a file
-    bool meminfo = false;         // obuspa's -m (warned about, ignored)
-    bool callstack = false;       // obuspa's -e (warned about, ignored)
-    std::string registerPath;     // obuspa's -R (refused)
+    std::string logDestination;        // -l: "", stderr, stdout, syslog or a file
+    bool meminfo = false;              // obuspa's -m (warned about, ignored)
+    bool callstack = false;            // obuspa's -e (warned about, ignored)
+    std::string registerPath;          // obuspa's -R (refused)
     std::vector<std::string> plugins;  // obuspa's -x (refused)
     double stopTimeoutSeconds = 4.0;
 };

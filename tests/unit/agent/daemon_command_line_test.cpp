@@ -1,7 +1,6 @@
 // berthd's command line (agent/src/daemon/command_line.h): the options berthd has always
 // taken, obuspa's names and spellings, and the errors bad input gets.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <initializer_list>
 #include <string>
@@ -19,7 +18,8 @@ DaemonCommandLine parse(std::initializer_list<std::string> words) {
     std::vector<std::string> storage{"berthd"};
     storage.insert(storage.end(), words.begin(), words.end());
     std::vector<const char*> argv;
-    for (const auto& w : storage) argv.push_back(w.c_str());
+    for (const auto& w : storage)
+        argv.push_back(w.c_str());
     return berth::agent::parseDaemonCommandLine(static_cast<int>(argv.size()), argv.data());
 }
 
@@ -42,12 +42,41 @@ TEST_CASE("berthd's own options set what they name, in both spellings", "[agent]
     berth::testing::TempDir tmp("berth-cmdline");
     berth::testing::writeFile(tmp / "factory.txt", "Device.LocalAgent.EndpointID \"os::1\"\n");
     auto factory = (tmp / "factory.txt").string();
-    auto cl = parse({"-c", factory, "--db=/tmp/x.db", "--state-dir", "/tmp/st", "--endpoint-id", "os::000000-1",
-                     "--reboot-command", "reboot -f", "--log-level", "debug", "--syslog",
-                     "--max-subscriptions-per-controller", "7", "--max-subscriptions=0", "--notify-queue-messages",
-                     "12", "--notify-queue-bytes", "4096", "--stop-timeout", "0.5", "--max-paths-per-message", "3",
-                     "--max-params-per-message", "4", "--max-response-bytes", "5000", "--inbound-queue-records", "6",
-                     "--inbound-queue-bytes", "7000", "--max-async-operations", "2", "-s", "none"});
+    auto cl = parse({"-c",
+                     factory,
+                     "--db=/tmp/x.db",
+                     "--state-dir",
+                     "/tmp/st",
+                     "--endpoint-id",
+                     "os::000000-1",
+                     "--reboot-command",
+                     "reboot -f",
+                     "--log-level",
+                     "debug",
+                     "--syslog",
+                     "--max-subscriptions-per-controller",
+                     "7",
+                     "--max-subscriptions=0",
+                     "--notify-queue-messages",
+                     "12",
+                     "--notify-queue-bytes",
+                     "4096",
+                     "--stop-timeout",
+                     "0.5",
+                     "--max-paths-per-message",
+                     "3",
+                     "--max-params-per-message",
+                     "4",
+                     "--max-response-bytes",
+                     "5000",
+                     "--inbound-queue-records",
+                     "6",
+                     "--inbound-queue-bytes",
+                     "7000",
+                     "--max-async-operations",
+                     "2",
+                     "-s",
+                     "none"});
     REQUIRE(cl.action == Action::kRun);
     CHECK(cl.options.configFile == factory);
     CHECK(cl.options.dbFile == "/tmp/x.db");
@@ -105,10 +134,10 @@ TEST_CASE("berthd --help and --version are answered without running", "[agent][c
     CHECK(parse({"-help"}).action == Action::kHelp);
     CHECK(parse({"--version"}).action == Action::kVersion);
     auto help = berth::agent::daemonHelp();
-    for (const char* name : {"--config", "--resetfile", "--dbfile", "--state-dir", "--endpoint-id", "--log-level",
-                             "--verbose", "--max-subscriptions-per-controller", "--notify-queue-bytes",
-                             "--stop-timeout", "--max-async-operations", "--cli-socket", "--truststore", "--plugin",
-                             "UINT=500", "show database"})
+    for (const char* name :
+         {"--config", "--resetfile", "--dbfile", "--state-dir", "--endpoint-id", "--log-level", "--verbose",
+          "--max-subscriptions-per-controller", "--notify-queue-bytes", "--stop-timeout", "--max-async-operations",
+          "--cli-socket", "--truststore", "--plugin", "UINT=500", "show database"})
         CHECK(help.find(name) != std::string::npos);
 }
 

@@ -1,9 +1,8 @@
 // The built-in schema as Schema::builtin() rebuilds it from the generated compact tables
 // (datamodel/src/schema_tables.h): every kind of field read back from the string pool
 // and the 16-bit fields, and the links the builder makes between objects.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <string>
 
 #include "berth/datamodel/schema.h"
@@ -39,7 +38,8 @@ TEST_CASE("The built-in schema reads names, types, sizes and ranges back from th
     CHECK_FALSE(keepAlive->ranges[0].hasMin);
     CHECK(keepAlive->ranges[0].max == 65535);
     CHECK(keepAlive->defaultValue == "60");
-    const auto* multiplier = s.findObject("Device.LocalAgent.Controller.{i}.")->findParam("USPNotifRetryIntervalMultiplier");
+    const auto* multiplier =
+        s.findObject("Device.LocalAgent.Controller.{i}.")->findParam("USPNotifRetryIntervalMultiplier");
     REQUIRE(multiplier);
     CHECK(multiplier->ranges[0].min == 1000);
     CHECK(multiplier->defaultValue == "2000");
@@ -115,7 +115,8 @@ TEST_CASE("The built-in schema links references, commands and events to their ob
     REQUIRE(boot);
     CHECK(boot->owner == &root);
     std::vector<std::string> args;
-    for (const auto& a : boot->args) args.push_back(a.name);
+    for (const auto& a : boot->args)
+        args.push_back(a.name);
     CHECK(args == std::vector<std::string>{"CommandKey", "Cause", "Reason", "FirmwareUpdated", "ParameterMap"});
     auto cause = std::find_if(boot->args.begin(), boot->args.end(), [](const auto& a) { return a.name == "Cause"; });
     REQUIRE(cause != boot->args.end());
