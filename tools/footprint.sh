@@ -131,6 +131,10 @@ for p in "${profiles[@]}"; do
   if grep -q "connected to mqtt://" "$work/$p/berthd.log"; then connected=yes; fi
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  # The ExecEnv's cgroup parent berthd made (empty once it has stopped).
+  for d in /sys/fs/cgroup/*/"berth-footprint-$$-$p" /sys/fs/cgroup/"berth-footprint-$$-$p"; do
+    [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
   # The next profile's client uses the same ID; start it on a clean broker log.
   : > "$work/mosquitto.log"
   rows+=("$(printf '| %-14s | %-22s | %-3s | %7.0f KB | %7.1f MB | %7.1f MB | %7.1f MB | %7.1f MB | %2d | %-4s | %s |' \
