@@ -7,6 +7,8 @@
 #   tools/footprint.sh gateway gateway-mqtt  # some of them
 #   IDLE_SECONDS=10 KEEP=1 tools/footprint.sh
 #   NO_BUILD=1 tools/footprint.sh             # measure what is built, build nothing
+#   MAPS=1 tools/footprint.sh gateway        # also where the resident memory is: Rss and
+#                                             # Anonymous per mapped file, heap, stacks
 #   BERTHD_ENV="LD_PRELOAD=libcurl.so.4:libarchive.so.13" tools/footprint.sh gateway
 #                                             # extra environment for berthd (here: what
 #                                             # it maps without BERTH_LAZY_LIBS)
@@ -118,10 +120,21 @@ for p in "${profiles[@]}"; do
   threads=$(awk '/^Threads:/ {print $2}' "/proc/$pid/status")
   pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup")
   names=$(cat /proc/"$pid"/task/*/comm | sort | uniq -c | awk '{printf "%s%s", (NR>1?",":""), ($1>1? $2"x"$1 : $2)}')
+  if [[ -n ${MAPS:-} ]]; then
+    echo "footprint: $p resident memory per mapping (KB Rss, KB Anonymous):" >&2
+    awk '/^[0-9a-f]+-[0-9a-f]+ / { name = $6; if (name == "") name = "[anon]" }
+         /^Rss:/ { rss[name] += $2 } /^Anonymous:/ { anon[name] += $2 }
+         END { for (n in rss) if (rss[n] > 0) printf "  %6d %6d  %s\n", rss[n], anon[n], n }' \
+      "/proc/$pid/smaps" | sort -rn >&2
+  fi
   connected=no
   if grep -q "connected to mqtt://" "$work/$p/berthd.log"; then connected=yes; fi
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  # The ExecEnv's cgroup parent berthd made (empty once it has stopped).
+  for d in /sys/fs/cgroup/*/"berth-footprint-$$-$p" /sys/fs/cgroup/"berth-footprint-$$-$p"; do
+    [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
   # The next profile's client uses the same ID; start it on a clean broker log.
   : > "$work/mosquitto.log"
   rows+=("$(printf '| %-14s | %-22s | %-3s | %7.0f KB | %7.1f MB | %7.1f MB | %7.1f MB | %7.1f MB | %2d | %-4s | %s |' \

@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -193,9 +194,46 @@ std::string enumsOf(const json& p) {
     return out;
 }
 
+// A number for a 16-bit table field; anything wider is refused, not truncated.
+std::uint32_t u16(std::uint64_t v, const std::string& what) {
+    if (v > 0xFFFF) throw std::runtime_error(what + " is " + std::to_string(v) + ": does not fit the 16-bit table field");
+    return static_cast<std::uint32_t>(v);
+}
+
+// Every string of the tables, each distinct one once, '\0'-terminated; offset 0 is "".
+struct StringPool {
+    std::string data = std::string(1, '\0');
+    std::map<std::string, std::uint32_t> offsets{{std::string(), 0}};
+    std::vector<std::string> order;
+
+    std::uint32_t operator()(const std::string& s) {
+        auto [it, added] = offsets.emplace(s, static_cast<std::uint32_t>(data.size()));
+        if (added) {
+            order.push_back(s);
+            data += s;
+            data += '\0';
+            u16(it->second, "string pool offset of \"" + s + "\"");
+        }
+        return it->second;
+    }
+
+    // One literal per string: adjacent literals concatenate, and "\0" never runs into a
+    // following digit.
+    std::string literal() const {
+        std::string out = "    \"\\0\"\n";
+        for (const auto& s : order) {
+            std::string quoted = cstr(s);
+            quoted.insert(quoted.size() - 1, "\\0");
+            out += "    " + quoted + "\n";
+        }
+        return out;
+    }
+};
+
 struct Emitter {
     std::ostringstream params, args, cmds, events, objs;
     int paramCount = 0, argCount = 0, cmdCount = 0, eventCount = 0, objCount = 0;
+    StringPool str;
 
     std::string paramRow(const std::string& name, const json& p, bool isArg) {
         TypeInfo t = parseType(p.at("type").get<std::string>());
@@ -215,9 +253,10 @@ struct Emitter {
             }
         }
         std::ostringstream o;
-        o << "    {" << cstr(name) << ", " << t.type << ", " << accessOf(p) << ", " << flags << ", "
-          << cstr(t.ranges) << ", " << t.minLen << ", " << t.maxLen << ", " << t.listMaxLen << ", "
-          << cstr(def) << ", " << cstr(enumsOf(p)) << ", " << cstr(t.pathRef) << "},\n";
+        o << "    {" << str(name) << ", " << str(t.ranges) << ", " << str(def) << ", " << str(enumsOf(p)) << ", "
+          << str(t.pathRef) << ", " << flags << ", " << u16(t.minLen, name + " minimum length") << ", "
+          << u16(t.maxLen, name + " maximum length") << ", " << u16(t.listMaxLen, name + " list length") << ", "
+          << t.type << ", " << accessOf(p) << "},\n";
         return o.str();
     }
 
@@ -324,8 +363,9 @@ int main(int argc, char** argv) {
                     em.addArgs(c.value("input", json()));
                     int inE = em.argCount;
                     em.addArgs(c.value("output", json()));
-                    em.cmds << "    {" << cstr(name) << ", " << (c.value("async", std::string()) == "true" ? "true" : "false")
-                            << ", " << inB << ", " << inE << ", " << inE << ", " << em.argCount << "},\n";
+                    em.cmds << "    {" << em.str(name) << ", " << inB << ", " << inE << ", " << inE << ", "
+                            << u16(em.argCount, "argument count") << ", "
+                            << (c.value("async", std::string()) == "true" ? "true" : "false") << "},\n";
                     ++em.cmdCount;
                 }
             int eBegin = em.eventCount;
@@ -335,7 +375,8 @@ int main(int argc, char** argv) {
                     if (isDeleted(e) || excluded.count(path + name)) continue;
                     int aB = em.argCount;
                     em.addArgs(e.value("args", json()));
-                    em.events << "    {" << cstr(name) << ", " << aB << ", " << em.argCount << "},\n";
+                    em.events << "    {" << em.str(name) << ", " << aB << ", " << u16(em.argCount, "argument count")
+                              << "},\n";
                     ++em.eventCount;
                 }
             std::string keys;
@@ -350,10 +391,11 @@ int main(int argc, char** argv) {
                         first = false;
                     }
                 }
-            em.objs << "    {" << cstr(path) << ", " << oflags << ", " << pBegin << ", " << em.paramCount << ", "
-                    << cBegin << ", " << em.cmdCount << ", " << eBegin << ", " << em.eventCount << ", "
-                    << cstr(keys) << ", " << cstr(o.value("numEntriesParameter", std::string())) << ", "
-                    << cstr(o.value("enableParameter", std::string())) << "},\n";
+            em.objs << "    {" << em.str(path) << ", " << em.str(keys) << ", "
+                    << em.str(o.value("numEntriesParameter", std::string())) << ", "
+                    << em.str(o.value("enableParameter", std::string())) << ", " << pBegin << ", "
+                    << u16(em.paramCount, "parameter count") << ", " << cBegin << ", " << u16(em.cmdCount, "command count")
+                    << ", " << eBegin << ", " << u16(em.eventCount, "event count") << ", " << oflags << "},\n";
             ++em.objCount;
         }
 
@@ -361,6 +403,7 @@ int main(int argc, char** argv) {
         out << "// Generated by berth-dm-schema-gen from datamodel/schema/*.json. Do not edit.\n"
             << "#include \"schema_tables.h\"\n\nnamespace berth::dm::detail {\n\n"
             << "const char kTableSpecUri[] = " << cstr(model.value("spec", std::string())) << ";\n\n"
+            << "const char kTableStrings[] =\n" << em.str.literal() << "    ;\n\n"
             << "const TableParam kTableParams[] = {\n" << em.params.str() << "    {}};\n\n"
             << "const TableParam kTableArgs[] = {\n" << em.args.str() << "    {}};\n\n"
             << "const TableCommand kTableCommands[] = {\n" << em.cmds.str() << "    {}};\n\n"

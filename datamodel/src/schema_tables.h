@@ -1,6 +1,10 @@
 #pragma once
 // Compact schema tables written by the build-time generator (datamodel/gen/schema_gen.cpp)
-// from datamodel/schema/*.json. Plain constant data: no constructors run at start-up.
+// from datamodel/schema/*.json. Plain constant data without pointers: every string is an
+// offset into one pool of '\0'-terminated strings (each distinct string stored once), so
+// the tables need no relocations, stay in read-only pages shared with the file, and no
+// constructors run at start-up. The generator refuses data that does not fit the field
+// widths below.
 
 #include <cstddef>
 #include <cstdint>
@@ -25,42 +29,46 @@ enum TableObjectFlags : std::uint8_t {
     kToWritable = 1 << 2,  // table rows may be added/deleted by a Controller
 };
 
+// Offset of a string in kTableStrings; offset 0 is the empty string.
+using TableStr = std::uint16_t;
+
 struct TableParam {
-    const char* name;
-    std::uint8_t type;    // ValueType
-    std::uint8_t access;  // ParamAccess
-    std::uint16_t flags;  // TableParamFlags
-    const char* ranges;   // "min:max;min:max" or ""; empty bound = open
-    std::uint32_t minLen;
-    std::uint32_t maxLen;      // 0 = unbounded (string length or list item length)
-    std::uint32_t listMaxLen;  // 0 = unbounded (whole list string)
-    const char* defaultValue;  // valid when kTpHasDefault
-    const char* enums;         // '\n'-separated or ""
-    const char* pathRef;       // target as written in TR-181 or ""
+    TableStr name;
+    TableStr ranges;        // "min:max;min:max" or ""; empty bound = open
+    TableStr defaultValue;  // valid when kTpHasDefault
+    TableStr enums;         // '\n'-separated or ""
+    TableStr pathRef;       // target as written in TR-181 or ""
+    std::uint16_t flags;    // TableParamFlags
+    std::uint16_t minLen;
+    std::uint16_t maxLen;      // 0 = unbounded (string length or list item length)
+    std::uint16_t listMaxLen;  // 0 = unbounded (whole list string)
+    std::uint8_t type;         // ValueType
+    std::uint8_t access;       // ParamAccess
 };
 
 struct TableCommand {
-    const char* name;  // "Reboot()"
-    bool async;
+    TableStr name;                                   // "Reboot()"
     std::uint16_t inBegin, inEnd, outBegin, outEnd;  // ranges in kTableArgs
+    bool async;
 };
 
 struct TableEvent {
-    const char* name;  // "Boot!"
+    TableStr name;                   // "Boot!"
     std::uint16_t argBegin, argEnd;  // range in kTableArgs
 };
 
 struct TableObject {
-    const char* path;  // supported path, "Device.LocalAgent.MTP.{i}."
-    std::uint8_t flags;
+    TableStr path;         // supported path, "Device.LocalAgent.MTP.{i}."
+    TableStr uniqueKeys;   // "F:Vendor,Name,Version;N:Alias" (F functional, N non-functional)
+    TableStr numEntries;   // name of the counter parameter in the parent, or ""
+    TableStr enableParam;  // or ""
     std::uint16_t paramBegin, paramEnd;
     std::uint16_t cmdBegin, cmdEnd;
     std::uint16_t eventBegin, eventEnd;
-    const char* uniqueKeys;  // "F:Vendor,Name,Version;N:Alias" (F functional, N non-functional)
-    const char* numEntries;  // name of the counter parameter in the parent, or ""
-    const char* enableParam; // or ""
+    std::uint8_t flags;
 };
 
+extern const char kTableStrings[];
 extern const TableParam kTableParams[];
 extern const TableParam kTableArgs[];
 extern const TableCommand kTableCommands[];
@@ -68,5 +76,9 @@ extern const TableEvent kTableEvents[];
 extern const TableObject kTableObjects[];
 extern const std::size_t kTableObjectCount;
 extern const char kTableSpecUri[];
+
+inline const char* tableStr(TableStr offset) {
+    return kTableStrings + offset;
+}
 
 }  // namespace berth::dm::detail

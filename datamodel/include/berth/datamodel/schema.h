@@ -18,6 +18,10 @@
 
 namespace berth::dm {
 
+namespace detail {
+struct TableObject;
+}
+
 // Numeric values are the GetSupportedDM ParamValueType values of the USP protobuf.
 enum class ValueType : std::uint8_t {
     kUnknown = 0,
@@ -157,6 +161,14 @@ public:
 
 private:
     Schema() = default;
+    // Steps of builtin(), each on the generated tables (datamodel/src/schema_tables.h).
+    static std::unique_ptr<ObjectSchema> objectFromTable(const detail::TableObject& t, std::uint32_t id);
+    static void addUniqueKeys(ObjectSchema& obj, std::string_view keys);
+    static void indexMembers(ObjectSchema& obj);
+    void attach(std::unique_ptr<ObjectSchema> obj, const detail::TableObject& t,
+                std::unordered_map<std::string, ObjectSchema*>& byPath);
+    void resolvePathRefs();
+
     std::unique_ptr<ObjectSchema> root_;
     std::string specUri_;
     std::size_t count_ = 0;
