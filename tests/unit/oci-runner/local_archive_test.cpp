@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "berth/oci/image_store.h"
+#include "berth/testing/platform_limits.h"
 #include "berth/testing/support.h"
 #include "oci_test_util.h"
 
@@ -68,6 +69,7 @@ TEST_CASE("A local archive must be a regular file: a FIFO is refused at once ins
 
 TEST_CASE("With file directories set, only regular files beneath them are read, with one error for everything else",
           "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     Local f;
     std::vector<std::string> dirs{f.allowed.string()};
     fs::create_symlink(f.archive, f.allowed / "link.tar");
@@ -92,6 +94,7 @@ TEST_CASE("With file directories set, only regular files beneath them are read, 
 }
 
 TEST_CASE("An image the admit hook refuses is not committed and nothing of it stays in the store", "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     Local f;
     PullRequest req;
     req.fetch.url = "file://" + f.archive;
