@@ -2,16 +2,11 @@
 #include "berth/core/beneath.h"
 
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
-#include <cstddef>
 #include <filesystem>
 #include <fstream>
 
@@ -78,24 +73,6 @@ TEST_CASE("openBeneath opens what lies below the directory and refuses links, es
     }
 }
 
-namespace {
-
-// Makes openat2 fail with ENOSYS in this process from now on, as on a kernel older than
-// 5.6 (a seccomp filter; no root needed with no_new_privs). For a forked child only.
-bool hideOpenat2() {
-    sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-    return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-           ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
-}
-
-}  // namespace
-
 TEST_CASE("openBeneath on a kernel without openat2 opens nothing and says Linux 5.6 is needed", "[core][beneath]") {
     berth::testing::TempDir tmp("beneath-nosys");
     fs::create_directories(tmp / "root" / "a");
@@ -113,7 +90,7 @@ TEST_CASE("openBeneath on a kernel without openat2 opens nothing and says Linux 
         pid_t pid = ::fork();
         REQUIRE(pid >= 0);
         if (pid == 0) {
-            std::string out = hideOpenat2() ? attempt() : "seccomp filter refused";
+            std::string out = berth::testing::hideOpenat2() ? attempt() : "seccomp filter refused";
             (void)!::write(pipe->writeEnd.get(), out.data(), out.size());
             ::_exit(0);
         }

@@ -1,10 +1,13 @@
 // ImageStore::pull of local archives (file: URLs and plain paths) and the admit hook.
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 
+#include "berth/core/fd.h"
 #include "berth/oci/image_store.h"
 #include "berth/testing/platform_limits.h"
 #include "berth/testing/support.h"
@@ -110,4 +113,40 @@ TEST_CASE("An image the admit hook refuses is not committed and nothing of it st
     CHECK(countEntries(f.store / "images") == 0);
     CHECK(countEntries(f.store / "layers") == 0);
     CHECK(countEntries(f.store / "tmp") == 0);
+}
+
+TEST_CASE("A pull on a kernel without openat2 fails with a message naming Linux 5.6 and stores nothing", "[oci]") {
+    Local f;
+    auto attempt = [&] {
+        auto r = f.pull(f.archive, std::nullopt);
+        if (r) return std::string("pulled");
+        return r.error().message + "|" + std::to_string(countEntries(f.store / "tmp"));
+    };
+    std::string seen;
+    if (!berth::testing::openat2Missing().empty()) {
+        seen = attempt();  // already so here (qemu-user)
+    } else {
+        auto pipe = berth::makePipe();
+        REQUIRE(pipe);
+        pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            std::string out = berth::testing::hideOpenat2() ? attempt() : "seccomp filter refused";
+            (void)!::write(pipe->writeEnd.get(), out.data(), out.size());
+            ::_exit(0);
+        }
+        pipe->writeEnd.reset();
+        char buf[512];
+        ssize_t n;
+        while ((n = ::read(pipe->readEnd.get(), buf, sizeof buf)) > 0) seen.append(buf, static_cast<std::size_t>(n));
+        int st = 0;
+        REQUIRE(::waitpid(pid, &st, 0) == pid);
+    }
+    INFO(seen);
+    CHECK(seen.find("Linux 5.6 or later is needed") != std::string::npos);
+    CHECK(seen.find("Function not implemented") == std::string::npos);
+    CHECK(seen.substr(seen.rfind('|') + 1) == "0");
+    auto stored = f.images->list();
+    REQUIRE(stored);
+    CHECK(stored->empty());
 }

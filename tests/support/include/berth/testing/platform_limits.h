@@ -26,6 +26,11 @@ const std::string& subreaperMissing();
 // does): spawning a program that does not exist returned success.
 const std::string& spawnExecErrorsMissing();
 
+// Makes openat2 fail with ENOSYS in the calling process from now on, as on a kernel
+// older than 5.6 (a seccomp filter; no root needed, it sets no_new_privs). For a forked
+// child only: it cannot be undone. False when the filter cannot be installed.
+bool hideOpenat2();
+
 }  // namespace berth::testing
 
 // Skips the rest of the current TEST_CASE when `reason` (one of the probes above) is not
