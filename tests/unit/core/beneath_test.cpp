@@ -97,7 +97,8 @@ TEST_CASE("openBeneath on a kernel without openat2 opens nothing and says Linux 
         pipe->writeEnd.reset();
         char buf[512];
         ssize_t n;
-        while ((n = ::read(pipe->readEnd.get(), buf, sizeof buf)) > 0) seen.append(buf, static_cast<std::size_t>(n));
+        while ((n = ::read(pipe->readEnd.get(), buf, sizeof buf)) > 0)
+            seen.append(buf, static_cast<std::size_t>(n));
         int st = 0;
         REQUIRE(::waitpid(pid, &st, 0) == pid);
     }

@@ -35,11 +35,11 @@ bool hideOpenat2();
 
 // Skips the rest of the current TEST_CASE when `reason` (one of the probes above) is not
 // empty. Use at the top of a TEST_CASE, before any SECTION.
-#define BERTH_SKIP_IF_MISSING(reason)                                        \
-    do {                                                                     \
-        const std::string& berthSkipReason_ = (reason);                      \
-        if (!berthSkipReason_.empty()) {                                     \
-            std::cout << "SKIPPED: " << berthSkipReason_ << std::endl;       \
-            return;                                                          \
-        }                                                                    \
+#define BERTH_SKIP_IF_MISSING(reason)                                  \
+    do {                                                               \
+        const std::string& berthSkipReason_ = (reason);                \
+        if (!berthSkipReason_.empty()) {                               \
+            std::cout << "SKIPPED: " << berthSkipReason_ << std::endl; \
+            return;                                                    \
+        }                                                              \
     } while (0)
