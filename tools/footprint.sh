@@ -9,6 +9,7 @@
 #   NO_BUILD=1 tools/footprint.sh             # measure what is built, build nothing
 #   MAPS=1 tools/footprint.sh gateway        # also where the resident memory is: Rss and
 #                                             # Anonymous per mapped file, heap, stacks
+#   tools/footprint.sh --arm64               # stripped sizes of gateway, gateway-mqtt for arm64
 #   BERTHD_ENV="LD_PRELOAD=libcurl.so.4:libarchive.so.13" tools/footprint.sh gateway
 #                                             # extra environment for berthd (here: what
 #                                             # it maps without BERTH_LAZY_LIBS)
@@ -25,6 +26,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# --arm64: the gateway presets cross-built for arm64, stripped sizes only (memory of an
+# arm64 berthd under qemu-user would be the emulator's); tools/cross-build.sh does it.
+if [[ ${1:-} == --arm64 ]]; then exec "$here/tools/cross-build.sh" arm64 --footprint "${@:2}"; fi
 idle=${IDLE_SECONDS:-10}
 profiles=("$@")
 ((${#profiles[@]})) || profiles=(gateway gateway-mqtt relwithdebinfo)

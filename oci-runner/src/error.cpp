@@ -44,6 +44,12 @@ RunnerError errnoError(std::string_view what, int err, std::string path) {
     ErrorKind kind = ErrorKind::kIoError;
     if (err == ENOENT) kind = ErrorKind::kNotFound;
     if (err == ENOSPC || err == EDQUOT) kind = ErrorKind::kNoSpace;
+    // openat2 (Linux 5.6) is the newest call the runner needs; an older kernel, or an
+    // emulator, answers ENOSYS, whose strerror ("Function not implemented") names nothing.
+    if (err == ENOSYS)
+        return RunnerError(
+            kind, std::string(what) + ": the kernel lacks a system call berth needs (Linux 5.6 or later is needed)",
+            std::move(path));
     return RunnerError(kind, std::string(what) + ": " + std::strerror(err), std::move(path));
 }
 

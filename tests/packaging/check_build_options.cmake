@@ -1,7 +1,9 @@
 # Keeps the Yocto recipe true to the build: the set of BERTH_WITH_* options declared in
 # CMakeLists.txt, the set the "gateway" preset in CMakePresets.json sets, and the set the
 # recipe's PACKAGECONFIG flags switch (meta-berth/recipes-connectivity/berth/berth_git.bb)
-# must be the same, and each flag must switch its option ON when set and OFF when not.
+# must be the same, and each flag must switch its option ON when set and OFF when not;
+# the preset's other settings (build type, LTO, BERTH_SMALL, no tests) must be in the
+# recipe's EXTRA_OECMAKE.
 #
 #   cmake -DSOURCE_DIR=<tree> -P tests/packaging/check_build_options.cmake
 if(NOT SOURCE_DIR)
@@ -21,6 +23,7 @@ file(READ "${SOURCE_DIR}/CMakePresets.json" presets)
 string(JSON n LENGTH "${presets}" configurePresets)
 math(EXPR last "${n} - 1")
 set(preset_opts)
+set(preset_settings)
 foreach(i RANGE ${last})
   string(JSON name GET "${presets}" configurePresets ${i} name)
   if(name STREQUAL "gateway")
@@ -31,6 +34,10 @@ foreach(i RANGE ${last})
       string(JSON key MEMBER "${vars}" ${j})
       if(key MATCHES "^BERTH_WITH_")
         list(APPEND preset_opts ${key})
+      else()
+        # The build settings (type, LTO, BERTH_SMALL, no tests) the recipe passes itself.
+        string(JSON value GET "${vars}" ${key})
+        list(APPEND preset_settings "-D${key}=${value}")
       endif()
     endforeach()
   endif()
@@ -70,6 +77,18 @@ list(LENGTH recipe_opts nrecipe)
 if(NOT ndefaults EQUAL nrecipe)
   list(APPEND errors "default PACKAGECONFIG '${CMAKE_MATCH_1}' is not every flag (the gateway preset builds everything)")
 endif()
+
+# Every other setting of the gateway preset is in the recipe's EXTRA_OECMAKE, as given.
+string(REGEX MATCH "EXTRA_OECMAKE \\+= \"[^\"]*\"" oecmake "${recipe}")
+if(NOT oecmake)
+  list(APPEND errors "the recipe has no EXTRA_OECMAKE += \"...\" with the gateway preset's settings")
+endif()
+foreach(setting ${preset_settings})
+  string(FIND "${oecmake}" "${setting} " at)
+  if(at EQUAL -1)
+    list(APPEND errors "the gateway preset sets ${setting} but the recipe's EXTRA_OECMAKE does not")
+  endif()
+endforeach()
 
 list(JOIN cmake_opts " " cmake_text)
 list(JOIN preset_opts " " preset_text)

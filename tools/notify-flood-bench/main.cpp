@@ -6,7 +6,8 @@
 //      (the bookkeeping counter no longer fans out to them);
 //   3. berthd's time to stop on SIGTERM in the middle of a flood of Adds over MQTT
 //      (a loopback mosquitto and berthd as a process, started here and stopped by PID).
-// Usage: berth-notify-flood-bench [--quick]
+// Usage: berth-notify-flood-bench [--quick] [--in-process]
+//   --in-process: parts 1 and 2 only (no broker, no berthd; what runs under qemu-user)
 
 #include <fcntl.h>
 #include <mqtt/async_client.h>
@@ -300,7 +301,17 @@ double stopDuringFlood(std::size_t adds, std::size_t signalAfter, bool& exitedCl
 
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    bool quick = false, inProcessOnly = false;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--quick") == 0) {
+            quick = true;
+        } else if (std::strcmp(argv[i], "--in-process") == 0) {
+            inProcessOnly = true;
+        } else {
+            std::fprintf(stderr, "usage: berth-notify-flood-bench [--quick] [--in-process]\n");
+            return 2;
+        }
+    }
     log::Config lc;
     lc.level = log::Level::kError;
     log::configure(lc);
@@ -308,6 +319,7 @@ int main(int argc, char** argv) {
     std::printf("berth-notify-flood-bench: in process (engine in memory, subscription caps off)\n");
     inProcess(quick ? std::vector<std::size_t>{10, 100} : std::vector<std::size_t>{10, 100, 1000, 3000},
               quick ? 200 : 1000);
+    if (inProcessOnly) return 0;
 
     std::printf("\nberthd over MQTT (mosquitto on loopback), SIGTERM during a flood of Adds on Device.:\n");
     for (std::size_t n : quick ? std::vector<std::size_t>{1000} : std::vector<std::size_t>{1000, 3000}) {

@@ -2,12 +2,15 @@
 #include "berth/core/beneath.h"
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 
+#include "berth/testing/platform_limits.h"
 #include "berth/testing/support.h"
 
 namespace fs = std::filesystem;
@@ -27,6 +30,7 @@ TEST_CASE("pathIsBelow compares whole path components", "[core][beneath]") {
 
 TEST_CASE("openBeneath opens what lies below the directory and refuses links, escapes and missing paths",
           "[core][beneath]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     berth::testing::TempDir tmp("beneath");
     fs::path root = tmp / "root";
     fs::create_directories(root / "a" / "b");
@@ -67,4 +71,36 @@ TEST_CASE("openBeneath opens what lies below the directory and refuses links, es
         CHECK_FALSE(r);
         CHECK(r.error.kind == BeneathFailure::kMissing);
     }
+}
+
+TEST_CASE("openBeneath on a kernel without openat2 opens nothing and says Linux 5.6 is needed", "[core][beneath]") {
+    berth::testing::TempDir tmp("beneath-nosys");
+    fs::create_directories(tmp / "root" / "a");
+    std::string root = (tmp / "root").string();
+    auto attempt = [&] {
+        auto r = openBeneath(root, root + "/a", O_PATH);
+        return std::to_string(r.fd.valid()) + "|" + std::to_string(r.error.err) + "|" + r.error.message;
+    };
+    std::string seen;
+    if (!berth::testing::openat2Missing().empty()) {
+        seen = attempt();  // already so here (qemu-user)
+    } else {
+        auto pipe = berth::makePipe();
+        REQUIRE(pipe);
+        pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            std::string out = berth::testing::hideOpenat2() ? attempt() : "seccomp filter refused";
+            (void)!::write(pipe->writeEnd.get(), out.data(), out.size());
+            ::_exit(0);
+        }
+        pipe->writeEnd.reset();
+        char buf[512];
+        ssize_t n;
+        while ((n = ::read(pipe->readEnd.get(), buf, sizeof buf)) > 0)
+            seen.append(buf, static_cast<std::size_t>(n));
+        int st = 0;
+        REQUIRE(::waitpid(pid, &st, 0) == pid);
+    }
+    CHECK(seen == "0|" + std::to_string(ENOSYS) + "|the kernel has no openat2 (Linux 5.6 or later is needed)");
 }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "berth/core/process.h"
+#include "berth/testing/platform_limits.h"
 #include "berth/testing/support.h"
 
 using namespace std::chrono_literals;
@@ -48,6 +49,7 @@ TEST_CASE("runCommand returns when the child exits even if a grandchild keeps th
 }
 
 TEST_CASE("Spawning a missing program is a clear error", "[core][process]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::spawnExecErrorsMissing());
     SpawnOptions o;
     o.argv = {"/nonexistent/program"};
     auto r = ChildProcess::spawn(o);
@@ -86,6 +88,7 @@ TEST_CASE("Destroying a ChildProcess kills and reaps a running child", "[core][p
 }
 
 TEST_CASE("The subreaper reaps orphans reparented to it but never a ChildProcess it does not own", "[core][process]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::subreaperMissing());
     berth::SystemClock clock;
     berth::EventLoop loop(clock);
     std::vector<pid_t> orphans;
@@ -117,6 +120,7 @@ TEST_CASE("The subreaper reaps orphans reparented to it but never a ChildProcess
 }
 
 TEST_CASE("A claimed pid is left alone by the subreaper sweep until released", "[core][process]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::subreaperMissing());
     berth::SystemClock clock;
     berth::EventLoop loop(clock);
     std::vector<pid_t> orphans;

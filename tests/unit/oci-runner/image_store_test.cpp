@@ -10,6 +10,7 @@
 
 #include "berth/oci/digest.h"
 #include "berth/oci/image_store.h"
+#include "berth/testing/platform_limits.h"
 #include "berth/testing/support.h"
 #include "oci_test_util.h"
 
@@ -68,6 +69,7 @@ std::string blobPath(const BuiltImage& img, const std::string& digest) {
 }  // namespace
 
 TEST_CASE("A two-layer image is stored with whiteouts and opaque directories in overlay form", "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     Fixture f;
     {
         TarBuilder l1(f.tar("l1"));
@@ -111,6 +113,7 @@ TEST_CASE("A two-layer image is stored with whiteouts and opaque directories in 
 }
 
 TEST_CASE("Applying the same image flat removes whited-out files and opaque directory content", "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     berth::testing::TempDir tmp("oci-flat");
     {
         TarBuilder l1((tmp / "l1.tar").string());
@@ -130,6 +133,7 @@ TEST_CASE("Applying the same image flat removes whited-out files and opaque dire
 }
 
 TEST_CASE("Two images sharing a base layer store it once and keep it until the last one goes", "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     Fixture f;
     {
         TarBuilder b(f.tar("base"));
@@ -165,6 +169,7 @@ TEST_CASE("Two images sharing a base layer store it once and keep it until the l
 }
 
 TEST_CASE("Hostile archives are refused with a clear error and leave nothing behind", "[oci][security]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     Fixture f;
     auto refuse = [&](const std::string& name, const std::function<void(TarBuilder&)>& fill, ErrorKind kind,
                       const std::string& words) {
@@ -214,6 +219,7 @@ TEST_CASE("Hostile archives are refused with a clear error and leave nothing beh
 }
 
 TEST_CASE("A setuid file is kept when the store allows it", "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     UnpackLimits limits;
     limits.allowSetuid = true;
     Fixture f(limits);
@@ -230,6 +236,7 @@ TEST_CASE("A setuid file is kept when the store allows it", "[oci]") {
 }
 
 TEST_CASE("A decompression bomb past the byte cap is refused as QuotaExceeded", "[oci][security]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     UnpackLimits limits;
     limits.maxBytes = 8 << 20;
     Fixture f(limits);
@@ -246,6 +253,7 @@ TEST_CASE("A decompression bomb past the byte cap is refused as QuotaExceeded", 
 }
 
 TEST_CASE("More files than the cap is refused as QuotaExceeded", "[oci][security]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     UnpackLimits limits;
     limits.maxFiles = 50;
     Fixture f(limits);
@@ -261,6 +269,7 @@ TEST_CASE("More files than the cap is refused as QuotaExceeded", "[oci][security
 }
 
 TEST_CASE("Corrupted blobs and descriptors fail the whole pull", "[oci][security]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     Fixture f;
     {
         TarBuilder t(f.tar("ok"));
@@ -351,6 +360,7 @@ TEST_CASE("A truncated image archive is refused as CorruptData", "[oci]") {
 }
 
 TEST_CASE("A gzip-compressed image archive is accepted", "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     Fixture f;
     {
         TarBuilder t(f.tar("ok"));

@@ -5,6 +5,7 @@
 #include "berth/oci/bundle.h"
 #include "berth/oci/cgroup.h"
 #include "berth/oci/runtime.h"
+#include "berth/testing/platform_limits.h"
 #include "berth/testing/support.h"
 
 using namespace berth::oci;
@@ -88,6 +89,7 @@ TEST_CASE("Container IDs are limited to what runc accepts", "[oci]") {
 }
 
 TEST_CASE("config.json merges the image config with the caller's settings", "[oci]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     berth::testing::TempDir tmp("oci-bundle");
     fs::create_directories(tmp / "rootfs/etc");
     berth::testing::writeFile(tmp / "rootfs/etc/passwd", "root:x:0:0::/:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n");

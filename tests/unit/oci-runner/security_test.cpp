@@ -12,6 +12,7 @@
 #include "berth/oci/bundle.h"
 #include "berth/oci/image_store.h"
 #include "berth/oci/security.h"
+#include "berth/testing/platform_limits.h"
 #include "berth/testing/support.h"
 #include "oci_test_util.h"
 
@@ -212,6 +213,7 @@ TEST_CASE("A seccomp profile file that is not a linux.seccomp object is refused 
 
 TEST_CASE("A store opened with an id map keeps layer owners shifted by its base and refuses owners outside it",
           "[oci][security]") {
+    BERTH_SKIP_IF_MISSING(berth::testing::openat2Missing());
     berth::testing::TempDir tmp("oci-idmap");
     {
         TarBuilder l((tmp / "l.tar").string());

@@ -1,0 +1,68 @@
+# Shows check_build_options.cmake catching drift: copies of CMakeLists.txt,
+# CMakePresets.json and the recipe, each with one change, must each be refused with the
+# message naming that change.
+#
+#   cmake -DSOURCE_DIR=<tree> -DWORK_DIR=<scratch dir> -P check_build_options_drift.cmake
+cmake_minimum_required(VERSION 3.22)
+if(NOT SOURCE_DIR OR NOT WORK_DIR)
+  message(FATAL_ERROR "pass -DSOURCE_DIR=<source tree> -DWORK_DIR=<scratch directory>")
+endif()
+set(recipe_rel meta-berth/recipes-connectivity/berth/berth_git.bb)
+file(READ "${SOURCE_DIR}/CMakeLists.txt" cmakelists)
+file(READ "${SOURCE_DIR}/CMakePresets.json" presets)
+file(READ "${SOURCE_DIR}/${recipe_rel}" recipe)
+
+# drift(<name> <file: cmakelists|presets|recipe> <regex> <replacement> <expected message>)
+set(failures)
+function(drift name which regex replacement expected)
+  set(dir "${WORK_DIR}/${name}")
+  file(REMOVE_RECURSE "${dir}")
+  file(MAKE_DIRECTORY "${dir}/meta-berth/recipes-connectivity/berth")
+  set(c "${cmakelists}")
+  set(p "${presets}")
+  set(r "${recipe}")
+  if(which STREQUAL "cmakelists")
+    string(REGEX REPLACE "${regex}" "${replacement}" c "${c}")
+    set(changed "${c}")
+    set(orig "${cmakelists}")
+  elseif(which STREQUAL "presets")
+    string(REGEX REPLACE "${regex}" "${replacement}" p "${p}")
+    set(changed "${p}")
+    set(orig "${presets}")
+  else()
+    string(REGEX REPLACE "${regex}" "${replacement}" r "${r}")
+    set(changed "${r}")
+    set(orig "${recipe}")
+  endif()
+  if(changed STREQUAL orig)
+    set(failures "${failures}\n  ${name}: the change did not apply (regex ${regex})" PARENT_SCOPE)
+    return()
+  endif()
+  file(WRITE "${dir}/CMakeLists.txt" "${c}")
+  file(WRITE "${dir}/CMakePresets.json" "${p}")
+  file(WRITE "${dir}/${recipe_rel}" "${r}")
+  execute_process(COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${dir} -P ${CMAKE_CURRENT_LIST_DIR}/check_build_options.cmake
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(REPLACE "\n" " " err "${err}")
+  string(REGEX REPLACE " +" " " err "${err}")
+  if(rc EQUAL 0)
+    set(failures "${failures}\n  ${name}: accepted" PARENT_SCOPE)
+  elseif(NOT err MATCHES "${expected}")
+    set(failures "${failures}\n  ${name}: refused, but without '${expected}': ${err}" PARENT_SCOPE)
+  else()
+    message(STATUS "${name}: refused as expected")
+  endif()
+  file(REMOVE_RECURSE "${dir}")
+endfunction()
+
+drift(recipe-without-small recipe "-DBERTH_SMALL=ON" ""
+      "the gateway preset sets -DBERTH_SMALL=ON but the recipe's EXTRA_OECMAKE does not")
+drift(recipe-without-stomp-flag recipe "PACKAGECONFIG\\[stomp\\][^\n]*\n" ""
+      "differ from the recipe's PACKAGECONFIG")
+drift(new-cmake-option cmakelists "option\\(BERTH_WITH_MQTT" "option(BERTH_WITH_COAP \"CoAP\" ON)\noption(BERTH_WITH_MQTT"
+      "differ from the gateway preset's")
+drift(preset-build-type presets "\"MinSizeRel\"" "\"Release\""
+      "the gateway preset sets -DCMAKE_BUILD_TYPE=Release but the recipe's EXTRA_OECMAKE does not")
+if(failures)
+  message(FATAL_ERROR "check_build_options.cmake let drift through:${failures}")
+endif()
