@@ -147,8 +147,8 @@ std::string checkExistingPath(int id, const char* path) {
     return {};
 }
 
-// Applies one option's value; returns an error line or "".
-std::string apply(DaemonCommandLine& cl, int id, const char* value) {
+// The counting options (limits and queue sizes); any other option is left alone.
+std::string applyLimit(DaemonCommandLine& cl, int id, const char* value) {
     auto& o = cl.options;
     auto count = [&](std::size_t& field, bool positive) -> std::string {
         std::size_t v = 0;
@@ -157,6 +157,35 @@ std::string apply(DaemonCommandLine& cl, int id, const char* value) {
         field = v;
         return {};
     };
+    switch (id) {
+        case kMaxSubscriptionsPerController:
+            return count(o.maxSubscriptionsPerController, false);
+        case kMaxSubscriptions:
+            return count(o.maxSubscriptions, false);
+        case kNotifyQueueMessages:
+            return count(o.notifyQueueMessages, true);
+        case kNotifyQueueBytes:
+            return count(o.notifyQueueBytes, true);
+        case kMaxPathsPerMessage:
+            return count(o.bounds.maxPathsPerMessage, false);
+        case kMaxParamsPerMessage:
+            return count(o.bounds.maxParamsPerMessage, false);
+        case kMaxResponseBytes:
+            return count(o.bounds.maxResponseBytes, false);
+        case kInboundQueueRecords:
+            return count(o.bounds.inboundQueueRecords, false);
+        case kInboundQueueBytes:
+            return count(o.bounds.inboundQueueBytes, false);
+        case kMaxAsyncOperations:
+            return count(o.bounds.maxAsyncOperationsPerController, false);
+        default:
+            return {};
+    }
+}
+
+// Applies one option's value; returns an error line or "".
+std::string apply(DaemonCommandLine& cl, int id, const char* value) {
+    auto& o = cl.options;
     switch (id) {
         case kConfig:
         case kResetFile:
@@ -188,26 +217,6 @@ std::string apply(DaemonCommandLine& cl, int id, const char* value) {
                 return {};
             }
             return displayName(id) + ": Value " + value + " not in range 0 to 5";
-        case kMaxSubscriptionsPerController:
-            return count(o.maxSubscriptionsPerController, false);
-        case kMaxSubscriptions:
-            return count(o.maxSubscriptions, false);
-        case kNotifyQueueMessages:
-            return count(o.notifyQueueMessages, true);
-        case kNotifyQueueBytes:
-            return count(o.notifyQueueBytes, true);
-        case kMaxPathsPerMessage:
-            return count(o.bounds.maxPathsPerMessage, false);
-        case kMaxParamsPerMessage:
-            return count(o.bounds.maxParamsPerMessage, false);
-        case kMaxResponseBytes:
-            return count(o.bounds.maxResponseBytes, false);
-        case kInboundQueueRecords:
-            return count(o.bounds.inboundQueueRecords, false);
-        case kInboundQueueBytes:
-            return count(o.bounds.inboundQueueBytes, false);
-        case kMaxAsyncOperations:
-            return count(o.bounds.maxAsyncOperationsPerController, false);
         case kStopTimeout: {
             char* end = nullptr;
             errno = 0;
@@ -245,24 +254,14 @@ std::string apply(DaemonCommandLine& cl, int id, const char* value) {
             cl.plugins.emplace_back(value);
             return {};
         default:
-            return {};
+            return applyLimit(cl, id, value);
     }
 }
 
-}  // namespace
-
-DaemonCommandLine parseDaemonCommandLine(int argc, const char* const* argv) {
-    DaemonCommandLine cl;
-    cl.options.dbFile = "/var/lib/berth/berth.db";
-    auto fail = [&cl](std::string message) {
-        cl.action = DaemonCommandLine::Action::kError;
-        cl.error = std::move(message);
-        return cl;
-    };
-
-    // getopt_long permutes its argv: work on a copy. obuspa's long names written with one
-    // dash get a second; a long name must be complete (getopt_long would take "--conf").
-    std::vector<std::string> args;
+// getopt_long permutes its argv: work on a copy. obuspa's long names written with one
+// dash get a second; a long name must be complete (getopt_long would take "--conf").
+// Returns an error line or "".
+std::string copyArgs(int argc, const char* const* argv, std::vector<std::string>& args) {
     bool optionsEnded = false;
     for (int i = 0; i < argc; ++i) {
         std::string arg = argv[i];
@@ -278,11 +277,27 @@ DaemonCommandLine parseDaemonCommandLine(int argc, const char* const* argv) {
                         break;
                     }
             } else if (!isLongName(name)) {
-                return fail("The following argument was not expected: " + arg);
+                return "The following argument was not expected: " + arg;
             }
         }
         args.push_back(std::move(arg));
     }
+    return {};
+}
+
+}  // namespace
+
+DaemonCommandLine parseDaemonCommandLine(int argc, const char* const* argv) {
+    DaemonCommandLine cl;
+    cl.options.dbFile = "/var/lib/berth/berth.db";
+    auto fail = [&cl](std::string message) {
+        cl.action = DaemonCommandLine::Action::kError;
+        cl.error = std::move(message);
+        return cl;
+    };
+
+    std::vector<std::string> args;
+    if (auto err = copyArgs(argc, argv, args); !err.empty()) return fail(std::move(err));
     std::vector<char*> argvCopy;
     for (auto& a : args)
         argvCopy.push_back(a.data());
@@ -344,14 +359,18 @@ DaemonCommandLine parseDaemonCommandLine(int argc, const char* const* argv) {
     return cl;
 }
 
-std::string daemonHelp() {
+namespace {
+
+struct HelpLine {
+    std::string names;
+    std::string text;
+};
+
+// One line per option, in the order --help prints them.
+std::vector<HelpLine> helpLines() {
     const AgentOptions o;
     const auto n = [](std::size_t v) { return std::to_string(v); };
-    struct Line {
-        std::string names;
-        std::string text;
-    };
-    const Line lines[] = {
+    return {
         {"-h,--help", "Print this help message and exit"},
         {"--version", "Print the version and exit"},
         {"-c,--config FILE",
@@ -410,6 +429,12 @@ std::string daemonHelp() {
         {"-R,--register TEXT", "obuspa's USP Service mode: not supported (refused)"},
         {"-x,--plugin TEXT ...", "obuspa's vendor plug-ins: not supported (refused)"},
     };
+}
+
+}  // namespace
+
+std::string daemonHelp() {
+    const auto lines = helpLines();
     std::string out =
         "berthd - USP agent for home gateways with OCI software-module management\n"
         "Usage: berthd [OPTIONS]\n"

@@ -181,3 +181,21 @@ TEST_CASE("A berthd command line can be parsed again in the same process", "[age
     CHECK(cl.options.endpointId == "os::2");
     CHECK(cl.options.protocolTrace);
 }
+
+TEST_CASE("berthd's --mqtt-library takes paho or mosquitto, defaults to paho and refuses anything else",
+          "[agent][cmdline]") {
+    using berth::transports::MqttLibrary;
+    CHECK(parse({}).options.mqttLibrary == MqttLibrary::kPaho);
+    auto mosq = parse({"--mqtt-library", "mosquitto"});
+    REQUIRE(mosq.action == Action::kRun);
+    CHECK(mosq.options.mqttLibrary == MqttLibrary::kMosquitto);
+    auto paho = parse({"--mqtt-library=paho"});
+    REQUIRE(paho.action == Action::kRun);
+    CHECK(paho.options.mqttLibrary == MqttLibrary::kPaho);
+    auto bad = parse({"--mqtt-library", "hivemq"});
+    REQUIRE(bad.action == Action::kError);
+    CHECK(bad.error == "--mqtt-library: hivemq not in {paho,mosquitto}");
+    auto twice = parse({"--mqtt-library", "paho", "--mqtt-library", "mosquitto"});
+    CHECK(twice.action == Action::kError);
+    CHECK(berth::agent::daemonHelp().find("--mqtt-library") != std::string::npos);
+}
