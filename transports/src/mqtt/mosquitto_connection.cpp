@@ -223,7 +223,14 @@ public:
             afterCall();
         });
         connectTimer_->start(std::chrono::duration_cast<std::chrono::milliseconds>(config_.connectTimeout));
-        if (isNumericAddress(config_.brokerAddress)) return connectTo(config_.brokerAddress);
+        if (isNumericAddress(config_.brokerAddress)) {
+            auto st = connectTo(config_.brokerAddress);
+            // A TLS connect that fails at once (libmosquitto may already have tried the
+            // handshake on a loopback socket) is diagnosed like one that fails later.
+            if (st || !tls()) return st;
+            fail(st.error().message);
+            return {};
+        }
         // The connect below is non-blocking; getaddrinfo() is not, so it runs on the pool.
         resolveJob_ = pool_.submit<Result<std::string>>(
             [host = config_.brokerAddress](const CancelToken&) { return resolve(host); },
