@@ -118,9 +118,25 @@ Memory memoryOf(const std::vector<berth::ChildProcess*>& ps) {
 }
 
 // Runs `berthctl fleet get` on the targets until every agent answers.
-void waitAnswering(const std::string& broker, const fs::path& targets, std::chrono::seconds within) {
+// A berth-sim that could not start some of its agents says so on its last start-up line
+// ("berth-sim: N agents started (M failed) in S s"); waiting for them would be in vain.
+void refuseFailedStarts(const std::vector<fs::path>& simLogs) {
+    for (const auto& log : simLogs) {
+        std::istringstream in(berth::bench::readText(log));
+        std::string line;
+        while (std::getline(in, line)) {
+            auto at = line.find(" agents started (");
+            if (at == std::string::npos || line.find(" agents started (0 failed)") != std::string::npos) continue;
+            die(log.filename().string() + ": " + line + " (see that log for why)");
+        }
+    }
+}
+
+void waitAnswering(const std::string& broker, const fs::path& targets, std::chrono::seconds within,
+                   const std::vector<fs::path>& simLogs) {
     auto deadline = Clock::now() + within;
     while (true) {
+        refuseFailedStarts(simLogs);
         berth::SpawnOptions o;
         o.argv = {BERTHCTL_BIN, "fleet", "--mqtt", broker, "--timeout", "5", "--targets", targets.string(),
                   "get", "Device.SoftwareModules.ExecEnv.1.Status"};
@@ -212,7 +228,7 @@ int run(int argc, char** argv) {
         fs::path t1 = owned.dir / "one.targets";
         std::ofstream(t1) << "os::012345-" << std::to_string(9000000) << "\n";
         auto one = spawn(simArgv(1, 9000000, 10, (owned.dir / "state-one").string()), owned.dir / "one.log");
-        waitAnswering(broker, t1, 60s);
+        waitAnswering(broker, t1, 60s, {owned.dir / "one.log"});
         base = memoryOf({one.get()});
         (void)one->signal(SIGTERM);
         (void)one->waitFor(30s);
@@ -226,6 +242,7 @@ int run(int argc, char** argv) {
     }
     std::ofstream(owned.dir / "targets") << targets;
     std::vector<berth::ChildProcess*> sims;
+    std::vector<fs::path> simLogs;
     const auto t0 = Clock::now();
     for (unsigned k = 0; k < processes; ++k) {
         unsigned first = 1 + k * (agents / processes);
@@ -233,8 +250,9 @@ int run(int argc, char** argv) {
         owned.procs.push_back(spawn(simArgv(count, first, rate / processes, (owned.dir / ("state" + std::to_string(k))).string()),
                                     owned.dir / ("sim" + std::to_string(k) + ".log")));
         sims.push_back(owned.procs.back().get());
+        simLogs.push_back(owned.dir / ("sim" + std::to_string(k) + ".log"));
     }
-    waitAnswering(broker, owned.dir / "targets", std::chrono::seconds(120 + static_cast<long>(agents / 20)));
+    waitAnswering(broker, owned.dir / "targets", std::chrono::seconds(120 + static_cast<long>(agents / 20)), simLogs);
     const double readySecs = std::chrono::duration<double>(Clock::now() - t0).count();
     std::this_thread::sleep_for(2s);
     Memory before = memoryOf(sims);
