@@ -1,12 +1,14 @@
 #include "e2e_fixture.h"
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <fstream>
 #include <sstream>
 #include <tuple>
 
@@ -280,6 +282,22 @@ void Fixture::removeContainers() {
         for (const auto& d : dirs) ::rmdir(d.c_str());
         ::rmdir(base.c_str());
     }
+    unmountUnder(tmp.path());
+}
+
+// berthd mounts each container's rootfs (overlay) and leaves it to the container's life,
+// which outlives a berthd that is stopped or killed: the test takes them down, deepest
+// first, or its temporary directory could not be removed.
+void Fixture::unmountUnder(const fs::path& dir) {
+    std::ifstream mounts("/proc/self/mounts");
+    std::vector<std::string> points;
+    std::string device, point, rest;
+    const std::string prefix = dir.string() + "/";
+    while (mounts >> device >> point && std::getline(mounts, rest))
+        if (point.compare(0, prefix.size(), prefix) == 0) points.push_back(point);
+    std::sort(points.begin(), points.end(),
+              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    for (const auto& p : points) (void)::umount2(p.c_str(), MNT_DETACH);
 }
 
 CtlResult Fixture::ctl(std::vector<std::string> args, bool json) {

@@ -162,6 +162,7 @@ public:
 
 private:
     void removeContainers();
+    static void unmountUnder(const std::filesystem::path& dir);
 };
 
 class Watch {
