@@ -480,18 +480,37 @@ void SoftwareModulesImpl::onInstallPulled(DuOp* op, oci::RunnerResult<oci::Image
 
 // ---- Update() -----------------------------------------------------------------------------
 
+// What Update() and Uninstall() check first: the DU exists (its UUID and version go into
+// the op's journal entry), start-up is over, and the DU is Installed with no operation on
+// it. Otherwise the op fails on a later loop turn and the answer is null.
+const DeploymentUnit* SoftwareModulesImpl::installedDu(DuOp* op, const std::string& du, std::string_view command) {
+    auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
+    const DeploymentUnit* m = duAt(du);
+    if (!m) {
+        failLater(Error(ErrorCode::kObjectDoesNotExist, "no such deployment unit", du));
+        return nullptr;
+    }
+    op->entry.uuid = m->uuid;
+    op->entry.version = m->version;
+    if (!ready_) {
+        failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
+        return nullptr;
+    }
+    if (busyDus_.count(du) || m->status != DuStatus::kInstalled) {
+        failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " +
+                                                        std::string(duStatusName(m->status)) + "; " +
+                                                        std::string(command) + " needs it Installed"));
+        return nullptr;
+    }
+    return m;
+}
+
 void SoftwareModulesImpl::updateDu(const dm::CommandCall& call, dm::CommandDone done) {
     DuOp* op = newOp(call, std::move(done), OpKind::kUpdate);
     auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
     std::string du = call.objPath;
-    const DeploymentUnit* m = duAt(du);
-    if (!m) return failLater(Error(ErrorCode::kObjectDoesNotExist, "no such deployment unit", call.objPath));
-    op->entry.uuid = m->uuid;
-    op->entry.version = m->version;
-    if (!ready_) return failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
-    if (busyDus_.count(du) || m->status != DuStatus::kInstalled)
-        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " +
-                                                                std::string(duStatusName(m->status)) + "; Update() needs it Installed"));
+    const DeploymentUnit* m = installedDu(op, du, "Update()");
+    if (!m) return;
     Ee* ee = findEe(std::string(kEeTable) + std::to_string(m->execEnv));
     if (!ee) return failLater(Error(ErrorCode::kUnknownExecEnv, "the deployment unit's ExecEnv no longer exists"));
     op->ee = ee;
@@ -684,14 +703,8 @@ void SoftwareModulesImpl::uninstallDu(const dm::CommandCall& call, dm::CommandDo
     DuOp* op = newOp(call, std::move(done), OpKind::kUninstall);
     auto failLater = [this, op](Error e) { post([this, op, e = std::move(e)]() mutable { failOp(op, std::move(e)); }); };
     std::string du = call.objPath;
-    const DeploymentUnit* m = duAt(du);
-    if (!m) return failLater(Error(ErrorCode::kObjectDoesNotExist, "no such deployment unit", call.objPath));
-    op->entry.uuid = m->uuid;
-    op->entry.version = m->version;
-    if (!ready_) return failLater(Error(ErrorCode::kRequestDenied, "software module management is still starting; retry shortly"));
-    if (busyDus_.count(du) || m->status != DuStatus::kInstalled)
-        return failLater(Error(ErrorCode::kInvalidDuState, "deployment unit " + noDot(du) + " is " +
-                                                                std::string(duStatusName(m->status)) + "; Uninstall() needs it Installed"));
+    const DeploymentUnit* m = installedDu(op, du, "Uninstall()");
+    if (!m) return;
     Ee* ee = findEe(std::string(kEeTable) + std::to_string(m->execEnv));
     if (!ee || !ee->usable())
         return failLater(Error(ErrorCode::kInvalidValue, "the deployment unit's ExecEnv is not Up"));

@@ -224,6 +224,7 @@ private:
     Status cancelDuOp(const dm::CommandCall& call);
     void updateDu(const dm::CommandCall& call, dm::CommandDone done);
     void uninstallDu(const dm::CommandCall& call, dm::CommandDone done);
+    const DeploymentUnit* installedDu(DuOp* op, const std::string& du, std::string_view command);
     // InstallDU()/Update() arguments for the ExecEnv `ee` (may be null): binding/du_args.h.
     Result<DuArgs> parseDuArgs(const dm::ArgMap& in, bool install, Ee* ee);
     void pullFor(DuOp* op, std::function<void(DuOp*, oci::RunnerResult<oci::ImageRecord>)> then);
